@@ -1,0 +1,5 @@
+"""Allows `python -m collector`."""
+
+from collector.cli import main
+
+main()

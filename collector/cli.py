@@ -1,0 +1,286 @@
+"""Command line: run, check-config, migrate, demo, erase, purge, keygen.
+
+The only module that exits the process. Configuration problems are printed
+one per line as "FILE: KEY: REASON" and exit with status 1; a daemon that
+cannot start (port taken, spool directory unusable) exits with status 1 and
+one clear line; SIGTERM ends `run` with status 0 once in-flight records are
+durable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import faulthandler
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from collector.config import Config, ConfigError, load_config, resolve_config_path
+from collector.logs import configure_logging, get_logger
+
+log = get_logger("collector.cli")
+
+
+def _load(path: str | None) -> Config:
+    config_path = resolve_config_path(path)
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        print(
+            f"{config_path}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr
+        )
+        raise SystemExit(1) from None
+
+
+def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration and the files it names; no network, no database."""
+    config = _load(args.config)
+    parts = []
+    if config.radius:
+        parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
+    if config.sip:
+        parts.append(f"{len(config.sip.sources)} SIP source(s)")
+    if config.json:
+        parts.append("JSON ingest")
+    parts.append(f"{len(config.privacy.keys)} pseudonym key(s)")
+    print(f"{config.path}: OK ({', '.join(parts)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon in the foreground until SIGTERM or SIGINT."""
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+    faulthandler.enable()
+    return _event_loop_run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    from collector.service import Service
+
+    service = Service(config)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, service.stop_event.set)
+    loop.add_signal_handler(signal.SIGINT, service.stop_event.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload_event.set)
+    try:
+        await service.run()
+    except OSError as exc:
+        log.error("cannot start", error=f"{exc.strerror or exc}", error_class=type(exc).__name__)
+        print(f"cdr-collector: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the schema."""
+    config = _load(args.config)
+    if config.database is None:
+        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        return 1
+    database = config.database
+
+    async def main() -> int:
+        import asyncpg
+
+        from collector.sink.postgres import ensure_database, migrate, open_admin_connection
+
+        try:
+            if await ensure_database(database.dsn, database.connect_timeout_ms / 1000):
+                print("created the database")
+            conn = await open_admin_connection(database)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            print(
+                f"cdr-collector: cannot reach the database: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            applied = await migrate(conn)
+        finally:
+            await conn.close()
+        print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        return 0
+
+    return _event_loop_run(main())
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Apply retention now."""
+    config = _load(args.config)
+    if config.database is None:
+        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        return 1
+    database, days = config.database, config.privacy.retention_days
+
+    async def main() -> int:
+        from collector.retention import purge
+        from collector.sink.postgres import open_admin_connection
+
+        conn = await open_admin_connection(database)
+        try:
+            result = await purge(conn, days)
+        finally:
+            await conn.close()
+        print(
+            f"retention {days} days: dropped {result.partitions_dropped} partition(s), "
+            f"deleted {result.rows_deleted} row(s), expired {result.keys_expired} key(s) "
+            f"and {result.open_calls_expired} open call(s)"
+        )
+        return 0
+
+    return _event_loop_run(main())
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase every stored row carrying one phone number."""
+    config = _load(args.config)
+    if config.database is None:
+        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        return 1
+    from collector.pipeline.redact import Redactor
+
+    pseudonyms = Redactor(config.privacy).number_pseudonyms(args.number)
+    if not pseudonyms:
+        print("cdr-collector: that is not a phone number", file=sys.stderr)
+        return 1
+    database = config.database
+    spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
+
+    async def main() -> int:
+        from collector.retention import erase
+        from collector.sink.postgres import open_admin_connection
+
+        conn = await open_admin_connection(database)
+        try:
+            deleted = await erase(conn, pseudonyms)
+        finally:
+            await conn.close()
+        print(f"erased {deleted} row(s)")
+        if spool_waiting:
+            print(
+                "note: the spool holds records not yet in the database; "
+                "run erase again once it has drained",
+                file=sys.stderr,
+            )
+        return 0
+
+    return _event_loop_run(main())
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create the pseudonym key file and the record-key file, or rotate the pseudonym key."""
+    config_path = resolve_config_path(args.config)
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"{config_path}: -: cannot read: {exc}", file=sys.stderr)
+        return 1
+    privacy = data.get("privacy", {})
+    base = Path(config_path).resolve().parent
+    key_file = base / privacy.get("key_file", "/etc/cdr-collector/keys")
+    record_file = base / privacy.get("record_key_file", "/etc/cdr-collector/record-key")
+    changed = []
+    if not record_file.exists():
+        _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        changed.append(f"created {record_file}")
+    if not key_file.exists() or args.rotate:
+        old = key_file.read_text(encoding="utf-8") if key_file.exists() else ""
+        from datetime import UTC, datetime
+
+        key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+        _write_private(key_file, line + old)
+        changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")
+    print(
+        "\n".join(changed)
+        if changed
+        else "keys exist; nothing changed (use --rotate for a new pseudonym key)"
+    )
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start a daemon on free local ports, send a burst of calls, show what was stored."""
+    from collector.demo import run_demo
+
+    return _event_loop_run(run_demo(calls=args.calls, dsn=args.dsn))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="cdr-collector",
+        description="Collect VoIP call records into redacted, billable CDRs in PostgreSQL.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        if name != "demo":
+            command.add_argument(
+                "--config",
+                metavar="PATH",
+                help="configuration file (default: $CDR_COLLECTOR_CONFIG, then "
+                "/etc/cdr-collector/collector.toml)",
+            )
+        return command
+
+    add("run", cmd_run, "run the daemon in the foreground")
+    add(
+        "check-config", cmd_check_config, "validate the configuration; exit 1 listing every problem"
+    )
+    add("migrate", cmd_migrate, "create or upgrade the database schema")
+    add("purge", cmd_purge, "apply retention now")
+    erase = add("erase", cmd_erase, "erase every stored trace of one phone number")
+    erase.add_argument("--number", required=True, help="the phone number, in any usual format")
+    keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
+    keygen.add_argument("--rotate", action="store_true", help="add a new newest pseudonym key")
+    demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
+    demo.add_argument("--calls", type=int, default=200, help="calls to send (default 200)")
+    demo.add_argument("--dsn", help="PostgreSQL DSN (default: local server, database cdr_demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cdr-collector` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

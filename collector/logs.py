@@ -1,0 +1,186 @@
+"""Structured, privacy-safe logging for the daemon and every library it uses.
+
+structlog renders JSON (or console text) and the same redaction runs for
+stdlib loggers (asyncpg, asyncio, aiohttp) through `ProcessorFormatter`. Only
+an allow-list of fields survives; every string that does survive is scrubbed
+of digit runs (phone numbers), SIP/tel URIs and IP addresses, tracebacks
+included. This module must never let a raw packet, a number or a secret reach
+a handler: there is no switch to turn the scrubbing off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+#: fields a log line may carry; anything else is dropped before rendering
+ALLOWED_FIELDS = frozenset(
+    {
+        "event",
+        "level",
+        "logger",
+        "timestamp",
+        "exception",
+        "listener",
+        "source",
+        "outcome",
+        "reason",
+        "count",
+        "suppressed",
+        "records",
+        "segments",
+        "bytes",
+        "seconds",
+        "milliseconds",
+        "path",
+        "key",
+        "table",
+        "version",
+        "state",
+        "error",
+        "error_class",
+        "retryable",
+        "config",
+        "clients",
+        "sources",
+        "address",
+        "port",
+        "protocol",
+        "stage",
+        "rows",
+        "partitions",
+        "deleted",
+        "kept",
+        "status",
+        "key_id",
+        "keys",
+        "signal",
+        "pending",
+        "dialogs",
+    }
+)
+
+_URI = re.compile(r"\b(?:sips?|tel):[^\s>;,\"']*", re.IGNORECASE)
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", re.IGNORECASE)
+_DIGITS = re.compile(r"\+?\d(?:[\d\s\-().]{3,}\d)")
+
+
+def _digit_run(match: re.Match[str]) -> str:
+    text = match.group(0)
+    count = sum(ch.isdigit() for ch in text)
+    return "[digits]" if count >= 5 else text
+
+
+def scrub(text: str) -> str:
+    """Remove SIP/tel URIs, IP addresses and runs of five or more digits from free text."""
+    text = _URI.sub("[uri]", text)
+    text = _IPV4.sub("[ip]", text)
+    text = _IPV6.sub(
+        lambda m: "[ip]" if m.group(0).count(":") >= 2 and len(m.group(0)) > 2 else m.group(0), text
+    )
+    return _DIGITS.sub(_digit_run, text)
+
+
+def redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: keep allowed fields, scrub every string value."""
+    for key in list(event):
+        if key.startswith("_"):
+            continue  # structlog's own bookkeeping (ProcessorFormatter's _record, _from_structlog)
+        if key not in ALLOWED_FIELDS:
+            del event[key]
+            continue
+        value = event[key]
+        if isinstance(value, str):
+            if key != "timestamp":
+                event[key] = scrub(value)
+        elif isinstance(value, bool | int | float) or value is None:
+            continue
+        else:
+            event[key] = scrub(str(value))
+    return event
+
+
+def _drop_exc_locals(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Render exc_info as a plain traceback string (no locals), ready for scrubbing."""
+    return structlog.processors.format_exc_info(_logger, _method, event)
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
+    """Route structlog and stdlib logging through one redacting pipeline to `stream`."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        _drop_exc_locals,
+        redact_event,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    logging.captureWarnings(True)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to a module name."""
+    return structlog.stdlib.get_logger(name)
+
+
+class RateLimitedLog:
+    """Logs one line per key per interval and counts what it held back.
+
+    Bad input from the network arrives in floods; one line every few seconds
+    per reason tells the operator everything a line per packet would.
+    """
+
+    def __init__(self, logger: Any, interval_s: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, event: str, **fields: Any) -> None:
+        """Log `event` unless the same key was logged within the interval."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        self._logger.warning(event, key=key, suppressed=suppressed, **fields)

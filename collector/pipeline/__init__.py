@@ -1,0 +1,1 @@
+"""Processors: plain synchronous functions on records (normalization, redaction); no I/O."""

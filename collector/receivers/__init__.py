@@ -1,0 +1,1 @@
+"""Receivers: turn what arrives on the network into CallRecords."""

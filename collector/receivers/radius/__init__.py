@@ -1,0 +1,1 @@
+"""RADIUS accounting receiver: codec, attribute dictionary, vendor profiles, UDP listener."""

@@ -1,0 +1,408 @@
+"""The RADIUS accounting listener (UDP, RFC 2866 and RFC 5997 Status-Server).
+
+For every datagram: find the client by source address, drop and count what
+is unknown, malformed or badly authenticated, answer retransmissions from a
+duplicate cache, and hand each new record to the writer. The
+Accounting-Response is sent only when the writer reports the record durable
+(committed, or fsync'd to the spool): RFC 2866 forbids answering a request
+that could not be recorded. The datagram handler never raises and never
+awaits; every drop is a counter and at most a rate-limited log line without
+addresses or numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from collector.config import RadiusClient, RadiusConfig, parse_host_port
+from collector.logs import RateLimitedLog, get_logger
+from collector.model import RecordKind
+from collector.pipeline.redact import Redactor
+from collector.receivers.radius import codec
+from collector.receivers.radius.profiles import Context, NotACall, interpret
+from collector.sink.writer import Writer
+from collector.telemetry import Telemetry
+
+log = get_logger(__name__)
+
+_CIDR_CACHE_MAX = 10000
+
+
+class _Pending:
+    """A request being made durable (response None) or already answered."""
+
+    __slots__ = ("response",)
+
+    def __init__(self) -> None:
+        self.response: bytes | None = None
+
+
+class ClientTable:
+    """Client look-up by source address: a dict for exact addresses, then CIDRs (cached)."""
+
+    def __init__(self, clients: tuple[RadiusClient, ...]) -> None:
+        self.exact: dict[str, RadiusClient] = {}
+        self.networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RadiusClient]] = []
+        for client in clients:
+            network = ipaddress.ip_network(client.address, strict=False)
+            if network.num_addresses == 1:
+                self.exact[str(network.network_address)] = client
+            else:
+                self.networks.append((network, client))
+        # most specific network first
+        self.networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
+        self._cache: dict[str, RadiusClient | None] = {}
+
+    def find(self, address: str) -> RadiusClient | None:
+        """The client owning `address`, or None."""
+        client = self.exact.get(address)
+        if client is not None:
+            return client
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+            found = self.exact.get(str(ip))
+        else:
+            found = None
+        if found is None:
+            for network, candidate in self.networks:
+                if ip.version == network.version and ip in network:
+                    found = candidate
+                    break
+        if len(self._cache) >= _CIDR_CACHE_MAX:
+            self._cache.clear()
+        self._cache[address] = found
+        return found
+
+
+def make_udp_socket(listen: str, receive_buffer: int) -> socket.socket:
+    """A bound, non-blocking UDP socket with a large receive buffer."""
+    host, port = parse_host_port(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _grow_receive_buffer(sock, receive_buffer)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for `size` bytes of receive buffer; past net.core.rmem_max this needs CAP_NET_ADMIN."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, handler: Callable[[bytes, Any, asyncio.DatagramTransport], None]) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.transport is not None:
+            self.handler(data, addr, self.transport)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for responses to clients that went away: nothing to do
+        pass
+
+
+class RadiusReceiver:
+    """Listens for accounting requests and answers them once their record is durable."""
+
+    #: the configuration section this receiver reloads from
+    section = "radius"
+
+    def __init__(
+        self,
+        config: RadiusConfig,
+        redactor: Redactor,
+        writer: Writer,
+        telemetry: Telemetry,
+        listener: str = "radius",
+    ) -> None:
+        self.config = config
+        self.redactor = redactor
+        self.writer = writer
+        self.telemetry = telemetry
+        self.listener = listener
+        self.clients = ClientTable(config.clients)
+        self.window = float(config.duplicate_window_s)
+        self._transports: list[asyncio.DatagramTransport] = []
+        self._sockets: list[socket.socket] = []
+        self._dups: dict[tuple[Any, int, bytes], _Pending] = {}
+        self._expiry: deque[tuple[float, tuple[Any, int, bytes]]] = deque()
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._limited = RateLimitedLog(log)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._paused = False
+
+    # --- lifecycle ---------------------------------------------------------
+    def bind(self, inherited: list[socket.socket] | None = None) -> None:
+        """Create (or adopt from socket activation) one socket per listen address."""
+        from collector.systemd import find_activated
+
+        for listen in self.config.listen:
+            host, port = parse_host_port(listen)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = find_activated(inherited or [], family, socket.SOCK_DGRAM, (host, port))
+            if sock is None:
+                sock = make_udp_socket(listen, self.config.receive_buffer_bytes)
+            else:
+                # systemd may have forced a larger buffer than we may set: only grow it
+                current = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                if current < self.config.receive_buffer_bytes:
+                    _grow_receive_buffer(sock, self.config.receive_buffer_bytes)
+                sock.setblocking(False)
+            self._sockets.append(sock)
+            self.telemetry.udp_drops.watch(sock.fileno(), self.listener)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each socket (ports chosen by the kernel included)."""
+        return [s.getsockname()[:2] for s in self._sockets]
+
+    async def start(self) -> None:
+        """Start receiving on the bound sockets."""
+        loop = asyncio.get_running_loop()
+        if not self._sockets:
+            self.bind()
+        for sock in self._sockets:
+            transport, _protocol = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self._handle), sock=sock
+            )
+            self._transports.append(transport)
+        self._sweeper = asyncio.create_task(self._sweep(), name="radius-dup-sweeper")
+
+    def pause(self) -> None:
+        """Stop taking new requests; responses for records in flight still go out."""
+        self._paused = True
+
+    async def stop(self) -> None:
+        """Close the sockets. Idempotent; safe without start."""
+        self._paused = True
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+
+    def reload(self, config: RadiusConfig) -> None:
+        """Take new clients, secrets and profiles; listen addresses need a restart."""
+        if config.listen != self.config.listen:
+            log.warning("radius.listen changed: takes effect at the next restart")
+        self.clients = ClientTable(config.clients)
+        self.window = float(config.duplicate_window_s)
+        self.config = config
+        self._counters.clear()
+
+    # --- per packet --------------------------------------------------------
+    def _count(self, source: str, outcome: str) -> None:
+        child = self._counters.get((source, outcome))
+        if child is None:
+            child = self._counters[(source, outcome)] = self.telemetry.packets.labels(
+                self.listener, source, outcome
+            )
+        child.inc()
+
+    def _handle(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        try:
+            self._receive(data, addr, transport)
+        except Exception as exc:  # noqa: BLE001 - the handler must survive anything a packet causes
+            self._count("unknown", "malformed")
+            self._limited.warning(
+                "radius_internal", "packet handling failed", error_class=type(exc).__name__
+            )
+
+    def _receive(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+        if self._paused:
+            return
+        arrival = time.monotonic()
+        client = self.clients.find(addr[0])
+        if client is None:
+            self._count("unknown", "unknown_client")
+            self._limited.warning(
+                "unknown_client", "packet from an unknown address dropped", listener=self.listener
+            )
+            return
+        source = client.name
+        if len(data) < codec.HEADER_LENGTH:
+            self._count(source, "malformed")
+            self._limited.warning(
+                "malformed", "malformed packet dropped", source=source, reason="truncated"
+            )
+            return
+        code = data[0]
+        if code != codec.ACCOUNTING_REQUEST and code != codec.STATUS_SERVER:
+            self._count(source, "unsupported")
+            self._limited.warning(
+                "unsupported", "packet code not served on this port", source=source
+            )
+            return
+        key = (addr, data[1], data[4:20])
+        pending = self._dups.get(key)
+        if pending is not None:
+            self._count(source, "duplicate")
+            if pending.response is not None:
+                transport.sendto(pending.response, addr)
+            return
+        try:
+            packet = codec.decode(data)
+        except codec.MalformedPacket as exc:
+            self._count(source, "malformed")
+            self._limited.warning(
+                "malformed", "malformed packet dropped", source=source, reason=exc.reason
+            )
+            return
+        secret = client.secret
+        if code == codec.STATUS_SERVER:
+            if not codec.message_authenticator_ok(packet, secret):
+                self._count(source, "bad_authenticator")
+                self._limited.warning(
+                    "bad_auth", "bad Message-Authenticator: check the shared secret", source=source
+                )
+                return
+            response = codec.encode_response(
+                codec.ACCOUNTING_RESPONSE,
+                packet.identifier,
+                packet.authenticator,
+                secret,
+                with_message_authenticator=True,
+            )
+            self._answer(key, response, addr, transport)
+            self._count(source, "accepted")
+            return
+        if not codec.accounting_request_ok(packet, secret):
+            self._count(source, "bad_authenticator")
+            self._limited.warning(
+                "bad_auth", "bad Request Authenticator: check the shared secret", source=source
+            )
+            return
+        now = datetime.now(UTC)
+        try:
+            record = interpret(packet, client.profile, Context(source, now))
+        except NotACall as exc:
+            if exc.reason == "unsupported_status_type":
+                # valid accounting we do not keep: answer so the switch stops resending
+                self._count(source, "unsupported")
+                self._answer(key, self._response(packet, secret), addr, transport)
+            else:
+                self._count(source, "malformed")
+                self._limited.warning(
+                    "not_a_call",
+                    "accounting request without a call",
+                    source=source,
+                    reason=exc.reason,
+                )
+            return
+        row = self.redactor.redact(record, now)
+        entry = _Pending()
+        self._dups[key] = entry
+        ack = self._acknowledger(key, entry, packet, secret, addr, transport, source, arrival)
+        if not self.writer.submit(row, ack):
+            del self._dups[key]
+            self._count(source, "overloaded")
+            self._limited.warning(
+                "overloaded", "writer queue full: request left unanswered", source=source
+            )
+            return
+        if record.kind is RecordKind.START:
+            self.telemetry.active_calls.labels(source)  # make the series exist
+
+    @staticmethod
+    def _response(packet: codec.Packet, secret: bytes) -> bytes:
+        return codec.encode_response(
+            codec.ACCOUNTING_RESPONSE, packet.identifier, packet.authenticator, secret
+        )
+
+    def _answer(
+        self,
+        key: tuple[Any, int, bytes],
+        response: bytes,
+        addr: Any,
+        transport: asyncio.DatagramTransport,
+    ) -> None:
+        entry = _Pending()
+        entry.response = response
+        self._dups[key] = entry
+        self._expiry.append((time.monotonic() + self.window, key))
+        if not transport.is_closing():
+            transport.sendto(response, addr)
+
+    def _acknowledger(
+        self,
+        key: tuple[Any, int, bytes],
+        entry: _Pending,
+        packet: codec.Packet,
+        secret: bytes,
+        addr: Any,
+        transport: asyncio.DatagramTransport,
+        source: str,
+        arrival: float,
+    ) -> Callable[[bool], None]:
+        identifier, authenticator = packet.identifier, packet.authenticator
+
+        def ack(durable: bool) -> None:
+            if not durable:
+                self._dups.pop(key, None)
+                self._count(source, "not_durable")
+                return
+            response = codec.encode_response(
+                codec.ACCOUNTING_RESPONSE, identifier, authenticator, secret
+            )
+            entry.response = response
+            now = time.monotonic()
+            self._expiry.append((now + self.window, key))
+            if not transport.is_closing():
+                transport.sendto(response, addr)
+            self.telemetry.ack_latency.observe(now - arrival)
+            self._count(source, "accepted")
+
+        return ack
+
+    async def _sweep(self) -> None:
+        """Forget answered requests once the duplicate window has passed."""
+        expiry, dups = self._expiry, self._dups
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            while expiry and expiry[0][0] <= now:
+                _deadline, key = expiry.popleft()
+                entry = dups.get(key)
+                if entry is not None and entry.response is not None:
+                    del dups[key]

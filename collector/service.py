@@ -1,0 +1,273 @@
+"""Builds the daemon from a Config and runs it: sink, then pipeline, then receivers.
+
+Start order is downstream first (the writer can take records before any
+listener is open); stop order is the reverse: listeners stop taking packets,
+the writer drains what is in flight to PostgreSQL or the spool and fires its
+acknowledgements (responses still go out on the open sockets), then the
+sockets close. Signals only set events; `run()` reacts to them. Start-up
+fails fast with a clear error; after start-up nothing a packet does can stop
+the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiohttp import web
+
+from collector.config import Config, ConfigError, load_config, parse_host_port
+from collector.logs import get_logger
+from collector.pipeline.redact import Redactor
+from collector.receivers.radius.receiver import RadiusReceiver
+from collector.retention import purge
+from collector.sink.postgres import PostgresSink, open_admin_connection
+from collector.sink.spool import Spool
+from collector.sink.writer import Writer
+from collector.systemd import Notifier, listen_fds, run_watchdog
+from collector.telemetry import Health, Telemetry, metrics_app
+
+log = get_logger(__name__)
+
+ACTIVE_CALLS_INTERVAL_S = 15.0
+
+
+class Service:
+    """One running collector: its components and their lifecycle."""
+
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier.from_environ()
+        self.telemetry = Telemetry()
+        self.health = Health(
+            database_configured=config.database is not None,
+            spool_configured=config.spool is not None,
+        )
+        self.redactor = Redactor(config.privacy)
+        self.sink = (
+            PostgresSink(config.database, config.privacy.retention_days)
+            if config.database
+            else None
+        )
+        self.spool = (
+            Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_max_bytes)
+            if config.spool
+            else None
+        )
+        self.writer = Writer(
+            config.service, config.database, self.sink, self.spool, self.telemetry, self.health
+        )
+        self.radius: RadiusReceiver | None = None
+        self.receivers: list[Any] = []
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics_address: tuple[str, int] | None = None
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self._started = False
+        self._stopped = False
+
+    # --- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Start everything; raise on any start-up failure (bad port, unusable spool)."""
+        await self.writer.start()
+        inherited = listen_fds()
+        cfg = self.config
+        if cfg.radius is not None:
+            self.radius = RadiusReceiver(cfg.radius, self.redactor, self.writer, self.telemetry)
+            self.radius.bind(inherited)
+            self.receivers.append(self.radius)
+        for extra in self._other_receivers(inherited):
+            self.receivers.append(extra)
+        for receiver in self.receivers:
+            await receiver.start()
+        if cfg.metrics is not None:
+            await self._start_metrics(cfg.metrics.listen)
+        self.health.listeners_bound = True
+        if self.sink is not None:
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+            self._tasks.append(asyncio.create_task(self._active_calls_loop(), name="active-calls"))
+        self._tasks.append(
+            asyncio.create_task(run_watchdog(self.notifier, self.status_line), name="watchdog")
+        )
+        self._started = True
+        log.info(
+            "collector started",
+            listener=", ".join(f"{type(r).__name__}" for r in self.receivers),
+            state=self.status_line(),
+        )
+        self.notifier.ready(self.status_line())
+
+    def _other_receivers(self, inherited: list[socket.socket]) -> list[Any]:
+        """SIP and JSON receivers (optional sections)."""
+        found: list[Any] = []
+        cfg = self.config
+        if cfg.sip is not None:
+            from collector.receivers.sip.receiver import SipReceiver
+
+            sip = SipReceiver(cfg.sip, self.redactor, self.writer, self.telemetry)
+            sip.bind(inherited)
+            found.append(sip)
+        if cfg.json is not None:
+            from collector.receivers.json_cdr import JsonReceiver
+
+            found.append(JsonReceiver(cfg.json, self.redactor, self.writer, self.telemetry))
+        return found
+
+    async def _start_metrics(self, listen: str) -> None:
+        host, port = parse_host_port(listen)
+        app = metrics_app(self.telemetry, self.health, self.refresh)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.metrics_address = sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        """Drain and stop; idempotent, and safe after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.stopping = True
+        self.notifier.stopping("draining in-flight records")
+        for receiver in self.receivers:
+            pause = getattr(receiver, "pause", None)
+            if pause is not None:
+                pause()
+        drain = self.config.service.drain_timeout_ms / 1000
+        await self.writer.stop(drain)
+        for receiver in reversed(self.receivers):
+            await receiver.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("collector stopped", state=self.status_line())
+
+    async def run(self) -> None:
+        """Start, serve until stop_event, reloading on reload_event, then stop."""
+        try:
+            await self.start()
+            while not self.stop_event.is_set():
+                waiters = [
+                    asyncio.create_task(self.stop_event.wait()),
+                    asyncio.create_task(self.reload_event.wait()),
+                ]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                if self.reload_event.is_set() and not self.stop_event.is_set():
+                    self.reload_event.clear()
+                    self.reload()
+        finally:
+            await self.stop()
+
+    # --- reload (SIGHUP) ---------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the configuration; take new clients, secrets and keys, or keep the old ones."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: configuration problem", config=str(problem))
+            self.telemetry.config_reloads.labels("failed").inc()
+            self.notifier.ready(self.status_line())
+            return False
+        if new.privacy.record_secret != self.config.privacy.record_secret:
+            log.warning("privacy.record_key_file changed: deduplication across the change is lost")
+        redactor = Redactor(new.privacy)
+        self.redactor = redactor
+        for receiver in self.receivers:
+            receiver.redactor = redactor
+            section = getattr(new, receiver.section)
+            if section is None:
+                log.warning(
+                    "a listener section was removed: takes effect at the next restart",
+                    listener=receiver.section,
+                )
+            else:
+                receiver.reload(section)
+        self.config = new
+        self.telemetry.config_reloads.labels("ok").inc()
+        log.info(
+            "configuration reloaded",
+            clients=len(new.radius.clients) if new.radius else 0,
+            keys=len(new.privacy.keys),
+        )
+        self.notifier.ready(self.status_line())
+        return True
+
+    # --- background --------------------------------------------------------
+    def refresh(self) -> None:
+        """Bring gauges up to date before a scrape."""
+        self.telemetry.queue_records.set(self.writer.queued)
+        if self.spool is not None:
+            self.telemetry.spool_records.set(self.spool.records)
+            self.telemetry.spool_bytes.set(self.spool.size)
+            self.health.spool_full = self.spool.full()
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS: database, spool, queue."""
+        parts = []
+        if self.sink is not None:
+            parts.append("database up" if self.sink.up else "database DOWN")
+        if self.spool is not None:
+            parts.append(f"spool {self.spool.records} records")
+        parts.append(f"queue {self.writer.queued}")
+        return ", ".join(parts)
+
+    async def _retention_loop(self) -> None:
+        assert self.config.database is not None
+        while True:
+            try:
+                conn = await open_admin_connection(self.config.database)
+            except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                log.warning(
+                    "retention skipped: database unavailable", error_class=type(exc).__name__
+                )
+            else:
+                try:
+                    result = await purge(conn, self.config.privacy.retention_days)
+                    deleted = result.rows_deleted
+                    self.telemetry.purged_rows.labels("retention").inc(deleted)
+                    if result.partitions_dropped or deleted:
+                        log.info(
+                            "retention applied",
+                            partitions=result.partitions_dropped,
+                            rows=deleted,
+                            keys=result.keys_expired,
+                        )
+                except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                    log.warning("retention failed", error_class=type(exc).__name__)
+                finally:
+                    await conn.close()
+            await asyncio.sleep(self.config.privacy.purge_interval_s)
+
+    async def _active_calls_loop(self) -> None:
+        assert self.config.database is not None
+        seen: set[str] = set()
+        while True:
+            await asyncio.sleep(ACTIVE_CALLS_INTERVAL_S)
+            try:
+                conn = await open_admin_connection(self.config.database)
+                try:
+                    rows = await conn.fetch(
+                        "SELECT source, count(*) AS n FROM open_calls GROUP BY source"
+                    )
+                finally:
+                    await conn.close()
+            except Exception as exc:  # noqa: BLE001 - a gauge can wait for the next round
+                log.debug("active calls not refreshed", error_class=type(exc).__name__)
+                continue
+            current = {row["source"]: row["n"] for row in rows}
+            for source in seen | set(current):
+                self.telemetry.active_calls.labels(source).set(current.get(source, 0))
+            seen |= set(current)

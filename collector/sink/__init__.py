@@ -1,0 +1,1 @@
+"""Sinks: where redacted records become durable (PostgreSQL, the local spool)."""

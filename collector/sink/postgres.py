@@ -1,0 +1,438 @@
+"""PostgreSQL sink: schema migrations and the idempotent batch insert.
+
+One batch is one transaction: COPY the redacted rows into a temporary
+staging table, upsert Starts into `open_calls`, then insert Stops into `cdrs`
+only where `cdr_keys` newly accepts their record key (so a retransmission, a
+spool replay, a restart or a second collector all end in one row), completing
+a Stop that lacks a duration from its Start, and close the open calls of a
+switch that restarted (Accounting-On/Off) by marker. Errors are classified
+here, once: `RetryableError` (the database is away or busy: spool and retry)
+or `PermanentError` (this data cannot be stored as it is). It never logs row
+contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from collector.config import DatabaseConfig
+from collector.logs import get_logger
+from collector.model import STORED_FIELDS, StoredCdr
+
+log = get_logger(__name__)
+
+MIGRATION_LOCK = 0x43445243  # advisory lock id shared by every collector instance
+PARTITION_NAME = re.compile(r"^cdrs_p(\d{8})$")
+
+
+class SinkError(Exception):
+    """A batch could not be committed."""
+
+
+class RetryableError(SinkError):
+    """The database is unreachable, shutting down, overloaded or timed out: try again later."""
+
+
+class PermanentError(SinkError):
+    """The database rejected the data itself: retrying the same rows cannot succeed."""
+
+
+#: SQLSTATE classes that mean "this data is wrong": 22 data exception, 23 integrity violation
+_PERMANENT_CLASSES = ("22", "23")
+
+
+def classify(exc: BaseException) -> SinkError:
+    """Map any failure of a database operation to retryable or permanent, in one place."""
+    if isinstance(exc, SinkError):
+        return exc
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and state[:2] in _PERMANENT_CLASSES:
+        return PermanentError(f"{type(exc).__name__} (SQLSTATE {state})")
+    return RetryableError(f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else ""))
+
+
+_STAGING_TYPES = {
+    "kind": "text",
+    "record_key": "bytea",
+    "source": "text",
+    "protocol": "text",
+    "account": "text",
+    "leg": "text",
+    "setup_time": "timestamptz",
+    "connect_time": "timestamptz",
+    "disconnect_time": "timestamptz",
+    "duration_ms": "bigint",
+    "answered": "boolean",
+    "disconnect_cause": "smallint",
+    "sip_code": "smallint",
+    "pdd_ms": "integer",
+    "called_prefix": "text",
+    "called_country": "text",
+    "called_destination": "text",
+    "called_masked": "text",
+    "called_hmac": "text",
+    "calling_country": "text",
+    "calling_hmac": "text",
+    "correlation_hmac": "text",
+    "times_derived": "boolean",
+    "clock_unsynced": "boolean",
+    "incomplete": "boolean",
+    "event_time": "timestamptz",
+    "received_at": "timestamptz",
+}
+assert tuple(_STAGING_TYPES) == STORED_FIELDS, "staging columns must follow StoredCdr"
+
+CREATE_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS cdr_staging ("
+    + ", ".join(f"{name} {kind}" for name, kind in _STAGING_TYPES.items())
+    + ") ON COMMIT DELETE ROWS"
+)
+
+_CALLED = "called_prefix, called_country, called_destination, called_masked, called_hmac"
+_CALLING = "calling_country, calling_hmac"
+
+UPSERT_OPEN_CALLS = f"""
+INSERT INTO open_calls AS o (
+    record_key, source, protocol, account, leg, opened_at, updated_at, setup_time, connect_time,
+    {_CALLED}, {_CALLING}, correlation, times_derived, clock_unsynced, received_at)
+SELECT DISTINCT ON (s.record_key)
+    s.record_key, s.source, s.protocol, s.account, s.leg, s.event_time, s.event_time,
+    s.setup_time, s.connect_time,
+    s.called_prefix, s.called_country, s.called_destination, s.called_masked, s.called_hmac,
+    s.calling_country, s.calling_hmac, s.correlation_hmac, s.times_derived, s.clock_unsynced,
+    s.received_at
+FROM cdr_staging s
+WHERE s.kind IN ('start', 'interim')
+  AND NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.record_key = s.record_key)
+ORDER BY s.record_key, (s.kind = 'start') DESC, s.event_time
+ON CONFLICT (record_key) DO UPDATE SET
+    updated_at = greatest(o.updated_at, EXCLUDED.updated_at),
+    opened_at = least(o.opened_at, EXCLUDED.opened_at),
+    setup_time = coalesce(o.setup_time, EXCLUDED.setup_time),
+    connect_time = coalesce(o.connect_time, EXCLUDED.connect_time),
+    called_prefix = coalesce(o.called_prefix, EXCLUDED.called_prefix),
+    called_country = coalesce(o.called_country, EXCLUDED.called_country),
+    called_destination = coalesce(o.called_destination, EXCLUDED.called_destination),
+    called_masked = coalesce(o.called_masked, EXCLUDED.called_masked),
+    called_hmac = coalesce(o.called_hmac, EXCLUDED.called_hmac),
+    calling_country = coalesce(o.calling_country, EXCLUDED.calling_country),
+    calling_hmac = coalesce(o.calling_hmac, EXCLUDED.calling_hmac),
+    correlation = coalesce(o.correlation, EXCLUDED.correlation)
+"""
+
+CDR_COLUMNS = f"""record_key, source, protocol, account, leg, call_time, setup_time, connect_time,
+    disconnect_time, duration_ms, answered, disconnect_cause, sip_code, pdd_ms,
+    {_CALLED}, {_CALLING}, correlation, times_derived, clock_unsynced, incomplete, received_at"""
+
+RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause"
+
+INSERT_STOPS = f"""
+WITH s AS (
+    SELECT DISTINCT ON (record_key) * FROM cdr_staging
+    WHERE kind = 'stop' ORDER BY record_key, received_at
+), fresh AS (
+    INSERT INTO cdr_keys (record_key) SELECT record_key FROM s
+    ON CONFLICT DO NOTHING RETURNING record_key
+), closed AS (
+    DELETE FROM open_calls WHERE record_key IN (SELECT record_key FROM s)
+)
+INSERT INTO cdrs ({CDR_COLUMNS})
+SELECT s.record_key, s.source, s.protocol, coalesce(s.account, o.account), s.leg,
+    coalesce(s.setup_time, o.setup_time, c.connect_time, s.disconnect_time, s.event_time),
+    coalesce(s.setup_time, o.setup_time), CASE WHEN a.answered THEN c.connect_time END,
+    s.disconnect_time,
+    CASE WHEN NOT a.answered THEN 0
+         WHEN s.duration_ms IS NOT NULL THEN s.duration_ms
+         WHEN c.connect_time IS NOT NULL AND s.disconnect_time IS NOT NULL THEN
+             greatest(0, round(extract(epoch FROM s.disconnect_time - c.connect_time) * 1000))::bigint
+         ELSE 0 END,
+    a.answered, s.disconnect_cause, s.sip_code, s.pdd_ms,
+    coalesce(s.called_prefix, o.called_prefix), coalesce(s.called_country, o.called_country),
+    coalesce(s.called_destination, o.called_destination),
+    coalesce(s.called_masked, o.called_masked), coalesce(s.called_hmac, o.called_hmac),
+    coalesce(s.calling_country, o.calling_country), coalesce(s.calling_hmac, o.calling_hmac),
+    coalesce(s.correlation_hmac, o.correlation),
+    s.times_derived OR coalesce(o.times_derived, false),
+    s.clock_unsynced OR coalesce(o.clock_unsynced, false),
+    s.incomplete OR (s.duration_ms IS NULL AND c.connect_time IS NULL
+                     AND s.answered IS DISTINCT FROM false),
+    s.received_at
+FROM s
+JOIN fresh USING (record_key)
+LEFT JOIN open_calls o ON o.record_key = s.record_key
+CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
+CROSS JOIN LATERAL (SELECT coalesce(s.answered, c.connect_time IS NOT NULL
+                                    OR coalesce(s.duration_ms, 0) > 0) AS answered) a
+{RETURNING}
+"""
+
+CLOSE_BY_RESET = f"""
+WITH r AS (
+    SELECT source, max(event_time) AS marker, max(received_at) AS received_at
+    FROM cdr_staging WHERE kind = 'reset' GROUP BY source
+), closed AS (
+    DELETE FROM open_calls o USING r
+    WHERE o.source = r.source AND o.opened_at <= r.marker
+    RETURNING o.*, r.marker
+), fresh AS (
+    INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
+    ON CONFLICT DO NOTHING RETURNING record_key
+)
+INSERT INTO cdrs ({CDR_COLUMNS})
+SELECT c.record_key, c.source, c.protocol, c.account, c.leg,
+    coalesce(c.setup_time, c.connect_time, c.opened_at), c.setup_time, c.connect_time, c.marker,
+    CASE WHEN c.connect_time IS NULL THEN 0
+         ELSE greatest(0, round(extract(epoch FROM c.marker - c.connect_time) * 1000))::bigint END,
+    c.connect_time IS NOT NULL, NULL, NULL, NULL,
+    c.called_prefix, c.called_country, c.called_destination, c.called_masked, c.called_hmac,
+    c.calling_country, c.calling_hmac, c.correlation, c.times_derived, c.clock_unsynced,
+    true, c.received_at
+FROM closed c JOIN fresh USING (record_key)
+{RETURNING}
+"""
+
+
+@dataclass
+class WriteResult:
+    """What one committed batch changed: rows newly stored, and their summaries for metrics."""
+
+    stored: list[asyncpg.Record] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def schema_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    directory = importlib.resources.files("collector.sink") / "schema"
+    for entry in directory.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations under an advisory lock; return the names applied."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in schema_files():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
+            applied.append(name)
+    return applied
+
+
+def partition_name(day: date) -> str:
+    """The name of the daily partition holding calls of `day` (UTC)."""
+    return f"cdrs_p{day:%Y%m%d}"
+
+
+def call_day(row: StoredCdr) -> date:
+    """The UTC day a row will be partitioned under (as far as the row alone tells)."""
+    when = row.setup_time or row.connect_time or row.disconnect_time or row.event_time
+    return when.astimezone(UTC).date()
+
+
+async def ensure_database(dsn: str, timeout: float) -> bool:
+    """Create the DSN's database if it does not exist (a convenience for new installs).
+
+    Returns True when it was created. Needs CREATEDB on the server; any
+    failure is left for the real connection attempt to report.
+    """
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    if not name:
+        return False
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return False
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    conn = await asyncpg.connect(admin, timeout=timeout)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await conn.close()
+    return True
+
+
+class PostgresSink:
+    """Owns the writer's connection: connects lazily, migrates, commits batches."""
+
+    def __init__(self, config: DatabaseConfig, retention_days: int) -> None:
+        self.config = config
+        self.retention_days = retention_days
+        self.conn: asyncpg.Connection | None = None
+        self.migrated = False
+        self._known_days: set[date] = set()
+        self._next_attempt = 0.0
+
+    @property
+    def up(self) -> bool:
+        """True while the connection is open and its last operation succeeded."""
+        return self.conn is not None and not self.conn.is_closed()
+
+    async def connect(self) -> None:
+        """Open the connection, migrate if configured, prepare staging and partitions.
+
+        Raises RetryableError (or PermanentError for a schema problem).
+        """
+        await self.close()
+        cfg = self.config
+        timeout = cfg.connect_timeout_ms / 1000
+        try:
+            if cfg.migrate and not self.migrated:
+                await ensure_database(cfg.dsn, timeout)
+            conn = await asyncpg.connect(
+                cfg.dsn,
+                timeout=timeout,
+                command_timeout=cfg.statement_timeout_ms / 1000 + 5,
+                server_settings={
+                    "application_name": "cdr-collector",
+                    "statement_timeout": str(cfg.statement_timeout_ms),
+                    "timezone": "UTC",
+                },
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise classify(exc) from None
+        try:
+            if cfg.migrate and not self.migrated:
+                applied = await migrate(conn)
+                if applied:
+                    log.info("schema migrated", version=applied[-1])
+                self.migrated = True
+            await conn.execute(CREATE_STAGING)
+            rows = await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'cdrs'::regclass"
+            )
+            self._known_days = set()
+            for row in rows:
+                match = PARTITION_NAME.match(row["relname"])
+                if match:
+                    self._known_days.add(datetime.strptime(match.group(1), "%Y%m%d").date())
+            self.conn = conn
+            today = datetime.now(UTC).date()
+            await self.ensure_partitions({today + timedelta(days=n) for n in range(-1, 3)})
+        except BaseException as exc:
+            self.conn = None
+            conn.terminate()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise classify(exc) from None
+
+    async def close(self) -> None:
+        """Close the connection (gracefully if possible)."""
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()
+
+    def abandon(self) -> None:
+        """Drop the connection at once (after a timeout its state is unknown)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def ensure_partitions(self, days: Iterable[date]) -> None:
+        """Create the daily partitions of `days` that do not exist yet.
+
+        Days outside [today - retention, today + 2] get none: their rows go to
+        the default partition, so a switch with a wrong clock cannot make the
+        daemon create partitions without end.
+        """
+        assert self.conn is not None
+        today = datetime.now(UTC).date()
+        oldest = today - timedelta(days=self.retention_days)
+        newest = today + timedelta(days=2)
+        for day in sorted(set(days) - self._known_days):
+            if not oldest <= day <= newest:
+                continue
+            name = partition_name(day)
+            try:
+                await self.conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF cdrs "
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+                )
+            except asyncpg.CheckViolationError:
+                # rows of that day already sit in the default partition: keep using it
+                log.warning(
+                    "partition not created: its rows are in the default partition", table=name
+                )
+            except asyncpg.DuplicateTableError:
+                pass
+            self._known_days.add(day)
+
+    async def write(self, rows: Sequence[StoredCdr]) -> WriteResult:
+        """Commit one batch idempotently; raise RetryableError or PermanentError."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            raise RetryableError("not connected")
+        kinds = {row.kind for row in rows}
+        try:
+            days = {call_day(row) for row in rows if row.kind == "stop"} - self._known_days
+            if days:
+                await self.ensure_partitions(days)
+            result = WriteResult()
+            async with conn.transaction():
+                await conn.copy_records_to_table("cdr_staging", records=rows, columns=STORED_FIELDS)
+                if "start" in kinds or "interim" in kinds:
+                    await conn.execute(UPSERT_OPEN_CALLS)
+                if "stop" in kinds:
+                    result.stored.extend(await conn.fetch(INSERT_STOPS))
+                if "reset" in kinds:
+                    result.stored.extend(await conn.fetch(CLOSE_BY_RESET))
+            stops = sum(1 for row in rows if row.kind == "stop")
+            result.duplicates = max(0, stops - len(result.stored))
+            return result
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error = classify(exc)
+            if isinstance(error, RetryableError):
+                self.abandon()
+            raise error from None
+
+
+async def open_admin_connection(config: DatabaseConfig) -> asyncpg.Connection:
+    """A short-lived connection for commands (migrate, purge, erase), UTC session."""
+    return await asyncpg.connect(
+        config.dsn,
+        timeout=config.connect_timeout_ms / 1000,
+        server_settings={"application_name": "cdr-collector-admin", "timezone": "UTC"},
+    )
+
+
+def summarize(stored: Iterable[Any]) -> dict[str, int]:
+    """Count stored rows per source."""
+    counts: dict[str, int] = {}
+    for row in stored:
+        counts[row["source"]] = counts.get(row["source"], 0) + 1
+    return counts

@@ -1,0 +1,365 @@
+"""The single writer: batches records, commits or spools them, then acknowledges.
+
+Receivers hand (record, acknowledgement) pairs to `submit`, which never
+blocks and never awaits the database: it returns False when the bounded
+queue is full, and the receiver then leaves the packet unanswered so that the
+switch retransmits. One task forms batches (up to `batch_max_records`, waiting
+at most `batch_max_delay_ms` for a batch to fill), commits each in one
+transaction and only then fires the batch's acknowledgements together (group
+commit). When PostgreSQL is away or slower than `commit_timeout_ms`, the
+batch is appended to the spool and acknowledged after its fsync. While the
+spool holds anything, new batches queue behind it on disk and the same task
+replays it oldest first, so a Stop is never committed before the Start it
+completes. An acknowledgement is fired with False only when the record is not
+durable anywhere: it must then never be answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collector.config import DatabaseConfig, ServiceConfig
+from collector.logs import RateLimitedLog, get_logger
+from collector.model import StoredCdr
+from collector.pipeline.outcome import outcome_of
+from collector.sink.postgres import PermanentError, PostgresSink, RetryableError, WriteResult
+from collector.sink.spool import Segment, Spool, SpoolFull, encode_rows
+from collector.telemetry import Health, Telemetry
+
+log = get_logger(__name__)
+
+#: called once per record: True when it is durable, False when it is not (do not answer)
+Ack = Callable[[bool], None]
+
+#: rows per replay transaction
+REPLAY_BATCH_ROWS = 5000
+
+
+def _no_ack(_durable: bool) -> None:
+    """Acknowledgement for records nobody waits on (SIP dialogs)."""
+
+
+class Writer:
+    """Owns the batching, the commit path, the spool and the acknowledgements."""
+
+    def __init__(
+        self,
+        service: ServiceConfig,
+        database: DatabaseConfig | None,
+        sink: PostgresSink | None,
+        spool: Spool | None,
+        telemetry: Telemetry,
+        health: Health,
+    ) -> None:
+        self.sink = sink
+        self.spool = spool
+        self.telemetry = telemetry
+        self.health = health
+        self.queue_max = service.queue_max_records
+        self.batch_max = database.batch_max_records if database else 1000
+        self.batch_delay = (database.batch_max_delay_ms if database else 20) / 1000
+        self.commit_timeout = (database.commit_timeout_ms if database else 2000) / 1000
+        self.retry_interval = (database.retry_interval_ms if database else 1000) / 1000
+        self._items: deque[tuple[StoredCdr, Ack]] = deque()
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._replay: tuple[Segment, list[list[StoredCdr]]] | None = None
+        self._limited = RateLimitedLog(log)
+        self._stored_children: dict[str, object] = {}
+        self.spool_refusals = 0
+
+    # --- intake ------------------------------------------------------------
+    def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
+        """Queue a record; False (and nothing queued) when the queue is full or closing."""
+        items = self._items
+        if self._closing or len(items) >= self.queue_max:
+            return False
+        items.append((row, ack or _no_ack))
+        size = len(items)
+        if size == 1:
+            self._wakeup.set()
+        if size >= self.batch_max:
+            self._full.set()
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for the writer."""
+        return len(self._items)
+
+    # --- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        """Open the spool, try the database once, and start the writer task."""
+        if self.spool is not None:
+            await asyncio.to_thread(self.spool.open)
+            self._update_spool_metrics()
+            if self.spool.records:
+                log.info("spool holds records from before", records=self.spool.records)
+        if self.sink is not None:
+            await self._try_connect()
+            self._connector = asyncio.create_task(self._keep_connected(), name="db-connector")
+        self._task = asyncio.create_task(self._run(), name="writer")
+
+    async def stop(self, timeout: float) -> None:
+        """Flush what is queued (to the database or the spool) within `timeout`, then stop.
+
+        Safe to call twice and without start. Records still queued after the
+        timeout are acknowledged as not durable (their senders retransmit).
+        """
+        self._closing = True
+        self._wakeup.set()
+        self._full.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                log.warning("drain timed out", pending=len(self._items))
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while self._items:
+            _row, ack = self._items.popleft()
+            ack(False)
+        if self._connector is not None:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+            self._connector = None
+        if self.sink is not None:
+            await self.sink.close()
+        if self.spool is not None:
+            self.spool.close()
+
+    # --- database connection ----------------------------------------------
+    async def _try_connect(self) -> bool:
+        assert self.sink is not None
+        try:
+            await self.sink.connect()
+        except RetryableError as exc:
+            self._limited.warning("db_connect", "database unavailable", error=str(exc))
+            self._set_db(False)
+            return False
+        except PermanentError as exc:
+            self._limited.warning("db_schema", "database rejected the schema", error=str(exc))
+            self._set_db(False)
+            return False
+        self._set_db(True)
+        log.info("database connected")
+        return True
+
+    async def _keep_connected(self) -> None:
+        assert self.sink is not None
+        while True:
+            await asyncio.sleep(self.retry_interval)
+            if not self.sink.up and await self._try_connect():
+                self._wakeup.set()
+
+    def _set_db(self, up: bool) -> None:
+        self.telemetry.database_up.set(1 if up else 0)
+        self.health.database_up = up
+
+    # --- the writer task ---------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch:
+                await self._persist(batch)
+            elif self._closing:
+                return
+            if not self._closing and self._can_replay():
+                await self._replay_step()
+            self.telemetry.queue_records.set(len(self._items))
+
+    def _can_replay(self) -> bool:
+        return (
+            self.spool is not None and self.sink is not None and self.sink.up and self.spool.pending
+        )
+
+    async def _next_batch(self) -> list[tuple[StoredCdr, Ack]]:
+        items = self._items
+        while not items:
+            if self._closing or self._can_replay():
+                return []  # nothing new: let the caller replay the spool (or finish)
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if len(items) < self.batch_max and self.batch_delay > 0 and not self._closing:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.batch_delay)
+        count = min(len(items), self.batch_max)
+        return [items.popleft() for _ in range(count)]
+
+    async def _persist(self, batch: list[tuple[StoredCdr, Ack]]) -> None:
+        rows = [row for row, _ack in batch]
+        spool_first = self.spool is not None and self.spool.pending
+        if self.sink is not None and self.sink.up and not spool_first:
+            try:
+                result = await self._commit(rows)
+            except PermanentError as exc:
+                await self._isolate(batch, exc)
+                return
+            except RetryableError as exc:
+                self._limited.warning("db_write", "database write failed, spooling", error=str(exc))
+                self._set_db(False)
+            else:
+                self._account(result)
+                self._fire(batch, True)
+                return
+        if self.spool is not None:
+            try:
+                await asyncio.to_thread(self.spool.append, rows)
+            except SpoolFull:
+                self.spool_refusals += 1
+                self.health.spool_full = True
+                self.telemetry.records_dropped.labels("spool_full").inc(len(rows))
+                self._limited.warning(
+                    "spool_full", "spool full: records not acknowledged", records=len(rows)
+                )
+                self._fire(batch, False)
+                return
+            except OSError as exc:
+                self.telemetry.records_dropped.labels("spool_error").inc(len(rows))
+                self._limited.warning("spool_error", "spool write failed", error=type(exc).__name__)
+                self._fire(batch, False)
+                return
+            self.health.spool_full = False
+            self.telemetry.records_spooled.inc(len(rows))
+            self._update_spool_metrics()
+            self._fire(batch, True)
+            return
+        self.telemetry.records_dropped.labels("database_unavailable").inc(len(rows))
+        self._fire(batch, False)
+
+    async def _commit(self, rows: list[StoredCdr]) -> WriteResult:
+        assert self.sink is not None
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(self.sink.write(rows), self.commit_timeout)
+        except TimeoutError:
+            # the commit may or may not have happened: the spool copy is
+            # deduplicated by its record keys when it is replayed
+            self.sink.abandon()
+            raise RetryableError("commit deadline passed") from None
+        self.telemetry.batch_commit.observe(time.perf_counter() - started)
+        self.telemetry.batch_records.observe(len(rows))
+        return result
+
+    def _account(self, result: WriteResult) -> None:
+        t = self.telemetry
+        if result.duplicates:
+            t.records_duplicate.inc(result.duplicates)
+        per_source: dict[str, int] = {}
+        for row in result.stored:
+            source = row["source"]
+            per_source[source] = per_source.get(source, 0) + 1
+            t.calls.labels(
+                source, outcome_of(row["answered"], row["sip_code"], row["disconnect_cause"])
+            ).inc()
+            if row["duration_ms"]:
+                t.billable_seconds.labels(source).inc(row["duration_ms"] / 1000)
+        for source, count in per_source.items():
+            t.records_stored.labels(source).inc(count)
+
+    @staticmethod
+    def _fire(batch: list[tuple[StoredCdr, Ack]], durable: bool) -> None:
+        for _row, ack in batch:
+            try:
+                ack(durable)
+            except Exception:  # an acknowledgement must never stop the writer
+                log.exception("acknowledgement failed")
+
+    async def _isolate(self, batch: list[tuple[StoredCdr, Ack]], error: PermanentError) -> None:
+        """Find the rows the database rejects by halving the batch; store the rest."""
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            for half in (batch[:middle], batch[middle:]):
+                rows = [row for row, _ack in half]
+                try:
+                    result = await self._commit(rows)
+                except PermanentError as exc:
+                    await self._isolate(half, exc)
+                except RetryableError:
+                    self._set_db(False)
+                    await self._persist(half)
+                else:
+                    self._account(result)
+                    self._fire(half, True)
+            return
+        row, _ack = batch[0]
+        self.telemetry.records_dropped.labels("rejected").inc()
+        self._limited.warning(
+            "rejected", "database rejected a record", error=str(error), source=row.source
+        )
+        if self.spool is not None:
+            # keep it (already redacted) for the operator instead of losing it
+            path = self.spool.directory / f"rejected-{datetime.now(UTC):%Y%m%d}.json"
+            await asyncio.to_thread(_append_rejected, path, row)
+        self._fire(batch, True)
+
+    # --- replay ------------------------------------------------------------
+    async def _replay_step(self) -> None:
+        """Commit up to REPLAY_BATCH_ROWS spooled rows; delete a segment once all of it is in."""
+        assert self.spool is not None and self.sink is not None
+        if self._replay is None:
+            segment = self.spool.oldest()
+            if segment is None:
+                return
+            result = await asyncio.to_thread(self.spool.read, segment)
+            if result.corrupt_frames:
+                self.telemetry.spool_corrupt.inc(result.corrupt_frames)
+                log.error(
+                    "spool segment damaged: skipped what failed its checksum",
+                    path=segment.path.name,
+                    count=result.corrupt_frames,
+                    bytes=result.skipped_bytes,
+                )
+            self._replay = (segment, result.batches)
+        segment, batches = self._replay
+        rows: list[StoredCdr] = []
+        while batches and len(rows) < REPLAY_BATCH_ROWS:
+            rows.extend(batches.pop(0))
+        if rows:
+            try:
+                committed = await self._commit(rows)
+            except RetryableError as exc:
+                batches.insert(0, rows)
+                self._set_db(False)
+                self._limited.warning(
+                    "replay", "spool replay paused: database unavailable", error=str(exc)
+                )
+                return
+            except PermanentError as exc:
+                pairs: list[tuple[StoredCdr, Ack]] = [(row, _no_ack) for row in rows]
+                await self._isolate(pairs, exc)
+            else:
+                self._account(committed)
+            segment.records = max(0, segment.records - len(rows))
+        if not batches:
+            await asyncio.to_thread(self.spool.delete, segment)
+            self._replay = None
+            if not self.spool.pending:
+                log.info("spool drained")
+        self._update_spool_metrics()
+
+    def _update_spool_metrics(self) -> None:
+        if self.spool is None:
+            return
+        self.telemetry.spool_records.set(self.spool.records)
+        self.telemetry.spool_bytes.set(self.spool.size)
+        self.health.spool_full = self.spool.full()
+
+
+def _append_rejected(path: Path, row: StoredCdr) -> None:
+    with open(path, "ab") as handle:
+        handle.write(encode_rows([row]) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,261 @@
+"""Every metric the daemon exposes, defined once, and the HTTP endpoint serving them.
+
+All names carry the `cdr_collector_` prefix. Labels hold only configured
+names (listener, source) and small fixed vocabularies (outcome, reason): never
+a number, an IP address or anything taken from a packet. Hot paths bind label
+children once and keep them (`labels()` per packet costs more than the work).
+The endpoint serves /metrics, /healthz (the process is alive) and /readyz
+(listeners bound and somewhere durable to put records) on `metrics.listen`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "cdr_collector_"
+
+#: why a packet was not turned into a record (values of packets_total{outcome})
+PACKET_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "bad_authenticator",
+    "unknown_client",
+    "malformed",
+    "unsupported",
+    "overloaded",
+    "not_durable",
+)
+
+#: outcomes of calls_total
+CALL_OUTCOMES = ("answered", "busy", "no_answer", "failed", "cancelled")
+
+
+class _UdpDrops(Collector):
+    """Kernel receive-queue drops of our UDP sockets, read from /proc at scrape time."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, str] = {}
+
+    def watch(self, fileno: int, listener: str) -> None:
+        with contextlib.suppress(OSError):
+            self.sockets[os.fstat(fileno).st_ino] = listener
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "udp_receive_drops",
+            "Datagrams the kernel dropped because a listener's receive buffer was full.",
+            labels=["listener"],
+        )
+        totals: dict[str, int] = {}
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(table, encoding="ascii") as handle:
+                    lines = handle.readlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) < 13:
+                    continue
+                listener = self.sockets.get(int(fields[9]))
+                if listener is not None:
+                    totals[listener] = totals.get(listener, 0) + int(fields[-1])
+        for listener, drops in totals.items():
+            family.add_metric([listener], drops)
+        yield family
+
+
+class Telemetry:
+    """The daemon's metrics, in their own registry (so tests can run several daemons)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.packets = Counter(
+            PREFIX + "packets",
+            "Packets received, by listener, configured source and outcome.",
+            ["listener", "source", "outcome"],
+            registry=r,
+        )
+        self.records_stored = Counter(
+            PREFIX + "records_stored",
+            "Records newly committed to PostgreSQL (duplicates not counted).",
+            ["source"],
+            registry=r,
+        )
+        self.records_duplicate = Counter(
+            PREFIX + "records_duplicate",
+            "Records that reached the database already stored (retransmissions, replays).",
+            registry=r,
+        )
+        self.records_spooled = Counter(
+            PREFIX + "records_spooled",
+            "Records written to the local spool because the database was unavailable.",
+            registry=r,
+        )
+        self.records_dropped = Counter(
+            PREFIX + "records_dropped",
+            "Records not made durable and therefore not acknowledged, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_records = Gauge(
+            PREFIX + "spool_records", "Records waiting in the spool.", registry=r
+        )
+        self.spool_bytes = Gauge(PREFIX + "spool_bytes", "Bytes used by the spool.", registry=r)
+        self.spool_corrupt = Counter(
+            PREFIX + "spool_corrupt",
+            "Damaged spool frames found on replay (torn or corrupt tails), skipped.",
+            registry=r,
+        )
+        self.database_up = Gauge(
+            PREFIX + "database_up", "1 when the last database operation succeeded.", registry=r
+        )
+        self.queue_records = Gauge(
+            PREFIX + "queue_records", "Records waiting for the writer.", registry=r
+        )
+        self.ack_latency = Histogram(
+            PREFIX + "ack_latency_seconds",
+            "Time from a RADIUS request's arrival to its response.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.batch_commit = Histogram(
+            PREFIX + "batch_commit_seconds",
+            "Time to commit one batch to PostgreSQL.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            PREFIX + "batch_records",
+            "Records per committed batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.calls = Counter(
+            PREFIX + "calls",
+            "Finished call legs by outcome (for ASR and NER).",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.billable_seconds = Counter(
+            PREFIX + "billable_seconds",
+            "Billable seconds of finished call legs (for ACD).",
+            ["source"],
+            registry=r,
+        )
+        self.active_calls = Gauge(
+            PREFIX + "active_calls",
+            "Call legs started and not yet stopped, as seen since this process started.",
+            ["source"],
+            registry=r,
+        )
+        self.open_dialogs = Gauge(
+            PREFIX + "sip_open_dialogs", "SIP dialogs being tracked.", registry=r
+        )
+        self.dialogs_evicted = Counter(
+            PREFIX + "sip_dialogs_evicted",
+            "SIP dialogs closed early because the tracker was full.",
+            registry=r,
+        )
+        self.post_dial_delay = Histogram(
+            PREFIX + "post_dial_delay_seconds",
+            "Post-dial delay of SIP calls (INVITE to first ringing or answer).",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0),
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            PREFIX + "config_reloads",
+            "Configuration reloads (SIGHUP) by result.",
+            ["result"],
+            registry=r,
+        )
+        self.purged_rows = Counter(
+            PREFIX + "retention_deleted_rows",
+            "Rows deleted by retention or erasure.",
+            ["reason"],
+            registry=r,
+        )
+        self.udp_drops = _UdpDrops()
+        r.register(self.udp_drops)
+        self.database_up.set(0)
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)
+
+
+@dataclass
+class Health:
+    """What /readyz reports; the service fills it in."""
+
+    listeners_bound: bool = False
+    database_configured: bool = True
+    database_up: bool = False
+    spool_configured: bool = False
+    spool_full: bool = False
+    stopping: bool = False
+    details: dict[str, str] = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        """Ready when listeners are bound and records have a durable place to go."""
+        if not self.listeners_bound or self.stopping or self.spool_full:
+            return False
+        if self.database_up:
+            return True
+        return self.spool_configured
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-friendly summary for /readyz."""
+        return {
+            "ready": self.ready(),
+            "listeners_bound": self.listeners_bound,
+            "database": "up"
+            if self.database_up
+            else ("down" if self.database_configured else "off"),
+            "spool": ("full" if self.spool_full else "ok") if self.spool_configured else "off",
+            "stopping": self.stopping,
+        }
+
+
+def metrics_app(
+    telemetry: Telemetry, health: Health, refresh: Callable[[], None]
+) -> web.Application:
+    """The aiohttp application serving /metrics, /healthz and /readyz."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        refresh()
+        return web.Response(
+            body=telemetry.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        refresh()
+        body = json.dumps(health.as_dict()) + "\n"
+        return web.Response(
+            text=body, status=200 if health.ready() else 503, content_type="application/json"
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

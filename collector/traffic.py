@@ -1,0 +1,359 @@
+"""Synthetic call traffic and a retransmitting RADIUS accounting client.
+
+Used by `cdr-collector demo`, the benchmarks and the fault tests: it builds
+realistic Stop (and Start) packets in the Cisco, FreeSWITCH and generic
+RFC 2866 styles for made-up calls, and sends them the way a softswitch does:
+each request is resent until its Accounting-Response arrives (verified
+against the shared secret), optionally with a growing Acct-Delay-Time (which
+changes the Identifier and authenticator, as real switches do). The numbers
+it invents are random, but they are still numbers: nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from collector.receivers.radius import codec
+from collector.receivers.radius import dictionary as d
+
+#: (country code, national destination codes, subscriber digits) for made-up numbers
+_NUMBER_PLANS = (
+    ("49", ("30", "40", "89", "151", "160", "171"), 8),
+    ("44", ("20", "161", "7700", "7911"), 7),
+    ("33", ("1", "6", "7"), 8),
+    ("1", ("212", "415", "646"), 7),
+    ("34", ("91", "93", "600"), 7),
+    ("39", ("06", "02", "333"), 7),
+    ("31", ("20", "6"), 7),
+)
+
+
+@dataclass
+class Call:
+    """A made-up call leg, with everything a switch would report of it."""
+
+    session_id: str
+    calling: str
+    called: str
+    setup: datetime
+    connect: datetime | None
+    disconnect: datetime
+    cause: int
+    leg: str = "originate"
+    conf_id: str = ""
+
+    @property
+    def duration_ms(self) -> int:
+        """Billable milliseconds: connect to disconnect, 0 if unanswered."""
+        if self.connect is None:
+            return 0
+        return round((self.disconnect - self.connect).total_seconds() * 1000)
+
+
+def random_number(rng: random.Random) -> str:
+    """An E.164 number (with '+') from a small set of real numbering plans."""
+    code, ndcs, digits = rng.choice(_NUMBER_PLANS)
+    ndc = rng.choice(ndcs)
+    subscriber = "".join(rng.choice("0123456789") for _ in range(digits - len(ndc) + 2))
+    return f"+{code}{ndc}{subscriber}"
+
+
+def make_calls(count: int, seed: int | None = None, now: datetime | None = None) -> list[Call]:
+    """`count` calls ending around `now`: 60 % answered, the rest busy, no answer or failed."""
+    rng = random.Random(seed)
+    end = now or datetime.now(UTC)
+    calls = []
+    run = os.urandom(4).hex().upper() if seed is None else f"{seed:08X}"
+    for index in range(count):
+        setup = end - timedelta(seconds=rng.uniform(5, 900))
+        roll = rng.random()
+        if roll < 0.6:
+            connect: datetime | None = setup + timedelta(milliseconds=rng.randint(1500, 9000))
+            assert connect is not None
+            disconnect = connect + timedelta(milliseconds=rng.randint(1000, 600000))
+            cause = 16
+        else:
+            connect = None
+            disconnect = setup + timedelta(milliseconds=rng.randint(800, 30000))
+            cause = rng.choice((17, 17, 19, 18, 1, 34, 31))
+        calls.append(
+            Call(
+                session_id=f"{run}{index:08X}",
+                calling=random_number(rng),
+                called=random_number(rng),
+                setup=setup,
+                connect=connect,
+                disconnect=disconnect,
+                cause=cause,
+                conf_id=f"{rng.getrandbits(32):08X} {rng.getrandbits(32):08X} {rng.getrandbits(32):08X} {rng.getrandbits(32):08X}",
+            )
+        )
+    return calls
+
+
+def _cisco_time(when: datetime, flag: str = "") -> str:
+    utc = when.astimezone(UTC)
+    return f"{flag}{utc:%H:%M:%S}.{utc.microsecond // 1000:03d} UTC {utc:%a %b %d %Y}"
+
+
+def _text(number: int, value: str) -> bytes:
+    return codec.encode_attribute(number, value.encode())
+
+
+def _cisco(number: int, name: str, value: str) -> bytes:
+    return codec.encode_vsa(d.CISCO, number, f"{name}={value}".encode())
+
+
+def cisco_attributes(call: Call, status: int = d.STATUS_STOP, clock_flag: str = "") -> bytes:
+    """A Cisco IOS gateway's accounting attributes for one leg (Stop by default)."""
+    parts = [
+        codec.encode_attribute(d.ACCT_STATUS_TYPE, codec.integer(status)),
+        _text(d.ACCT_SESSION_ID, call.session_id),
+        _text(d.USER_NAME, call.calling.lstrip("+")),
+        _text(d.CALLING_STATION_ID, call.calling.lstrip("+")),
+        _text(d.CALLED_STATION_ID, call.called.lstrip("+")),
+        codec.encode_attribute(d.NAS_IP_ADDRESS, bytes((192, 0, 2, 10))),
+        _cisco(d.H323_CONF_ID, "h323-conf-id", call.conf_id),
+        _cisco(d.H323_CALL_ORIGIN, "h323-call-origin", call.leg),
+        _cisco(d.H323_CALL_TYPE, "h323-call-type", "VoIP"),
+        _cisco(d.H323_SETUP_TIME, "h323-setup-time", _cisco_time(call.setup, clock_flag)),
+        codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"session-protocol=sipv2"),
+    ]
+    if status == d.STATUS_STOP:
+        connect = call.connect or call.disconnect
+        parts += [
+            codec.encode_attribute(d.ACCT_SESSION_TIME, codec.integer(call.duration_ms // 1000)),
+            _cisco(d.H323_CONNECT_TIME, "h323-connect-time", _cisco_time(connect, clock_flag)),
+            _cisco(
+                d.H323_DISCONNECT_TIME,
+                "h323-disconnect-time",
+                _cisco_time(call.disconnect, clock_flag),
+            ),
+            _cisco(d.H323_DISCONNECT_CAUSE, "h323-disconnect-cause", f"{call.cause:X}"),
+            _cisco(d.H323_REMOTE_ADDRESS, "h323-remote-address", "198.51.100.7"),
+        ]
+    elif call.connect is not None:
+        parts.append(
+            _cisco(d.H323_CONNECT_TIME, "h323-connect-time", _cisco_time(call.connect, clock_flag))
+        )
+    return b"".join(parts)
+
+
+def _fs_time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+
+
+def freeswitch_attributes(call: Call, status: int = d.STATUS_STOP) -> bytes:
+    """FreeSWITCH mod_radius_cdr's attributes for one call (Stop by default)."""
+    fs = d.FREESWITCH
+    parts = [
+        codec.encode_attribute(d.ACCT_STATUS_TYPE, codec.integer(status)),
+        _text(d.ACCT_SESSION_ID, call.session_id.lower()),
+        _text(d.USER_NAME, "trunk-a"),
+        codec.encode_vsa(fs, d.FS_SRC, call.calling.encode()),
+        codec.encode_vsa(fs, d.FS_DST, call.called.encode()),
+        codec.encode_vsa(fs, d.FS_CALLSTARTDATE, _fs_time(call.setup).encode()),
+    ]
+    if call.connect is not None:
+        parts.append(codec.encode_vsa(fs, d.FS_CALLANSWERDATE, _fs_time(call.connect).encode()))
+    if status == d.STATUS_STOP:
+        parts += [
+            codec.encode_vsa(fs, d.FS_CALLENDDATE, _fs_time(call.disconnect).encode()),
+            codec.encode_vsa(fs, d.FS_HANGUPCAUSE, codec.integer(call.cause)),
+            codec.encode_vsa(
+                fs, d.FS_BILLUSEC, codec.integer((call.duration_ms * 1000) & 0xFFFFFFFF)
+            ),
+            codec.encode_attribute(d.ACCT_SESSION_TIME, codec.integer(call.duration_ms // 1000)),
+        ]
+    return b"".join(parts)
+
+
+def generic_attributes(call: Call, status: int = d.STATUS_STOP) -> bytes:
+    """Plain RFC 2866 attributes for one call (Stop by default)."""
+    parts = [
+        codec.encode_attribute(d.ACCT_STATUS_TYPE, codec.integer(status)),
+        _text(d.ACCT_SESSION_ID, call.session_id),
+        _text(d.CALLING_STATION_ID, call.calling),
+        _text(d.CALLED_STATION_ID, "00" + call.called.lstrip("+")),
+    ]
+    if status == d.STATUS_STOP:
+        parts += [
+            codec.encode_attribute(d.ACCT_SESSION_TIME, codec.integer(call.duration_ms // 1000)),
+            codec.encode_attribute(
+                d.EVENT_TIMESTAMP, codec.integer(int(call.disconnect.timestamp()))
+            ),
+        ]
+    else:
+        when = call.connect or call.setup
+        parts.append(
+            codec.encode_attribute(d.EVENT_TIMESTAMP, codec.integer(int(when.timestamp())))
+        )
+    return b"".join(parts)
+
+
+@dataclass
+class SendStats:
+    """What a client run achieved."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    retransmissions: int = 0
+    bad_responses: int = 0
+    gave_up: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class _ClientSocket(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.free = list(range(256))
+        random.shuffle(self.free)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if len(data) < 20:
+            return
+        entry = self.waiting.get(data[1])
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(data)
+
+
+class AccountingClient:
+    """Sends accounting requests like a softswitch: resend until answered.
+
+    Several local sockets give more than 256 Identifiers in flight. With
+    `bump_delay`, a resend carries Acct-Delay-Time + elapsed seconds and so a
+    new Identifier and authenticator (a new packet for the server's duplicate
+    cache; the record key must still make it one row).
+    """
+
+    def __init__(
+        self,
+        server: tuple[str, int],
+        secret: bytes,
+        sockets: int = 4,
+        timeout_s: float = 1.0,
+        tries: int = 0,
+        bump_delay: bool = False,
+    ) -> None:
+        self.server = server
+        self.secret = secret
+        self.socket_count = sockets
+        self.timeout_s = timeout_s
+        self.tries = tries  # 0: never give up
+        self.bump_delay = bump_delay
+        self.stats = SendStats()
+        self._sockets: list[_ClientSocket] = []
+        self._available = asyncio.Condition()
+
+    async def __aenter__(self) -> AccountingClient:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.socket_count):
+            family = socket.AF_INET6 if ":" in self.server[0] else socket.AF_INET
+            _transport, protocol = await loop.create_datagram_endpoint(
+                _ClientSocket,
+                family=family,
+                local_addr=("::1" if family == socket.AF_INET6 else "127.0.0.1", 0),
+            )
+            self._sockets.append(protocol)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for sock in self._sockets:
+            if sock.transport is not None:
+                sock.transport.close()
+
+    async def _take_id(self) -> tuple[_ClientSocket, int]:
+        async with self._available:
+            while True:
+                candidates = [s for s in self._sockets if s.free]
+                if candidates:
+                    sock = max(candidates, key=lambda s: len(s.free))
+                    return sock, sock.free.pop()
+                await self._available.wait()
+
+    async def _release(self, sock: _ClientSocket, identifier: int) -> None:
+        sock.waiting.pop(identifier, None)
+        async with self._available:
+            sock.free.insert(0, identifier)
+            self._available.notify()
+
+    async def send(self, attributes: bytes) -> bool:
+        """Send one request until it is answered (or `tries` run out); True when acknowledged."""
+        started = time.monotonic()
+        transmissions = 0
+        while True:
+            delay = int(time.monotonic() - started) if self.bump_delay else 0
+            body = attributes
+            if delay:
+                body += codec.encode_attribute(d.ACCT_DELAY_TIME, codec.integer(delay))
+            sock, identifier = await self._take_id()
+            packet = codec.encode_accounting_request(identifier, body, self.secret)
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            sock.waiting[identifier] = (packet, future)
+            try:
+                while True:
+                    assert sock.transport is not None
+                    sock.transport.sendto(packet, self.server)
+                    transmissions += 1
+                    if transmissions == 1:
+                        self.stats.sent += 1
+                    else:
+                        self.stats.retransmissions += 1
+                    try:
+                        response = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+                    except TimeoutError:
+                        if self.tries and transmissions >= self.tries:
+                            self.stats.gave_up += 1
+                            return False
+                        if self.bump_delay:
+                            break  # resend as a new packet: new Identifier, new Acct-Delay-Time
+                        continue
+                    if codec.response_ok(response, packet[4:20], self.secret):
+                        self.stats.acknowledged += 1
+                        self.stats.latencies.append(time.monotonic() - started)
+                        return True
+                    self.stats.bad_responses += 1
+                    future = asyncio.get_running_loop().create_future()
+                    sock.waiting[identifier] = (packet, future)
+            finally:
+                await self._release(sock, identifier)
+
+    async def send_all(
+        self,
+        requests: Sequence[bytes],
+        concurrency: int = 256,
+        rate: float | None = None,
+        on_ack: Callable[[int], None] | None = None,
+    ) -> SendStats:
+        """Send every request with at most `concurrency` in flight, at most `rate` per second."""
+        queue = iter(enumerate(requests))
+        started = time.monotonic()
+        counter = 0
+
+        async def worker() -> None:
+            nonlocal counter
+            for index, attributes in queue:
+                if rate:
+                    counter += 1
+                    due = started + counter / rate
+                    pause = due - time.monotonic()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                if await self.send(attributes) and on_ack is not None:
+                    on_ack(index)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+        return self.stats

@@ -1,0 +1,637 @@
+"""systemd integration: the notify protocol on real sockets, the watchdog, socket
+activation with real inherited descriptors, and the unit files as systemd reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector import config
+from collector.systemd import (
+    Notifier,
+    find_activated,
+    listen_fds,
+    listen_fds_with_names,
+    run_watchdog,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE_UNIT = REPO / "systemd" / "cdr-collector.service"
+SOCKET_UNIT = REPO / "systemd" / "cdr-collector.socket"
+INSTALLED_BINARY = "/usr/local/bin/cdr-collector"
+WATCHDOG_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+class NotifyListener:
+    """Plays the service manager: a bound AF_UNIX datagram socket read by a thread.
+
+    A thread, not the event loop, so that arrival times stay true while a test
+    blocks the loop on purpose.
+    """
+
+    def __init__(self, address: str | bytes) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.02)
+        self.received: list[tuple[float, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            arrived = time.monotonic()
+            fields = dict(line.split("=", 1) for line in data.decode().split("\n"))
+            with self._lock:
+                self.received.append((arrived, fields))
+
+    def messages(self) -> list[tuple[float, dict[str, str]]]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, count: int, timeout: float = 2.0) -> list[dict[str, str]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.messages()
+            if len(got) >= count:
+                return [fields for _, fields in got]
+            time.sleep(0.005)
+        raise AssertionError(f"expected {count} notifications, got {self.messages()!r}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in WATCHDOG_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def path_listener(clean_env: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
+    # A short directory of its own: sun_path holds at most 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="cdr-notify-") as directory:
+        path = os.path.join(directory, "notify")
+        listener = NotifyListener(path)
+        clean_env.setenv("NOTIFY_SOCKET", path)
+        yield listener
+        listener.close()
+
+
+@pytest.fixture
+def abstract_listener(clean_env: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
+    name = f"cdr-collector-test-{uuid.uuid4().hex}"
+    listener = NotifyListener(b"\0" + name.encode())
+    clean_env.setenv("NOTIFY_SOCKET", "@" + name)
+    yield listener
+    listener.close()
+
+
+def gaps(stamps: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in itertools.pairwise(stamps)]
+
+
+# --- the notify protocol --------------------------------------------------
+
+
+def test_ready_carries_status(path_listener: NotifyListener) -> None:
+    notifier = Notifier.from_environ()
+    assert notifier.enabled
+    assert notifier.ready("listening on 0.0.0.0:1813")
+    assert path_listener.wait_for(1) == [{"READY": "1", "STATUS": "listening on 0.0.0.0:1813"}]
+
+
+def test_stopping_and_status(path_listener: NotifyListener) -> None:
+    notifier = Notifier.from_environ()
+    assert notifier.status("draining 12 records")
+    assert notifier.stopping()
+    assert path_listener.wait_for(2) == [{"STATUS": "draining 12 records"}, {"STOPPING": "1"}]
+
+
+def test_reloading_sends_monotonic_usec(path_listener: NotifyListener) -> None:
+    notifier = Notifier.from_environ()
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert notifier.reloading("reloading clients and keys")
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert notifier.ready()
+    reload_message, ready_message = path_listener.wait_for(2)
+    assert reload_message["RELOADING"] == "1"
+    assert before <= int(reload_message["MONOTONIC_USEC"]) <= after
+    assert reload_message["STATUS"] == "reloading clients and keys"
+    assert ready_message == {"READY": "1"}
+
+
+def test_status_text_cannot_smuggle_fields(path_listener: NotifyListener) -> None:
+    notifier = Notifier.from_environ()
+    assert notifier.status("bad\nREADY=1\r\nSTOPPING=1")
+    assert path_listener.wait_for(1) == [{"STATUS": "bad READY=1  STOPPING=1"}]
+
+
+def test_abstract_socket(abstract_listener: NotifyListener) -> None:
+    notifier = Notifier.from_environ()
+    assert notifier.ready("abstract")
+    assert notifier.watchdog()
+    assert abstract_listener.wait_for(2) == [
+        {"READY": "1", "STATUS": "abstract"},
+        {"WATCHDOG": "1"},
+    ]
+
+
+# --- the watchdog ----------------------------------------------------------
+
+
+async def test_watchdog_pings_at_half_the_timeout(
+    path_listener: NotifyListener, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("WATCHDOG_USEC", "200000")  # systemd kills after 0.2 s: ping every 0.1 s
+    clean_env.setenv("WATCHDOG_PID", str(os.getpid()))
+    notifier = Notifier.from_environ()
+    assert notifier.watchdog_interval() == pytest.approx(0.1)
+    calls = iter(range(1000))
+    task = asyncio.create_task(run_watchdog(notifier, lambda: f"records={next(calls)}"))
+    await asyncio.sleep(0.65)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    received = path_listener.messages()
+    assert 5 <= len(received) <= 8, received
+    assert all(fields["WATCHDOG"] == "1" for _, fields in received)
+    # status_fn is asked afresh for every ping
+    assert [fields["STATUS"] for _, fields in received] == [
+        f"records={n}" for n in range(len(received))
+    ]
+    for gap in gaps([stamp for stamp, _ in received]):
+        assert 0.07 <= gap <= 0.25, received
+
+
+async def test_watchdog_pings_stop_while_the_loop_is_blocked(
+    path_listener: NotifyListener, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("WATCHDOG_USEC", "200000")
+    notifier = Notifier.from_environ()
+    task = asyncio.create_task(run_watchdog(notifier, lambda: "ok"))
+    await asyncio.sleep(0.25)
+    blocked_from = time.monotonic()
+    asyncio.get_running_loop().call_soon(time.sleep, 0.6)  # a handler that never yields
+    await asyncio.sleep(0.85)  # 0.6 s blocked, then time for pings to resume
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stamps = [stamp for stamp, _ in path_listener.messages()]
+    during = [stamp for stamp in stamps if blocked_from + 0.05 < stamp < blocked_from + 0.55]
+    assert during == [], stamps
+    assert max(gaps(stamps)) >= 0.55, stamps
+    assert any(stamp > blocked_from + 0.6 for stamp in stamps), "pings did not resume"
+
+
+async def test_watchdog_survives_a_failing_status_function(
+    path_listener: NotifyListener,
+    clean_env: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clean_env.setenv("WATCHDOG_USEC", "100000")
+    notifier = Notifier.from_environ()
+
+    def broken_status() -> str:
+        raise RuntimeError("status broke")
+
+    task = asyncio.create_task(run_watchdog(notifier, broken_status))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    received = [fields for _, fields in path_listener.messages()]
+    assert len(received) >= 3
+    assert all(fields == {"WATCHDOG": "1"} for fields in received)
+    assert len([r for r in caplog.records if r.name == "collector.systemd"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "SELF"}, 15.0),
+        ({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),
+        ({"NOTIFY_SOCKET": "/run/x"}, None),
+        ({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "0"}, None),
+        ({"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "soon"}, None),
+        ({"WATCHDOG_USEC": "30000000"}, None),  # nobody to ping
+    ],
+)
+def test_watchdog_interval(environ: dict[str, str], expected: float | None) -> None:
+    environ = {k: str(os.getpid()) if v == "SELF" else v for k, v in environ.items()}
+    assert Notifier.from_environ(environ).watchdog_interval() == expected
+
+
+async def test_run_watchdog_returns_without_a_watchdog(clean_env: pytest.MonkeyPatch) -> None:
+    await asyncio.wait_for(run_watchdog(Notifier.from_environ(), lambda: "unused"), 1.0)
+
+
+# --- no systemd, or a broken one -------------------------------------------
+
+
+def exercise(notifier: Notifier) -> list[bool]:
+    return [
+        notifier.ready("up"),
+        notifier.status("s"),
+        notifier.watchdog("w"),
+        notifier.reloading(),
+        notifier.stopping("bye"),
+    ]
+
+
+def test_without_notify_socket_everything_is_a_no_op(
+    clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = Notifier.from_environ()
+    assert not notifier.enabled
+    assert exercise(notifier) == [False] * 5
+    assert notifier.watchdog_interval() is None
+    assert caplog.records == []
+
+
+def test_notify_socket_pointing_nowhere_logs_once(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="collector.systemd")
+    clean_env.setenv("NOTIFY_SOCKET", str(tmp_path / "absent"))
+    notifier = Notifier.from_environ()
+    assert notifier.enabled
+    assert exercise(notifier) + exercise(notifier) == [False] * 10
+    warnings = [r for r in caplog.records if r.name == "collector.systemd"]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+
+
+def test_abstract_socket_nobody_listens_on(
+    clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clean_env.setenv("NOTIFY_SOCKET", f"@cdr-collector-absent-{uuid.uuid4().hex}")
+    assert exercise(Notifier.from_environ()) == [False] * 5
+    assert len([r for r in caplog.records if r.name == "collector.systemd"]) == 1
+
+
+def test_delivery_resumes_once_the_socket_exists(clean_env: pytest.MonkeyPatch) -> None:
+    with tempfile.TemporaryDirectory(prefix="cdr-notify-") as directory:
+        path = os.path.join(directory, "notify")
+        notifier = Notifier(path)
+        assert not notifier.ready("too early")
+        listener = NotifyListener(path)
+        try:
+            assert notifier.ready("now")
+            assert listener.wait_for(1) == [{"READY": "1", "STATUS": "now"}]
+        finally:
+            listener.close()
+            notifier.close()
+
+
+@pytest.mark.parametrize("value", ["vsock:2:1234", "relative/path", "@"])
+def test_unsupported_notify_socket_is_off(
+    value: str, clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clean_env.setenv("NOTIFY_SOCKET", value)
+    notifier = Notifier.from_environ()
+    assert not notifier.enabled
+    assert exercise(notifier) == [False] * 5
+    assert len([r for r in caplog.records if r.name == "collector.systemd"]) == 1
+
+
+# --- socket activation -------------------------------------------------------
+
+CHILD = """
+import json, os, socket, subprocess, sys
+from collector.systemd import listen_fds, listen_fds_with_names
+
+taken = listen_fds_with_names()
+report = {
+    "sockets": [
+        {
+            "name": name,
+            "fd": sock.fileno(),
+            "family": int(sock.family),
+            "type": int(sock.type),
+            "address": list(sock.getsockname()[:2]),
+            "inheritable": sock.get_inheritable(),
+        }
+        for name, sock in taken
+    ],
+    "environ": {k: os.environ.get(k) for k in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")},
+    "grandchild": subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('LISTEN_FDS'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip(),
+    "second_call": len(listen_fds()),
+    "fd3_open": os.path.exists("/proc/self/fd/3"),
+    "fd3_inheritable": os.get_inheritable(3) if os.path.exists("/proc/self/fd/3") else None,
+}
+for name, sock in taken:
+    if sock.type == socket.SOCK_DGRAM:
+        sock.setblocking(False)
+        try:
+            report["queued"] = sock.recv(100).decode()
+        except BlockingIOError:
+            report["queued"] = None
+print(json.dumps(report))
+"""
+
+
+def run_activated(files: list[int], names: str | None, listen_pid: str = "$$") -> dict[str, object]:
+    """Start a child the way systemd does: descriptors at 3, 4, ...; LISTEN_PID set
+    by the process itself just before it execs the program (so it is the pid the
+    program runs as); LISTEN_FDS and LISTEN_FDNAMES in its environment."""
+    # Park the descriptors above 3 + len(files) first, so moving one into place
+    # never overwrites another that still has to move.
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 20) for fd in files]
+    try:
+        moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(parked))
+        script = f'exec {moves}; LISTEN_PID={listen_pid} exec "$0" -c "$1"'
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+        env["LISTEN_FDS"] = str(len(files))
+        env["PYTHONPATH"] = str(REPO)
+        if names is not None:
+            env["LISTEN_FDNAMES"] = names
+        done = subprocess.run(
+            ["/bin/bash", "-c", script, sys.executable, CHILD],
+            pass_fds=parked,
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        for fd in parked:
+            os.close(fd)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+@pytest.fixture
+def udp_socket() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+@pytest.fixture
+def tcp_listener() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+def test_listen_fds_takes_inherited_sockets(
+    udp_socket: socket.socket, tcp_listener: socket.socket
+) -> None:
+    # Queued before the child exists, read by the child: the same socket, and
+    # what the kernel keeps for a daemon that is restarting.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(b"accounting-request", udp_socket.getsockname())
+
+    report = run_activated([udp_socket.fileno(), tcp_listener.fileno()], "radius:sip-tcp")
+
+    assert report["sockets"] == [
+        {
+            "name": "radius",
+            "fd": 3,
+            "family": int(socket.AF_INET),
+            "type": int(socket.SOCK_DGRAM),
+            "address": list(udp_socket.getsockname()),
+            "inheritable": False,
+        },
+        {
+            "name": "sip-tcp",
+            "fd": 4,
+            "family": int(socket.AF_INET),
+            "type": int(socket.SOCK_STREAM),
+            "address": list(tcp_listener.getsockname()),
+            "inheritable": False,
+        },
+    ]
+    assert report["queued"] == "accounting-request"
+    assert report["environ"] == {"LISTEN_PID": None, "LISTEN_FDS": None, "LISTEN_FDNAMES": None}
+    assert report["grandchild"] == "None"
+    assert report["second_call"] == 0
+
+
+def test_listen_fds_without_names(udp_socket: socket.socket) -> None:
+    report = run_activated([udp_socket.fileno()], None)
+    sockets = report["sockets"]
+    assert isinstance(sockets, list)
+    assert [entry["name"] for entry in sockets] == ["unknown"]
+
+
+def test_listen_fds_for_another_pid_takes_nothing(udp_socket: socket.socket) -> None:
+    report = run_activated([udp_socket.fileno()], "radius", listen_pid="1")
+    assert report["sockets"] == []
+    # Not ours to touch: still open and still inheritable, yet the variables
+    # are gone so that our own children do not mistake them for theirs.
+    assert report["fd3_open"] is True
+    assert report["fd3_inheritable"] is True
+    assert report["environ"] == {"LISTEN_PID": None, "LISTEN_FDS": None, "LISTEN_FDNAMES": None}
+    assert report["grandchild"] == "None"
+
+
+def test_listen_fds_leaves_other_descriptors_alone(udp_socket: socket.socket) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        report = run_activated([read_end, udp_socket.fileno()], "fifo:radius")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    sockets = report["sockets"]
+    assert isinstance(sockets, list)
+    assert [(entry["name"], entry["fd"]) for entry in sockets] == [("radius", 4)]
+    assert report["fd3_inheritable"] is True
+
+
+def test_listen_fds_without_activation(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.delenv("LISTEN_PID", raising=False)
+    clean_env.delenv("LISTEN_FDS", raising=False)
+    assert listen_fds() == []
+
+
+@pytest.mark.parametrize(("pid", "count"), [("SELF", "many"), ("x", "1"), ("SELF", "-1")])
+def test_malformed_activation_variables_are_ignored(
+    pid: str, count: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("LISTEN_PID", str(os.getpid()) if pid == "SELF" else pid)
+    clean_env.setenv("LISTEN_FDS", count)
+    assert listen_fds_with_names() == []
+    assert "LISTEN_PID" not in os.environ
+    assert "LISTEN_FDS" not in os.environ
+
+
+def test_find_activated_matches_the_configured_address() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as radius,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sip_tcp,
+    ):
+        radius.bind(("127.0.0.1", 0))
+        sip.bind(("0.0.0.0", 0))
+        sip_tcp.bind(("0.0.0.0", sip.getsockname()[1]))
+        sip_tcp.listen()
+        inherited = [sip_tcp, radius, sip]
+        radius_port = radius.getsockname()[1]
+        sip_port = sip.getsockname()[1]
+
+        dgram, stream = socket.SOCK_DGRAM, socket.SOCK_STREAM
+        radius_address = ("127.0.0.1", radius_port)
+        assert find_activated(inherited, socket.AF_INET, dgram, radius_address) is radius
+        assert find_activated(inherited, socket.AF_INET, dgram, ("0.0.0.0", sip_port)) is sip
+        assert find_activated(inherited, socket.AF_INET, stream, ("0.0.0.0", sip_port)) is sip_tcp
+        # a wildcard socket does not serve a specific address, nor the reverse
+        assert find_activated(inherited, socket.AF_INET, dgram, ("127.0.0.1", sip_port)) is None
+        assert find_activated(inherited, socket.AF_INET, dgram, ("0.0.0.0", radius_port)) is None
+        assert find_activated(inherited, socket.AF_INET, stream, ("127.0.0.1", radius_port)) is None
+        assert find_activated([], socket.AF_INET, dgram, ("0.0.0.0", 1813)) is None
+
+
+def test_find_activated_ipv6_and_dual_stack() -> None:
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as dual,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as v6only,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as loopback,
+    ):
+        dual.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        dual.bind(("::", 0))
+        v6only.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6only.bind(("::", 0))
+        loopback.bind(("::1", 0))
+        dual_port, v6only_port = dual.getsockname()[1], v6only.getsockname()[1]
+        inherited = [dual, v6only, loopback]
+        dgram = socket.SOCK_DGRAM
+
+        # what systemd makes of "ListenDatagram=PORT" also serves "0.0.0.0:PORT"
+        assert find_activated(inherited, socket.AF_INET, dgram, ("0.0.0.0", dual_port)) is dual
+        assert find_activated(inherited, socket.AF_INET, dgram, ("0.0.0.0", v6only_port)) is None
+        assert find_activated(inherited, socket.AF_INET6, dgram, ("::", v6only_port)) is v6only
+        assert find_activated(inherited, socket.AF_INET6, dgram, ("::", dual_port)) is dual
+        long_form = ("0:0:0:0:0:0:0:1", loopback.getsockname()[1])
+        assert find_activated(inherited, socket.AF_INET6, dgram, long_form) is loopback
+        assert find_activated(inherited, socket.AF_INET, dgram, ("127.0.0.1", long_form[1])) is None
+
+
+def test_find_activated_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix:
+        unix.bind(path)
+        assert find_activated([unix], socket.AF_UNIX, socket.SOCK_DGRAM, path) is unix
+        assert find_activated([unix], socket.AF_UNIX, socket.SOCK_DGRAM, path + "x") is None
+        assert find_activated([unix], socket.AF_INET, socket.SOCK_DGRAM, ("0.0.0.0", 1)) is None
+
+
+# --- the unit files, as systemd reads them -----------------------------------
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        pytest.fail(
+            "systemd-analyze is missing: install the Debian package `systemd` "
+            "(CI must, the unit-file checks cannot be skipped)"
+        )
+    return found
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_service_exposure_is_at_most_2() -> None:
+    done = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(SERVICE_UNIT)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout.decode(errors="replace")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    assert match, output + done.stderr.decode(errors="replace")
+    assert float(match.group(1)) <= 2.0, output
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify insists that ExecStart= binaries exist, and cdr-collector is not
+    # installed at /usr/local/bin here: check copies whose commands point at an
+    # executable that does. Everything else is verified exactly as shipped.
+    service_text = SERVICE_UNIT.read_text()
+    assert service_text.count(INSTALLED_BINARY + " ") == 2
+    (tmp_path / SERVICE_UNIT.name).write_text(service_text.replace(INSTALLED_BINARY, "/bin/true"))
+    shutil.copy(SOCKET_UNIT, tmp_path / SOCKET_UNIT.name)
+    done = subprocess.run(
+        [
+            systemd_analyze(),
+            "verify",
+            str(tmp_path / SERVICE_UNIT.name),
+            str(tmp_path / SOCKET_UNIT.name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # verify exits 0 even for unknown keys and bad values; any message is a finding.
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr
+    assert done.stdout.strip() == "", done.stdout
+
+
+def test_service_matches_the_daemon() -> None:
+    settings = unit_settings(SERVICE_UNIT)
+    assert settings["Type"] == ["notify"]
+    assert settings["ExecStartPre"] == [
+        f"{INSTALLED_BINARY} check-config --config /etc/cdr-collector/collector.toml"
+    ]
+    assert settings["ExecStart"] == [
+        f"{INSTALLED_BINARY} run --config /etc/cdr-collector/collector.toml"
+    ]
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["WatchdogSec"] == ["30"]
+    drain_s = config.ServiceConfig().drain_timeout_ms / 1000
+    assert int(settings["TimeoutStopSec"][0]) > drain_s + 10
+    assert settings["StateDirectory"] == ["cdr-collector"]
+    assert "Sockets" not in settings
+
+
+def test_socket_unit_matches_the_default_listeners() -> None:
+    settings = unit_settings(SOCKET_UNIT)
+    defaults = [*config.RadiusConfig().listen, *config.SipConfig().listen]
+    assert settings["ListenDatagram"] == defaults
+    assert settings["Service"] == [SERVICE_UNIT.name]
