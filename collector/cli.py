@@ -206,7 +206,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         old = key_file.read_text(encoding="utf-8") if key_file.exists() else ""
         from datetime import UTC, datetime
 
-        key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
+        base_id = key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        suffix = 1
+        while key_id in taken:  # two runs within one second
+            suffix += 1
+            key_id = f"{base_id}-{suffix}"
         line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
         _write_private(key_file, line + old)
         changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")

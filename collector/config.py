@@ -244,7 +244,7 @@ class _Reader:
         value = data[key]
         where = f"{prefix}.{key}"
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            self.problem(where, f"must be an integer, not {value!r}")
+            self.problem(where, f"must be an integer, not {type(value).__name__}")
             return default
         if kind is not int and not isinstance(value, kind):
             self.problem(where, f"must be a {kind.__name__}, not {type(value).__name__}")
@@ -326,7 +326,12 @@ def parse_host_port(value: str) -> tuple[str, int]:
             raise ValueError("expected HOST:PORT")
     if not host:
         raise ValueError("the host is empty")
-    ipaddress.ip_address(host)  # listeners take addresses, not names
+    try:
+        ipaddress.ip_address(host)  # listeners take addresses, not names
+    except ValueError:
+        raise ValueError("the host is not an IP address") from None
+    if not port.isdigit():
+        raise ValueError("the port is not a number")
     number = int(port)
     if not 0 <= number <= 65535:
         raise ValueError("port out of range")
@@ -338,7 +343,7 @@ def check_listen(value: str) -> str | None:
     try:
         parse_host_port(value)
     except ValueError as exc:
-        return f"{value!r} is not IP:PORT ({exc})"
+        return f"is not IP:PORT ({exc})"
     return None
 
 
@@ -347,7 +352,7 @@ def check_network(value: str) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
-        return f"{value!r} is not an IP address or CIDR network"
+        return "is not an IP address or CIDR network"
     return None
 
 

@@ -78,8 +78,26 @@ def _digit_run(match: re.Match[str]) -> str:
     return "[digits]" if count >= 5 else text
 
 
+#: ISO 8601 dates and times (timestamps, partition dates) are not phone numbers
+_ISO_TIME = re.compile(
+    r"(?<![\d.])\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?(?![\d])"
+)
+
+
 def scrub(text: str) -> str:
     """Remove SIP/tel URIs, IP addresses and runs of five or more digits from free text."""
+    kept: list[str] = []
+    last = 0
+    for match in _ISO_TIME.finditer(text):
+        kept.append(_scrub_plain(text[last : match.start()]))
+        kept.append(match.group(0))
+        last = match.end()
+    kept.append(_scrub_plain(text[last:]))
+    return "".join(kept)
+
+
+def _scrub_plain(text: str) -> str:
     text = _URI.sub("[uri]", text)
     text = _IPV4.sub("[ip]", text)
     text = _IPV6.sub(

@@ -247,6 +247,7 @@ class AccountingClient:
         timeout_s: float = 1.0,
         tries: int = 0,
         bump_delay: bool = False,
+        local_host: str | None = None,
     ) -> None:
         self.server = server
         self.secret = secret
@@ -254,6 +255,7 @@ class AccountingClient:
         self.timeout_s = timeout_s
         self.tries = tries  # 0: never give up
         self.bump_delay = bump_delay
+        self.local_host = local_host
         self.stats = SendStats()
         self._sockets: list[_ClientSocket] = []
         self._available = asyncio.Condition()
@@ -265,7 +267,10 @@ class AccountingClient:
             _transport, protocol = await loop.create_datagram_endpoint(
                 _ClientSocket,
                 family=family,
-                local_addr=("::1" if family == socket.AF_INET6 else "127.0.0.1", 0),
+                local_addr=(
+                    self.local_host or ("::1" if family == socket.AF_INET6 else "127.0.0.1"),
+                    0,
+                ),
             )
             self._sockets.append(protocol)
         return self

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-#: digits of the number used as the metadata cache key after the country code;
-#: national destination codes are at most 5 digits in practice, so 6 is enough
-_CACHE_EXTRA_DIGITS = 6
+#: national destination codes are at most this many digits long in practice
+_NDC_MAX_DIGITS = 6
 _CACHE_MAX_ENTRIES = 200_000
 
 #: country calling codes (as digit strings) known to phonenumbers
@@ -86,11 +85,17 @@ class NumberPlan:
         """Return the normalized number, or None when there is no number at all."""
         if raw is None:
             return None
-        text = strip_uri(raw)
-        if text.lower() in _NON_NUMBERS:
-            return None
-        plus = text.startswith("+")
-        digits = "".join(ch for ch in text if ch.isdigit())
+        if raw.isdigit():  # the common case: plain digits
+            text = digits = raw
+            plus = False
+        elif raw[:1] == "+" and raw[1:].isdigit():
+            text, digits, plus = raw, raw[1:], True
+        else:
+            text = strip_uri(raw)
+            if text.lower() in _NON_NUMBERS:
+                return None
+            plus = text.startswith("+")
+            digits = "".join(ch for ch in text if ch.isdigit())
         if not digits:
             cleaned = "".join(ch for ch in text if ch in "*#")
             return Number(cleaned, False) if cleaned else None
@@ -127,26 +132,46 @@ class NumberPlan:
         return None
 
     def _metadata(self, digits: str) -> tuple[int, str | None]:
-        """(billing prefix length, ISO region) for an E.164 number, cached by leading digits."""
+        """(billing prefix length, ISO region) for an E.164 number.
+
+        Cached under the country code and the next six digits, which decide
+        the destination code everywhere (codes are at most five digits and
+        not always prefix-free: UK 01387 and 013873). Only a miss pays for
+        phonenumbers (about 30 µs); the cache holds prefixes, never numbers.
+        Real traffic concentrates on a few thousand such prefixes.
+        """
         code = self._country_code(digits) or ""
-        key = digits[: len(code) + _CACHE_EXTRA_DIGITS]
-        found = self._meta.get(key)
+        cache = self._meta
+        # keyed by the country code and the next _NDC_MAX_DIGITS digits: destination
+        # codes are not prefix-free everywhere (UK 01387 and 013873), so a shorter
+        # cached prefix must never answer for a longer number
+        key = digits[: len(code) + _NDC_MAX_DIGITS]
+        found = cache.get(key)
         if found is not None:
             return found
         try:
-            parsed = phonenumbers.parse("+" + digits)
+            # built directly: the digits are already E.164, so parse()'s extraction
+            # and validation (more than half the cost) would add nothing
+            national = digits[len(code) :]
+            zeros = len(national) - len(national.lstrip("0"))
+            parsed = phonenumbers.PhoneNumber(
+                country_code=int(code),
+                national_number=int(national),
+                italian_leading_zero=True if zeros else None,
+                number_of_leading_zeros=zeros if zeros > 1 else None,
+            )
             ndc = phonenumbers.length_of_national_destination_code(parsed)
             region = phonenumbers.region_code_for_number(parsed)
-        except phonenumbers.NumberParseException:
+        except (ValueError, phonenumbers.NumberParseException):
             ndc, region = 0, None
         if region in (None, "ZZ", "001"):
             # an unassigned number in a shared plan: the plan's main region
             main = phonenumbers.region_code_for_country_code(int(code)) if code else None
             region = main if main not in (None, "ZZ", "001") else None
         result = (len(code) + ndc, region)
-        if len(self._meta) >= _CACHE_MAX_ENTRIES:
-            self._meta.clear()
-        self._meta[key] = result
+        if len(cache) >= _CACHE_MAX_ENTRIES:
+            cache.clear()
+        cache[key] = result
         return result
 
     def destination(self, number: Number) -> Destination:

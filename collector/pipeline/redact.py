@@ -18,8 +18,27 @@ from collector.model import CallRecord, RecordKind, StoredCdr
 from collector.pipeline.numbers import NumberPlan
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
-#: an account label that looks like a number, a URI or an address is pseudonymized
+#: an account label that looks like a number, a URI or an address is not stored
 _IDENTIFYING = re.compile(r"\d{5,}|@|:|\d+\.\d+\.\d+")
+#: digits written with separators ("030-1234-5678", "+49 30 1234 5678")
+_DIGIT_GROUPS = re.compile(r"\+?\d[\d\s\-./()]*\d")
+
+
+def _identifying(account: str) -> bool:
+    """True when the label looks like a number, URI or address (even with separators)."""
+    if _IDENTIFYING.search(account):
+        return True
+    return any(sum(c.isdigit() for c in m.group()) >= 5 for m in _DIGIT_GROUPS.finditer(account))
+
+
+def _within(value: int | None, low: int, high: int) -> int | None:
+    """The value when it lies in [low, high], else None (the column could not hold it)."""
+    return value if value is not None and low <= value <= high else None
+
+
+def _clean_text(value: str, limit: int) -> str:
+    """Text PostgreSQL accepts (no NUL), cut to a sane length."""
+    return value.replace("\x00", "")[:limit]
 
 
 class Redactor:
@@ -40,13 +59,16 @@ class Redactor:
         return self.pseudonyms.all_pseudonyms(number.digits)
 
     def account_label(self, account: str | None) -> str | None:
-        """The account as stored: kept when it is a plain label, pseudonymized when it
-        looks like a number, URI or address."""
-        if not account:
+        """The account as stored: kept when it is a plain label (a trunk or customer
+        name), dropped when it looks like a number, URI or address.
+
+        Dropped rather than pseudonymized: a switch often puts the calling
+        number in User-Name, and a pseudonym of it under another name would
+        escape `erase`.
+        """
+        if not account or _identifying(account):
             return None
-        if _IDENTIFYING.search(account):
-            return self.pseudonyms.pseudonym("account\x1f" + account)
-        return account[:64]
+        return account.replace("\x00", "")[:64] or None
 
     def redact(self, record: CallRecord, received_at: datetime) -> StoredCdr:
         """Reduce one record to what billing needs."""
@@ -84,6 +106,8 @@ class Redactor:
         if answered is False:
             duration_ms = 0
 
+        if duration_ms is not None:
+            duration_ms = min(max(duration_ms, 0), 10 * 86400 * 1000)
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
         return StoredCdr(
@@ -92,15 +116,15 @@ class Redactor:
             source=source,
             protocol=record.protocol.value,
             account=self.account_label(record.account),
-            leg=leg,
+            leg=_clean_text(leg, 128),
             setup_time=record.setup_time,
             connect_time=connect,
             disconnect_time=disconnect,
             duration_ms=duration_ms,
             answered=answered,
-            disconnect_cause=record.disconnect_cause,
-            sip_code=record.sip_code,
-            pdd_ms=record.pdd_ms,
+            disconnect_cause=_within(record.disconnect_cause, 0, 127),
+            sip_code=_within(record.sip_code, 100, 699),
+            pdd_ms=_within(record.pdd_ms, 0, 2**31 - 1),
             called_prefix=called_prefix,
             called_country=called_country,
             called_destination=called_destination,

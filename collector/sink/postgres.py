@@ -407,10 +407,10 @@ class PostgresSink:
                     await conn.execute(UPSERT_OPEN_CALLS)
                 if "stop" in kinds:
                     result.stored.extend(await conn.fetch(INSERT_STOPS))
+                    stops = sum(1 for row in rows if row.kind == "stop")
+                    result.duplicates = stops - len(result.stored)
                 if "reset" in kinds:
                     result.stored.extend(await conn.fetch(CLOSE_BY_RESET))
-            stops = sum(1 for row in rows if row.kind == "stop")
-            result.duplicates = max(0, stops - len(result.stored))
             return result
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):

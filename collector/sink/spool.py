@@ -176,6 +176,8 @@ class Spool:
         self.segments: list[Segment] = []
         self._active: Segment | None = None
         self._fd: int | None = None
+        #: the last append was refused for lack of room (cleared when room appears)
+        self.refusing = False
 
     # --- state -----------------------------------------------------------
     def open(self) -> None:
@@ -209,8 +211,8 @@ class Spool:
         return any(s.records or s.size for s in self.segments)
 
     def full(self) -> bool:
-        """True when another segment-sized write could pass max_bytes or the disk's reserve."""
-        return self.size + 1024 > self.max_bytes or self._disk_low(1024)
+        """True while appends are being refused, or when not even a small one would fit."""
+        return self.refusing or self.size + 1024 > self.max_bytes or self._disk_low(1024)
 
     def _disk_low(self, need: int) -> bool:
         try:
@@ -224,6 +226,7 @@ class Spool:
         """Write one batch as a frame and fsync it; raise SpoolFull when it does not fit."""
         frame = encode_frame(rows)
         if self.size + len(frame) > self.max_bytes or self._disk_low(len(frame)):
+            self.refusing = True
             raise SpoolFull()
         if self._active is None or self._active.size >= self.segment_max_bytes:
             self._start_segment()
@@ -239,6 +242,7 @@ class Spool:
             raise
         self._active.size += len(frame)
         self._active.records += len(rows)
+        self.refusing = False
 
     def _start_segment(self) -> None:
         self._close_active()
@@ -300,3 +304,4 @@ class Spool:
         segment.path.unlink(missing_ok=True)
         self.segments.remove(segment)
         self._fsync_directory()
+        self.refusing = False

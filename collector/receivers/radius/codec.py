@@ -130,7 +130,18 @@ def decode(data: bytes) -> Packet:
         if attr_length < 2 or end > length:
             raise MalformedPacket("attribute_length")
         if number == VENDOR_SPECIFIC:
-            _decode_vsa(raw, pos + 2, end, vsas, vendors)
+            # fast path: one sub-attribute filling the VSA (how every vendor here sends them)
+            if attr_length >= 8 and raw[pos + 7] == attr_length - 6:
+                vendor = int.from_bytes(raw[pos + 2 : pos + 6], "big")
+                key = (vendor << 8) | raw[pos + 6]
+                values = vsas.get(key)
+                if values is None:
+                    vsas[key] = [raw[pos + 8 : end]]
+                else:
+                    values.append(raw[pos + 8 : end])
+                vendors.add(vendor)
+            else:
+                _decode_vsa(raw, pos + 2, end, vsas, vendors)
         elif number not in attrs:
             attrs[number] = raw[pos + 2 : end]
         pos = end

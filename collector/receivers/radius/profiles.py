@@ -12,6 +12,7 @@ and never a raw number in an exception message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -100,6 +101,10 @@ def _strip_name(value: str) -> str:
     return value.strip()
 
 
+#: UTC midnight of a Cisco "ZONE Www Mmm DD YYYY" date, cached (a few distinct values a day)
+_CISCO_DAYS: dict[str, datetime | None] = {}
+
+
 def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
     """Parse Cisco's "HH:MM:SS.mmm ZONE Www Mmm DD YYYY" (optional */. flag) to UTC."""
     text = value.strip()
@@ -107,18 +112,53 @@ def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
     while text[:1] in ("*", "."):
         flagged = True
         text = text[1:]
+    # fast path: "HH:MM:SS.mmm " then a date seen before
+    if len(text) > 13 and text[2] == ":" and text[5] == ":" and text[8] == "." and text[12] == " ":
+        day = _CISCO_DAYS.get(text[13:])
+        if day is None and text[13:] not in _CISCO_DAYS:
+            day = _cisco_day(text[13:])
+            if len(_CISCO_DAYS) > 1000:
+                _CISCO_DAYS.clear()
+            _CISCO_DAYS[text[13:]] = day
+        clock = text[:12]
+        if (
+            day is not None
+            and clock[:2].isdigit()
+            and clock[3:5].isdigit()
+            and clock[6:8].isdigit()
+            and clock[9:12].isdigit()
+        ):
+            hour, minute, second = int(clock[:2]), int(clock[3:5]), int(clock[6:8])
+            if hour > 23 or minute > 59 or second > 59:
+                return None, flagged
+            try:
+                return day + timedelta(
+                    seconds=hour * 3600 + minute * 60 + second, milliseconds=int(clock[9:12])
+                ), flagged
+            except OverflowError:
+                return None, flagged
+    return _parse_cisco_slow(text), flagged
+
+
+def _cisco_day(date_text: str) -> datetime | None:
+    """UTC instant of local midnight of "ZONE Www Mmm DD YYYY", or None."""
+    parsed = _parse_cisco_slow("00:00:00.000 " + date_text)
+    return parsed
+
+
+def _parse_cisco_slow(text: str) -> datetime | None:
     parts = text.split()
     if len(parts) != 6:
-        return None, flagged
+        return None
     clock, zone, _weekday, month_name, day, year = parts
     offset = _ZONES.get(zone.upper())
     month = _MONTHS.get(month_name[:3].lower())
     if offset is None or month is None:
-        return None, flagged
+        return None
     hms, _, fraction = clock.partition(".")
     pieces = hms.split(":")
     if len(pieces) != 3:
-        return None, flagged
+        return None
     try:
         hour, minute, second = (int(p) for p in pieces)
         micro = int((fraction + "000000")[:6]) if fraction else 0
@@ -132,37 +172,38 @@ def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
             micro,
             tzinfo=timezone(timedelta(minutes=offset)),
         )
-    except ValueError:
-        return None, flagged
-    return local.astimezone(UTC), flagged
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+_FS_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)([+-])(\d{2})(-?)(\d{2}|\d{4})?"
+)
 
 
 def parse_freeswitch_time(value: str) -> datetime | None:
     """Parse mod_radius_cdr's "2026-11-30T12:00:01.123456+0100" to UTC.
 
-    Its offset is printed as hours and then (gmtoff % 3600) — seconds, not
-    minutes — so "+0530" arrives as "+051800"; both forms are accepted.
+    It prints the offset with C's "%+03d%02d" of (gmtoff / 3600, gmtoff % 3600):
+    hours, then the remainder in seconds with its own sign, so +05:30 arrives
+    as "+051800" and -03:30 as "-03-1800"; the plain "+0530" form is accepted too.
     """
-    text = value.strip()
-    if len(text) < 19:
+    match = _FS_TIME.fullmatch(value.strip())
+    if match is None:
         return None
-    sign_at = max(text.rfind("+"), text.rfind("-"))
-    if sign_at <= 10:
+    stamp, sign_text, hours_text, rest_sign, rest_text = match.groups()
+    sign = -1 if sign_text == "-" else 1
+    rest = int(rest_text or 0)
+    rest_minutes = rest // 60 if len(rest_text or "") == 4 else rest
+    offset = sign * int(hours_text) * 60 + (-1 if rest_sign else sign) * rest_minutes
+    if not -24 * 60 < offset < 24 * 60 or rest_minutes >= 60:
         return None
-    stamp, offset_text = text[:sign_at], text[sign_at:]
-    sign = -1 if offset_text[0] == "-" else 1
-    digits = offset_text[1:]
-    if not digits.isdigit() or len(digits) < 2:
-        return None
-    hours = int(digits[:2])
-    rest = int(digits[2:]) if len(digits) > 2 else 0
-    minutes = rest // 60 if rest >= 60 else rest
     try:
         naive = datetime.fromisoformat(stamp)
-    except ValueError:
+        return naive.replace(tzinfo=timezone(timedelta(minutes=offset))).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    return naive.replace(tzinfo=zone).astimezone(UTC)
 
 
 class Context:
@@ -295,7 +336,9 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
         calling=packet.text(d.CALLING_STATION_ID),
         called=packet.text(d.CALLED_STATION_ID),
         disconnect_cause=cause,
-        times_derived=derived,
+        # the event time is only a fallback: derived when it must stand in for the anchor
+        times_derived=derived
+        and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
         clock_unsynced=flagged,
         correlation=conf_id.replace(" ", "").upper() if conf_id else None,
     )
@@ -352,6 +395,25 @@ def _place_times(
     if anchor is not None and flagged and abs(anchor - reference) > UNSYNCED_TOLERANCE:
         shift = reference - anchor
         record.times_derived = True
+    try:
+        _shift_and_fill(record, reference, setup_time, connect_time, disconnect_time, shift)
+    except OverflowError:
+        # times that cannot be placed on the calendar are not times: keep none of them
+        record.setup_time = record.connect_time = None
+        record.disconnect_time = reference if record.kind is RecordKind.STOP else None
+        if record.kind is RecordKind.START:
+            record.connect_time = reference
+        record.times_derived = True
+
+
+def _shift_and_fill(
+    record: CallRecord,
+    reference: datetime,
+    setup_time: datetime | None,
+    connect_time: datetime | None,
+    disconnect_time: datetime | None,
+    shift: timedelta,
+) -> None:
     record.setup_time = setup_time + shift if setup_time else None
     record.connect_time = connect_time + shift if connect_time else None
     record.disconnect_time = disconnect_time + shift if disconnect_time else None
@@ -397,7 +459,8 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         disconnect_time=disconnect_time,
         disconnect_cause=cause,
         sip_code=487 if hangup == 487 else None,
-        times_derived=derived,
+        times_derived=derived
+        and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
     )
     if kind is RecordKind.STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
@@ -413,7 +476,12 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
             else:
                 duration_ms = session_time * 1000
         elif billusec is not None:
-            duration_ms = billusec // 1000
+            duration_us = billusec
+            if connect_time is not None and disconnect_time is not None:
+                # the 32-bit field wraps after 71 minutes: restore the lost multiples of 2**32
+                span_us = round((disconnect_time - connect_time).total_seconds() * 1_000_000)
+                duration_us += max(0, round((span_us - billusec) / 2**32)) * 2**32
+            duration_ms = duration_us // 1000
         elif connect_time is not None and disconnect_time is not None:
             duration_ms = max(0, round((disconnect_time - connect_time).total_seconds() * 1000))
         else:

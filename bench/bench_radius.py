@@ -1,0 +1,254 @@
+"""Benchmark: RADIUS Stop records stored per second, end to end, with acknowledgement after commit.
+
+Starts `cdr-collector run` as its own process against the local PostgreSQL
+(database cdr_bench, recreated), then a lean loader in this process keeps a
+window of Accounting-Requests in flight (Cisco-style Stops, each a new call)
+and counts verified Accounting-Responses. Prints records/s, acknowledgement
+latency percentiles, and the daemon's resident memory. A second phase sends
+at a fixed rate (default: half the measured maximum) to measure latency
+under steady load.
+
+    python bench/bench_radius.py [--records 100000] [--window 2000] [--rate R] [--soak-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from collector.receivers.radius import codec  # noqa: E402
+from collector.traffic import cisco_attributes, make_calls  # noqa: E402
+
+SECRET = b"bench-secret"
+ADMIN_DSN = os.environ.get("CDR_BENCH_PG", "postgresql://root@127.0.0.1:5432/postgres")
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Loader(asyncio.DatagramProtocol):
+    """Keeps `window` requests in flight over many source ports; verifies every answer."""
+
+    def __init__(
+        self, packets: list[bytes], window: int, server: tuple[str, int], rate: float | None
+    ) -> None:
+        self.packets = packets
+        self.window = window
+        self.server = server
+        self.rate = rate
+        self.next_index = 0
+        self.in_flight: dict[tuple[int, int], tuple[bytes, float]] = {}
+        self.latencies: list[float] = []
+        self.done = asyncio.get_event_loop().create_future()
+        self.transports: list[asyncio.DatagramTransport] = []
+        self.free: list[tuple[int, int]] = []
+        self.acked = 0
+        self.bad = 0
+        self.started = 0.0
+
+    def send_more(self) -> None:
+        now = time.monotonic()
+        limit = len(self.packets)
+        if self.rate:
+            limit = min(limit, int((now - self.started) * self.rate) + 1)
+        while self.free and self.next_index < limit and len(self.in_flight) < self.window:
+            slot = self.free.pop()
+            transport_index, identifier = slot
+            index = self.next_index
+            self.next_index += 1
+            packet = codec.encode_accounting_request(identifier, self.packets[index], SECRET)
+            self.in_flight[slot] = (packet[4:20], now)
+            self.transports[transport_index].sendto(packet, self.server)
+
+    def received(self, transport_index: int, data: bytes) -> None:
+        slot = (transport_index, data[1])
+        entry = self.in_flight.pop(slot, None)
+        if entry is None:
+            return
+        request_authenticator, sent = entry
+        if not codec.response_ok(data, request_authenticator, SECRET):
+            self.bad += 1
+        self.acked += 1
+        self.latencies.append(time.monotonic() - sent)
+        self.free.append(slot)
+        if self.acked == len(self.packets) and not self.done.done():
+            self.done.set_result(None)
+        else:
+            self.send_more()
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, loader: Loader, index: int) -> None:
+        self.loader = loader
+        self.index = index
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.loader.received(self.index, data)
+
+
+async def load(
+    packets: list[bytes], server: tuple[str, int], window: int, rate: float | None
+) -> Loader:
+    loop = asyncio.get_running_loop()
+    loader = Loader(packets, window, server, rate)
+    sockets = (window + 255) // 256
+    for index in range(sockets):
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda i=index: _Socket(loader, i),
+            local_addr=("127.0.0.1", 0),  # type: ignore[misc]
+        )
+        loader.transports.append(transport)
+        loader.free.extend((index, identifier) for identifier in range(256))
+    loader.started = time.monotonic()
+    loader.send_more()
+    if rate:
+
+        async def pace() -> None:
+            while not loader.done.done():
+                loader.send_more()
+                await asyncio.sleep(0.001)
+
+        pacer = asyncio.create_task(pace())
+    timeout = max(60.0, len(packets) / (rate or 2000) * 3)
+    await asyncio.wait_for(loader.done, timeout)
+    if rate:
+        pacer.cancel()
+    for transport in loader.transports:
+        transport.close()
+    return loader
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def build_packets(count: int) -> list[bytes]:
+    calls = make_calls(count)
+    return [cisco_attributes(call) for call in calls]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=2048)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="steady phase rate (default: half the max)"
+    )
+    parser.add_argument("--steady-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--soak-seconds", type=float, default=0.0, help="extra steady soak for memory"
+    )
+    parser.add_argument("--batch-max-records", type=int, default=1000)
+    parser.add_argument("--batch-max-delay-ms", type=int, default=20)
+    args = parser.parse_args()
+
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute("DROP DATABASE IF EXISTS cdr_bench WITH (FORCE)")
+    await admin.execute("CREATE DATABASE cdr_bench")
+    await admin.close()
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/cdr_bench"
+
+    with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
+        directory = Path(tmp)
+        (directory / "keys").write_text("b1:" + "QmVuY2htYXJrLXBzZXVkb255bS1rZXktMDEyMzQ1Ng==\n")
+        (directory / "record-key").write_text("QmVuY2htYXJrLXJlY29yZC1rZXktMDEyMzQ1Njc4OQ==\n")
+        port = free_port(socket.SOCK_DGRAM)
+        (directory / "c.toml").write_text(
+            f'[database]\ndsn = "{dsn}"\nbatch_max_records = {args.batch_max_records}\n'
+            f"batch_max_delay_ms = {args.batch_max_delay_ms}\n"
+            f'[spool]\ndirectory = "{directory / "spool"}"\n'
+            f'[logging]\nlevel = "warning"\n'
+            f'[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n'
+            f'[radius]\nlisten = ["127.0.0.1:{port}"]\n'
+            f'[[radius.clients]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{SECRET.decode()}"\nprofile = "cisco"\n'
+        )
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "collector", "run", "--config", str(directory / "c.toml")],
+            cwd=ROOT,
+        )
+        try:
+            await asyncio.sleep(2.0)
+            server = ("127.0.0.1", port)
+            # warm-up (connections, partitions, caches)
+            await load(build_packets(2000), server, 256, None)
+            rss_start = rss_kib(daemon.pid)
+
+            packets = build_packets(args.records)
+            began = time.monotonic()
+            loader = await load(packets, server, args.window, None)
+            elapsed = time.monotonic() - began
+            maximum = args.records / elapsed
+            print(
+                f"max load: {args.records} Stop records acknowledged after commit in {elapsed:.2f} s "
+                f"= {maximum:,.0f} records/s (bad answers {loader.bad})"
+            )
+            print(
+                f"  ack latency p50 {percentile(loader.latencies, 0.5) * 1000:.1f} ms, "
+                f"p99 {percentile(loader.latencies, 0.99) * 1000:.1f} ms, "
+                f"max {max(loader.latencies) * 1000:.1f} ms"
+            )
+
+            rate = args.rate or maximum / 2
+            count = int(rate * args.steady_seconds)
+            loader = await load(build_packets(count), server, args.window, rate)
+            print(
+                f"steady {rate:,.0f}/s for {args.steady_seconds:.0f} s ({count} records): "
+                f"p50 {percentile(loader.latencies, 0.5) * 1000:.1f} ms, "
+                f"p99 {percentile(loader.latencies, 0.99) * 1000:.1f} ms, "
+                f"max {max(loader.latencies) * 1000:.1f} ms"
+            )
+            if args.soak_seconds:
+                samples = []
+                soak_end = time.monotonic() + args.soak_seconds
+                while time.monotonic() < soak_end:
+                    chunk = int(rate * 30)
+                    await load(build_packets(chunk), server, args.window, rate)
+                    samples.append(rss_kib(daemon.pid))
+                print(
+                    "soak RSS (MiB, every 30 s): " + ", ".join(f"{s / 1024:.0f}" for s in samples)
+                )
+            rss_end = rss_kib(daemon.pid)
+            print(
+                f"daemon RSS: {rss_start / 1024:.0f} MiB after warm-up, {rss_end / 1024:.0f} MiB at the end"
+            )
+            conn = await asyncpg.connect(dsn)
+            stored = await conn.fetchval("SELECT count(*) FROM cdrs")
+            await conn.close()
+            print(f"rows in cdrs: {stored}")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

@@ -1,0 +1,470 @@
+"""The dialog tracker: a stream of captured SIP messages in, one CallRecord per call out.
+
+A capture agent mirrors every SIP message a proxy handles, usually twice (the
+copy received and the copy forwarded), with retransmissions, re-INVITEs and
+in-dialog chatter mixed in. `DialogTracker` follows each call, identified by
+its Call-ID and the From-tag of its initial INVITE, from that INVITE through
+ringing and answer to its end (a BYE from either side, a CANCEL answered by
+487, or a failure response), and emits exactly one STOP record for it. It is
+pure and synchronous: no I/O, no clock of its own (capture timestamps come in
+with the messages and `expire` is told the time), memory bounded by
+`max_dialogs`. It must never emit a second record for a dialog it has already
+closed, never hold a dialog past `max_dialog_age_s`, and never store
+anything but the raw user parts a CallRecord carries (the pipeline redacts
+them).
+
+Choices the records depend on:
+
+- Record key. SIP carries no setup time of its own, so `setup_stamp` is None,
+  `leg` is "" and `session_id` is Call-ID and From-tag joined by a unit
+  separator (`dialog_session_id`). The From-tag goes into `session_id`, not
+  `leg`, because the pipeline hashes the session id but stores `leg` as is,
+  and a tag is an opaque per-call identifier like the Call-ID. Two collectors
+  seeing the same dialog build the same string and so the same key.
+- Mirrored copies and retransmissions. Rather than remembering every
+  (Call-ID, CSeq, method or status) it has seen, the tracker makes each
+  transaction step idempotent: setup, ringing, answer and cancel are set by
+  the first copy and never moved, a final response or BYE closes the dialog,
+  and a closed dialog leaves a short-lived tombstone so that a late copy or a
+  retransmission of its INVITE cannot open it again. The first copy wins, so
+  the Request-URI user is the one the caller dialled, before the proxy
+  rewrote it; a P-Asserted-Identity or correlation header that only the
+  forwarded copy carries still fills the gap.
+- Retryable failures. A 401/407 challenge, a 422 or a 3xx redirect to the
+  initial INVITE is usually followed by a new INVITE with the same Call-ID
+  and From-tag and a higher CSeq. Closing the dialog there would give the
+  real call the key of a failed attempt, so such a response only closes the
+  dialog when no new INVITE follows within `retry_window_s` (the call then
+  ends with that response, complete).
+- Causes. A `Reason: Q.850;cause=N` on the BYE, the final response or the
+  CANCEL wins; otherwise a BYE is 16 and a failure maps through
+  `q850_from_sip_status` (RFC 3398; 487 after CANCEL is 16, see there).
+- Incomplete calls. A dialog closed by `expire` or evicted at `max_dialogs`
+  is emitted with `incomplete=True`; its disconnect time is the last message
+  seen in it (a lower bound, so `times_derived=True`). A BYE without a seen
+  2xx proves an answer whose time was lost: answered, no connect time, no
+  duration, incomplete.
+- Known limit: with parallel forking at the capture point, a branch's
+  failure response can be seen before the winning branch answers, and
+  closes the call as failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from collector.model import CallRecord, Protocol, RecordKind
+from collector.pipeline.outcome import CAUSE_NORMAL_CLEARING, q850_from_sip_status
+from collector.receivers.sip.message import SipMessage
+
+#: how long a failed INVITE may be retried, and a closed dialog stays tombstoned
+#: (64 * T1, the SIP transaction timeout)
+DEFAULT_RETRY_WINDOW_S = 32.0
+
+#: final responses to an initial INVITE that a caller usually answers with a new INVITE
+RETRYABLE_STATUSES = frozenset({401, 407, 422, 494} | set(range(300, 400)))
+
+_CANCELLED = 487
+_ONE_MS = timedelta(milliseconds=1)
+
+_DialogKey = tuple[str, str, str]
+
+
+def dialog_session_id(call_id: str, from_tag: str | None) -> str:
+    """The `session_id` of a SIP call's record: Call-ID and From-tag of its initial INVITE.
+
+    Joined by a unit separator (0x1F), which a valid Call-ID or tag never
+    contains. Deterministic, so every collector makes the same record key.
+    """
+    return f"{call_id}\x1f{from_tag or ''}"
+
+
+class _Dialog:
+    """What the tracker remembers of one call in progress."""
+
+    __slots__ = (
+        "answer",
+        "call_id",
+        "called",
+        "calling",
+        "cancel",
+        "cancel_cause",
+        "correlation",
+        "cseq",
+        "final_cause",
+        "final_status",
+        "final_time",
+        "from_tag",
+        "key",
+        "last",
+        "pai",
+        "ring",
+        "setup",
+        "source",
+        "to_user",
+    )
+
+    def __init__(self, key: _DialogKey, msg: SipMessage, ts: datetime, source: str) -> None:
+        self.key = key
+        self.source = source
+        self.call_id = msg.call_id
+        self.from_tag = key[2]
+        self.cseq = msg.cseq
+        self.setup = ts
+        self.last = ts
+        self.ring: datetime | None = None
+        self.answer: datetime | None = None
+        self.cancel: datetime | None = None
+        self.cancel_cause: int | None = None
+        self.final_status: int | None = None
+        self.final_time: datetime | None = None
+        self.final_cause: int | None = None
+        self.calling = msg.from_user
+        self.pai = msg.pai_user
+        self.called = msg.ruri_user
+        self.to_user = msg.to_user
+        self.correlation = msg.correlation
+
+    def fill_from_copy(self, msg: SipMessage) -> None:
+        """Take identity fields that an earlier copy of the INVITE lacked."""
+        if self.pai is None:
+            self.pai = msg.pai_user
+        if self.correlation is None:
+            self.correlation = msg.correlation
+        if self.called is None:
+            self.called = msg.ruri_user
+        if self.calling is None:
+            self.calling = msg.from_user
+
+
+class DialogTracker:
+    """Follows SIP dialogs and turns each finished call into one STOP CallRecord.
+
+    Feed it every parsed SIP message with its capture time and configured
+    source name; call `expire` periodically with the current time. Both
+    return the records of calls that just ended. `open_dialogs`,
+    `evicted_total` and `expired_total` feed the receiver's metrics.
+    """
+
+    def __init__(
+        self,
+        max_dialogs: int,
+        max_dialog_age_s: float,
+        correlation_header: str | None = None,
+        *,
+        retry_window_s: float = DEFAULT_RETRY_WINDOW_S,
+    ) -> None:
+        if max_dialogs < 1:
+            raise ValueError("max_dialogs must be at least 1")
+        if max_dialog_age_s <= 0 or retry_window_s < 0:
+            raise ValueError("max_dialog_age_s must be positive and retry_window_s not negative")
+        self.max_dialogs = max_dialogs
+        self.max_dialog_age = timedelta(seconds=max_dialog_age_s)
+        self.retry_window = timedelta(seconds=retry_window_s)
+        #: the header parse_sip should extract for `CallRecord.correlation`
+        #: (None: records carry no correlation)
+        self.correlation_header = correlation_header
+        #: dialogs closed early because the tracker was full
+        self.evicted_total = 0
+        #: dialogs closed by `expire` because they outlived max_dialog_age_s
+        self.expired_total = 0
+        # Insertion order is creation order: the first entry is the oldest dialog.
+        self._dialogs: dict[_DialogKey, _Dialog] = {}
+        # Dialogs waiting for a retry after a retryable failure, or for the 487 after a CANCEL.
+        self._deadlines: dict[_DialogKey, datetime] = {}
+        # Recently closed dialogs (key -> until when), so late copies cannot reopen them.
+        self._closed: dict[_DialogKey, datetime] = {}
+
+    @property
+    def open_dialogs(self) -> int:
+        """How many calls are being followed now (for a gauge)."""
+        return len(self._dialogs)
+
+    def feed(self, msg: SipMessage, ts: datetime, source: str) -> list[CallRecord]:
+        """Account for one captured SIP message; return the records of calls it ended.
+
+        `ts` is the capture time (timezone-aware), `source` the configured
+        name of the agent that sent it. Copies, retransmissions and messages
+        of unknown dialogs change nothing.
+        """
+        dialogs = self._dialogs
+        tag = msg.from_tag or ""
+        key = (source, msg.call_id, tag)
+        dialog = dialogs.get(key)
+        if dialog is None:
+            to_tag = msg.to_tag
+            other = to_tag or ""
+            if other != tag:
+                # A request from the callee (BYE, re-INVITE): the tags are swapped.
+                dialog = dialogs.get((source, msg.call_id, other))
+            if dialog is None:
+                if msg.status == 0 and to_tag is None and msg.method == "INVITE":
+                    return self._open(key, msg, ts, source)
+                return []
+        if ts > dialog.last:
+            dialog.last = ts
+
+        status = msg.status
+        if status == 0:
+            method = msg.method
+            if method == "BYE":
+                return [self._close_by_bye(dialog, msg, ts)]
+            if method == "INVITE":
+                self._another_invite(dialog, msg)
+            elif method == "CANCEL":
+                self._cancel(dialog, msg, ts)
+            return []
+
+        # Responses: only those to the initial INVITE (the caller's CSeq) move the call.
+        if msg.cseq != dialog.cseq or msg.cseq_method != "INVITE" or tag != dialog.from_tag:
+            return []
+        if status < 200:
+            if 180 <= status < 190 and dialog.ring is None and dialog.answer is None:
+                dialog.ring = ts
+            return []
+        if status < 300:
+            if dialog.answer is None:
+                dialog.answer = ts
+            return []
+        if dialog.answer is not None or dialog.final_status is not None:
+            # A 487 to a forked branch after another branch answered, or a copy.
+            return []
+        if status in RETRYABLE_STATUSES:
+            dialog.final_status = status
+            dialog.final_time = ts
+            dialog.final_cause = msg.reason_cause
+            self._set_deadline(dialog.key, ts + self.retry_window)
+            return []
+        cause = msg.reason_cause
+        end = ts
+        if status == _CANCELLED and dialog.cancel is not None:
+            end = dialog.cancel  # the caller gave up when it sent the CANCEL
+            if cause is None:
+                cause = dialog.cancel_cause
+        return [self._close_failed(dialog, status, end, cause, ts)]
+
+    def expire(self, now: datetime) -> list[CallRecord]:
+        """Close what time has settled; return the records.
+
+        `now` must be on the clock of the capture timestamps given to `feed`
+        (UTC wall-clock time, when the capture agents keep NTP time).
+
+        A retryable failure not retried within the window ends the call with
+        that response; a CANCEL whose 487 never showed up ends it as
+        cancelled (incomplete); a dialog older than `max_dialog_age_s` is
+        emitted incomplete. Dialogs are checked oldest first and the scan
+        stops at the first one not yet due, so the cost is proportional to
+        what expires.
+        """
+        records: list[CallRecord] = []
+        dialogs = self._dialogs
+        deadlines = self._deadlines
+        while deadlines:
+            key, due = next(iter(deadlines.items()))
+            if due > now:
+                break
+            del deadlines[key]
+            dialog = dialogs.get(key)
+            if dialog is None or dialog.answer is not None:
+                continue
+            if dialog.final_status is not None and dialog.final_time is not None:
+                records.append(
+                    self._close_failed(
+                        dialog, dialog.final_status, dialog.final_time, dialog.final_cause, now
+                    )
+                )
+            elif dialog.cancel is not None:
+                records.append(self._close_incomplete(dialog, now))
+
+        cutoff = now - self.max_dialog_age
+        while dialogs:
+            dialog = next(iter(dialogs.values()))
+            if dialog.setup > cutoff:
+                break
+            self.expired_total += 1
+            records.append(self._close_incomplete(dialog, now))
+
+        closed = self._closed
+        while closed:
+            key, until = next(iter(closed.items()))
+            if until > now:
+                break
+            del closed[key]
+        return records
+
+    # -- opening ---------------------------------------------------------
+
+    def _open(
+        self, key: _DialogKey, msg: SipMessage, ts: datetime, source: str
+    ) -> list[CallRecord]:
+        """Start following a call at its initial INVITE (unless it just closed)."""
+        if key in self._closed:
+            return []  # a late copy or retransmission of a call already emitted
+        records: list[CallRecord] = []
+        dialogs = self._dialogs
+        if len(dialogs) >= self.max_dialogs:
+            oldest = next(iter(dialogs.values()))
+            self.evicted_total += 1
+            records.append(self._close_incomplete(oldest, ts))
+        dialogs[key] = _Dialog(key, msg, ts, source)
+        return records
+
+    def _another_invite(self, dialog: _Dialog, msg: SipMessage) -> None:
+        """A copy of the initial INVITE, a retry after a retryable failure, or a re-INVITE."""
+        if msg.to_tag is not None or (msg.from_tag or "") != dialog.from_tag:
+            return  # a re-INVITE inside the dialog: timing never moves
+        if msg.cseq == dialog.cseq:
+            dialog.fill_from_copy(msg)
+        elif msg.cseq > dialog.cseq and dialog.answer is None:
+            # The caller retried (credentials after 401/407, new target after 3xx):
+            # the same call goes on under the new CSeq, from the same setup time.
+            dialog.cseq = msg.cseq
+            dialog.final_status = dialog.final_time = dialog.final_cause = None
+            self._deadlines.pop(dialog.key, None)
+            dialog.fill_from_copy(msg)
+
+    def _cancel(self, dialog: _Dialog, msg: SipMessage, ts: datetime) -> None:
+        """The caller gives up before answer: wait for the 487 that will end the call."""
+        if dialog.answer is None and dialog.cancel is None and msg.cseq == dialog.cseq:
+            dialog.cancel = ts
+            dialog.cancel_cause = msg.reason_cause
+            self._set_deadline(dialog.key, ts + self.retry_window)
+
+    def _set_deadline(self, key: _DialogKey, when: datetime) -> None:
+        deadlines = self._deadlines
+        deadlines.pop(key, None)  # re-insert at the end: the dict stays roughly time-ordered
+        deadlines[key] = when
+
+    # -- closing ---------------------------------------------------------
+
+    def _close_by_bye(self, dialog: _Dialog, msg: SipMessage, ts: datetime) -> CallRecord:
+        """A BYE from either side ends an answered call."""
+        cause = msg.reason_cause
+        if cause is None:
+            cause = CAUSE_NORMAL_CLEARING
+        # Without a seen 2xx the answer was lost in capture: the BYE proves it happened.
+        return self._close(
+            dialog,
+            end=ts,
+            answered=True,
+            sip_code=200,
+            cause=cause,
+            incomplete=dialog.answer is None,
+            derived=False,
+            clock=ts,
+        )
+
+    def _close_failed(
+        self, dialog: _Dialog, status: int, end: datetime, cause: int | None, clock: datetime
+    ) -> CallRecord:
+        """A final failure response to the initial INVITE ends an unanswered call."""
+        if cause is None:
+            cause = q850_from_sip_status(status)
+        return self._close(
+            dialog,
+            end=end,
+            answered=False,
+            sip_code=status,
+            cause=cause,
+            incomplete=False,
+            derived=False,
+            clock=clock,
+        )
+
+    def _close_incomplete(self, dialog: _Dialog, clock: datetime) -> CallRecord:
+        """Close a dialog whose end was never seen (expired, evicted, lost 487)."""
+        status, final_time = dialog.final_status, dialog.final_time
+        if status is not None and final_time is not None and dialog.answer is None:
+            # A challenge or redirect nobody followed up: the call did end, with it.
+            return self._close_failed(dialog, status, final_time, dialog.final_cause, clock)
+        if dialog.answer is not None:
+            return self._close(
+                dialog,
+                end=dialog.last,
+                answered=True,
+                sip_code=200,
+                cause=None,
+                incomplete=True,
+                derived=True,
+                clock=clock,
+            )
+        if dialog.cancel is not None:
+            cause = dialog.cancel_cause
+            return self._close(
+                dialog,
+                end=dialog.cancel,
+                answered=False,
+                sip_code=_CANCELLED,
+                cause=q850_from_sip_status(_CANCELLED) if cause is None else cause,
+                incomplete=True,
+                derived=False,
+                clock=clock,
+            )
+        return self._close(
+            dialog,
+            end=dialog.last,
+            answered=False,
+            sip_code=None,
+            cause=None,
+            incomplete=True,
+            derived=True,
+            clock=clock,
+        )
+
+    def _close(
+        self,
+        dialog: _Dialog,
+        *,
+        end: datetime,
+        answered: bool,
+        sip_code: int | None,
+        cause: int | None,
+        incomplete: bool,
+        derived: bool,
+        clock: datetime,
+    ) -> CallRecord:
+        """Forget the dialog (leaving a tombstone) and build its record."""
+        key = dialog.key
+        del self._dialogs[key]
+        self._deadlines.pop(key, None)
+        closed = self._closed
+        if len(closed) >= self.max_dialogs:
+            del closed[next(iter(closed))]
+        closed[key] = clock + self.retry_window
+
+        setup = dialog.setup
+        answer = dialog.answer
+        ring = dialog.ring
+        duration_ms: int | None
+        if not answered:
+            duration_ms = 0
+        elif answer is None:
+            duration_ms = None
+        else:
+            duration_ms = max(0, (end - answer) // _ONE_MS)
+        if ring is not None:
+            pdd_ms: int | None = max(0, (ring - setup) // _ONE_MS)
+        elif answer is not None:
+            pdd_ms = max(0, (answer - setup) // _ONE_MS)
+        else:
+            pdd_ms = None
+        return CallRecord(
+            kind=RecordKind.STOP,
+            source=dialog.source,
+            protocol=Protocol.SIP,
+            session_id=dialog_session_id(dialog.call_id, dialog.from_tag),
+            event_time=end,
+            calling=dialog.pai if dialog.pai is not None else dialog.calling,
+            called=dialog.called if dialog.called is not None else dialog.to_user,
+            setup_time=setup,
+            connect_time=answer,
+            disconnect_time=end,
+            duration_ms=duration_ms,
+            answered=answered,
+            disconnect_cause=cause,
+            sip_code=sip_code,
+            pdd_ms=pdd_ms,
+            times_derived=derived,
+            incomplete=incomplete,
+            correlation=dialog.correlation if self.correlation_header else None,
+        )

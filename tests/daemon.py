@@ -1,0 +1,271 @@
+"""Run the real daemon for tests: `running_collector()` starts `cdr-collector run` as a
+child process on free local ports and waits for its READY=1 on a notify socket,
+exactly as systemd would. The handle exposes its ports, its metrics, its log
+file, and stop (SIGTERM) / kill (SIGKILL) / restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "s3cret-test"
+#: fixed test keys, so separate daemon processes of one test agree on pseudonyms and record keys
+PSEUDONYM_KEY = base64.b64encode(b"test-pseudonym-key-0123456789abcdef").decode()
+RECORD_KEY = base64.b64encode(b"test-record-key-0123456789abcdefgh").decode()
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port the kernel considers free right now on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class CollectorConfig:
+    """What a test daemon's configuration holds; `render` writes the TOML."""
+
+    directory: Path
+    dsn: str | None
+    radius_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=lambda: free_port(socket.SOCK_STREAM))
+    sip_port: int | None = None
+    json_port: int | None = None
+    spool: bool = True
+    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_segment_bytes: int = 1024 * 1024
+    secret: str = SECRET
+    client_address: str = "127.0.0.1"
+    profile: str = "auto"
+    log_level: str = "debug"
+    batch_max_records: int = 1000
+    batch_max_delay_ms: int = 5
+    commit_timeout_ms: int = 2000
+    retry_interval_ms: int = 200
+    connect_timeout_ms: int = 1000
+    extra: str = ""
+    extra_clients: str = ""
+
+    def render(self) -> Path:
+        """Write keys and collector.toml into the directory; return the config path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        keys = self.directory / "keys"
+        if not keys.exists():
+            keys.write_text(f"t1:{PSEUDONYM_KEY}\n", encoding="utf-8")
+        record = self.directory / "record-key"
+        if not record.exists():
+            record.write_text(RECORD_KEY + "\n", encoding="utf-8")
+        parts = []
+        if self.dsn:
+            parts.append(
+                f'[database]\ndsn = "{self.dsn}"\nbatch_max_records = {self.batch_max_records}\n'
+                f"batch_max_delay_ms = {self.batch_max_delay_ms}\n"
+                f"commit_timeout_ms = {self.commit_timeout_ms}\n"
+                f"retry_interval_ms = {self.retry_interval_ms}\n"
+                f"connect_timeout_ms = {self.connect_timeout_ms}\n"
+            )
+        if self.spool:
+            parts.append(
+                f'[spool]\ndirectory = "{self.directory / "spool"}"\n'
+                f"max_bytes = {self.spool_max_bytes}\nsegment_max_bytes = {self.spool_segment_bytes}\n"
+            )
+        parts.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
+        parts.append(f'[logging]\nlevel = "{self.log_level}"\nformat = "json"\n')
+        parts.append('[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n')
+        parts.append(
+            f'[radius]\nlisten = ["127.0.0.1:{self.radius_port}"]\n\n'
+            f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'
+            f'secret = "{self.secret}"\nprofile = "{self.profile}"\n' + self.extra_clients
+        )
+        if self.extra:
+            parts.append(self.extra)
+        path = self.directory / "collector.toml"
+        path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+
+
+class Collector:
+    """A daemon process under test."""
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.config_path = config.render()
+        self.log_path = config.directory / "collector.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._notify_dir = tempfile.TemporaryDirectory(prefix="notify-")
+        self.notify_path = Path(self._notify_dir.name) / "notify.sock"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(self.notify_path))
+        self._notify.setblocking(False)
+        self.notifications: list[str] = []
+
+    @property
+    def radius_address(self) -> tuple[str, int]:
+        """Where the daemon takes RADIUS accounting."""
+        return ("127.0.0.1", self.config.radius_port)
+
+    @property
+    def metrics_url(self) -> str:
+        """Base URL of the metrics endpoint."""
+        return f"http://127.0.0.1:{self.config.metrics_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait for READY=1 (or fail with its log)."""
+        self.poll_notifications()
+        self.notifications.clear()
+        env = dict(os.environ)
+        env["NOTIFY_SOCKET"] = str(self.notify_path)
+        env.pop("CDR_COLLECTOR_DSN", None)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "collector", "run", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll_notifications()
+            if any("READY=1" in n for n in self.notifications):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"collector exited with {self.process.returncode}:\n{self.log_text()}"
+                )
+            time.sleep(0.02)
+        raise RuntimeError(f"collector not ready after {timeout} s:\n{self.log_text()}")
+
+    def poll_notifications(self) -> list[str]:
+        """Read what the daemon sent on its notify socket so far."""
+        while True:
+            try:
+                data = self._notify.recv(4096)
+            except BlockingIOError:
+                return self.notifications
+            self.notifications.append(data.decode())
+
+    def log_text(self) -> str:
+        """Everything the daemon wrote to stdout/stderr."""
+        return (
+            self.log_path.read_text(encoding="utf-8", errors="replace")
+            if self.log_path.exists()
+            else ""
+        )
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the daemon."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; return the exit status."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush anything."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        """Kill if still running and release the notify socket."""
+        self.kill()
+        self._notify.close()
+        self._notify_dir.cleanup()
+
+    def metrics(self) -> dict[str, float]:
+        """The current metric samples, keyed by 'name{labels}' as exposed."""
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for key, value in self.metrics().items():
+            base, _, rest = key.partition("{")
+            if base != name:
+                continue
+            if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+                total += value
+        return total
+
+    def readyz(self) -> tuple[int, str]:
+        """Status and body of /readyz."""
+        try:
+            with urllib.request.urlopen(self.metrics_url + "/readyz", timeout=5) as response:  # noqa: S310
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+@contextlib.contextmanager
+def running_collector(config: CollectorConfig) -> Iterator[Collector]:
+    """Start a daemon for the duration of a block; stop it with SIGTERM after."""
+    collector = Collector(config)
+    collector.start()
+    try:
+        yield collector
+    finally:
+        try:
+            collector.stop()
+        finally:
+            collector.close()
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> None:
+    """Poll an async or sync predicate until it holds (or fail with a timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within the timeout")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def connected(dsn: str) -> AsyncIterator[Any]:
+    """An asyncpg connection for assertions."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()

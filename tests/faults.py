@@ -1,0 +1,118 @@
+"""Faults the tests cause for real: a TCP proxy in front of PostgreSQL that can
+be cut (every connection reset, new ones refused) and restored, and helpers
+to count what reached the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tests.daemon import connected, free_port
+
+
+class PausableProxy:
+    """Forwards 127.0.0.1:<port> to PostgreSQL until `cut()`, again after `restore()`."""
+
+    def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+        self.upstream = upstream
+        self.port = free_port(socket.SOCK_STREAM)
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        """Listen and forward."""
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
+
+    async def cut(self) -> None:
+        """Reset every open connection and refuse new ones (the database is gone)."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            with contextlib.suppress(OSError, RuntimeError):
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                writer.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        self._writers.clear()
+
+    async def restore(self) -> None:
+        """Accept connections again."""
+        await self.start()
+
+    async def close(self) -> None:
+        """Stop for good."""
+        await self.cut()
+
+    def dsn_for(self, dsn: str) -> str:
+        """`dsn` rewritten to go through the proxy."""
+        return dsn.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        a = asyncio.create_task(self._pipe(reader, up_writer))
+        b = asyncio.create_task(self._pipe(up_reader, writer))
+        self._pipes.update((a, b))
+        try:
+            await asyncio.gather(a, b, return_exceptions=True)
+        finally:
+            self._pipes.discard(a)
+            self._pipes.discard(b)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                with contextlib.suppress(OSError, RuntimeError):
+                    w.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
+
+
+@contextlib.asynccontextmanager
+async def pausable_proxy() -> AsyncIterator[PausableProxy]:
+    """A running PausableProxy for one test."""
+    proxy = PausableProxy()
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+async def table_counts(dsn: str) -> dict[str, Any]:
+    """Rows in cdrs, distinct record keys, and record keys stored more than once."""
+    async with connected(dsn) as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS rows, count(DISTINCT record_key) AS keys FROM cdrs"
+        )
+        doubles = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT record_key FROM cdrs GROUP BY record_key HAVING count(*) > 1) d"
+        )
+    assert row is not None
+    return {"rows": row["rows"], "keys": row["keys"], "doubles": doubles}

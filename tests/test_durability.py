@@ -1,0 +1,361 @@
+"""Never lose an acknowledged record, never store one twice: fault runs.
+
+Each run sends thousands of calls from a client that resends unanswered
+requests (as softswitches do), injects a fault while they flow, and ends with
+the number of rows equal to the number of calls and no record key twice.
+Figures of each run (sent, acknowledged, stored, duplicates, time to drain)
+are printed (pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from collector.receivers.radius import codec
+from collector.receivers.radius import dictionary as d
+from collector.sink.spool import encode_frame
+from collector.traffic import (
+    AccountingClient,
+    SendStats,
+    cisco_attributes,
+    generic_attributes,
+    make_calls,
+)
+from tests.daemon import SECRET, Collector, CollectorConfig, connected, running_collector, wait_for
+from tests.faults import pausable_proxy, table_counts
+
+CALLS = 3000
+
+
+def report(name: str, calls: int, stats: SendStats, counts: dict[str, int], drain_s: float) -> None:
+    print(
+        f"\n[{name}] calls {calls}, requests sent {stats.sent}, retransmissions {stats.retransmissions}, "
+        f"acknowledged {stats.acknowledged}, rows {counts['rows']}, distinct keys {counts['keys']}, "
+        f"keys stored twice {counts['doubles']}, drain {drain_s:.2f} s"
+    )
+
+
+def requests_for(count: int, seed: int) -> list[bytes]:
+    calls = make_calls(count, seed=seed)
+    return [cisco_attributes(c) if i % 2 else generic_attributes(c) for i, c in enumerate(calls)]
+
+
+async def spool_empty(collector: Collector) -> bool:
+    return (
+        collector.metric("cdr_collector_spool_records") == 0
+        and collector.metric("cdr_collector_database_up") == 1
+    )
+
+
+async def test_database_outage_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> None:
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        with running_collector(config) as collector:
+            async with AccountingClient(
+                collector.radius_address, SECRET.encode(), timeout_s=1.0
+            ) as client:
+                sending = asyncio.create_task(
+                    client.send_all(requests_for(CALLS, 1), concurrency=64, rate=1500)
+                )
+                await asyncio.sleep(0.7)
+                await proxy.cut()
+                await asyncio.sleep(2.5)
+                spooled_while_down = collector.metric("cdr_collector_records_spooled_total")
+                assert collector.metric("cdr_collector_database_up") == 0
+                await proxy.restore()
+                stats = await sending
+            began = time.monotonic()
+            await wait_for(lambda: spool_empty(collector), timeout=60)
+            drain = time.monotonic() - began
+    counts = await table_counts(dsn)
+    report("database outage", CALLS, stats, counts, drain)
+    assert spooled_while_down > 0
+    assert stats.acknowledged == CALLS
+    assert counts == {"rows": CALLS, "keys": CALLS, "doubles": 0}
+
+
+async def _kill_and_restart(
+    tmp_path: Path, dsn: str, signum: int
+) -> tuple[SendStats, dict[str, int], float, int]:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, log_level="info")
+    collector = Collector(config)
+    collector.start()
+    exit_status = -1
+    try:
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), timeout_s=0.5
+        ) as client:
+            sending = asyncio.create_task(
+                client.send_all(requests_for(CALLS, signum), concurrency=64, rate=1500)
+            )
+            await asyncio.sleep(1.0)
+            assert collector.process is not None
+            if signum == signal.SIGKILL:
+                collector.kill()
+            else:
+                collector.signal(signum)
+                exit_status = await asyncio.to_thread(collector.process.wait, 30)
+            acked_before = client.stats.acknowledged
+            assert 0 < acked_before < CALLS
+            await asyncio.sleep(0.5)
+            collector.start()  # same ports, same spool: the client's resends reach the new process
+            stats = await sending
+        began = time.monotonic()
+        await wait_for(lambda: spool_empty(collector), timeout=60)
+        drain = time.monotonic() - began
+    finally:
+        collector.stop()
+        collector.close()
+    return stats, await table_counts(dsn), drain, exit_status
+
+
+async def test_sigkill_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> None:
+    stats, counts, drain, _status = await _kill_and_restart(tmp_path, dsn, signal.SIGKILL)
+    report("SIGKILL", CALLS, stats, counts, drain)
+    assert stats.acknowledged == CALLS
+    assert counts == {"rows": CALLS, "keys": CALLS, "doubles": 0}
+
+
+async def test_sigterm_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> None:
+    stats, counts, drain, status = await _kill_and_restart(tmp_path, dsn, signal.SIGTERM)
+    report("SIGTERM", CALLS, stats, counts, drain)
+    assert status == 0
+    assert stats.acknowledged == CALLS
+    assert counts == {"rows": CALLS, "keys": CALLS, "doubles": 0}
+
+
+async def test_torn_spool_tail_is_skipped_and_the_rest_replayed(tmp_path: Path, dsn: str) -> None:
+    calls = 1000
+    # 1. no database: everything is acknowledged from the spool
+    config = CollectorConfig(
+        directory=tmp_path / "c",
+        dsn=dsn.replace(":5432/", ":9/"),
+        log_level="info",
+        spool_segment_bytes=128 * 1024,
+    )
+    with running_collector(config) as collector:
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), timeout_s=1.0
+        ) as client:
+            stats = await client.send_all(requests_for(calls, 7), concurrency=64)
+        assert stats.acknowledged == calls
+        assert collector.metric("cdr_collector_records_spooled_total") == calls
+    # 2. a crash in the middle of an append: a partial frame at the end of the newest
+    #    segment (never acknowledged), and a garbage tail on an older one
+    segments = sorted((config.directory / "spool").glob("*.seg"))
+    assert len(segments) >= 2
+    frame = encode_frame([])  # a valid frame, then cut in half
+    with open(segments[-1], "ab") as handle:
+        handle.write(frame[: len(frame) // 2])
+    with open(segments[0], "ab") as handle:
+        handle.write(b"CS\x01\x00" + os.urandom(64))
+    # 3. the database is back
+    config.dsn = dsn
+    with running_collector(config) as collector:
+        began = time.monotonic()
+        await wait_for(lambda: spool_empty(collector), timeout=60)
+        drain = time.monotonic() - began
+        corrupt = collector.metric("cdr_collector_spool_corrupt_total")
+        log = collector.log_text()
+    counts = await table_counts(dsn)
+    report("torn spool tail", calls, stats, counts, drain)
+    assert corrupt >= 2
+    assert "spool segment damaged" in log
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}
+    assert not list((config.directory / "spool").glob("*.seg"))
+
+
+async def test_spool_at_its_limit_stops_acknowledging_and_loses_nothing(
+    tmp_path: Path, dsn: str
+) -> None:
+    calls = 2000
+    async with pausable_proxy() as proxy:
+        await proxy.cut()
+        config = CollectorConfig(
+            directory=tmp_path / "c",
+            dsn=proxy.dsn_for(dsn),
+            log_level="info",
+            spool_max_bytes=160 * 1024,
+            spool_segment_bytes=32 * 1024,
+            batch_max_records=50,
+        )
+        with running_collector(config) as collector:
+            async with AccountingClient(
+                collector.radius_address, SECRET.encode(), timeout_s=0.5
+            ) as client:
+                sending = asyncio.create_task(
+                    client.send_all(requests_for(calls, 11), concurrency=64)
+                )
+                await wait_for(
+                    lambda: (
+                        collector.metric("cdr_collector_records_dropped_total", reason="spool_full")
+                        > 0
+                    ),
+                    timeout=30,
+                )
+                status, body = collector.readyz()
+                acked_when_full = client.stats.acknowledged
+                spool_bytes = collector.metric("cdr_collector_spool_bytes")
+                await asyncio.sleep(1.0)
+                assert client.stats.acknowledged - acked_when_full < 50  # nothing more fits
+                await proxy.restore()
+                stats = await sending
+            began = time.monotonic()
+            await wait_for(lambda: spool_empty(collector), timeout=60)
+            drain = time.monotonic() - began
+    counts = await table_counts(dsn)
+    report("spool at its limit", calls, stats, counts, drain)
+    assert status == 503 and '"spool": "full"' in body
+    assert spool_bytes <= 160 * 1024
+    assert 0 < acked_when_full < calls
+    assert stats.acknowledged == calls
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}
+
+
+def kamailio_packet(
+    status: int,
+    call_id: str,
+    when: int,
+    calling: str = "+493012345678",
+    called: str = "+442079460123",
+    code: int = 200,
+    method: int = 1,
+    from_tag: bytes = b"from-tag-1",
+    to_tag: bytes = b"to-tag-9",
+) -> bytes:
+    parts = [
+        codec.encode_attribute(d.ACCT_STATUS_TYPE, codec.integer(status)),
+        codec.encode_attribute(d.SERVICE_TYPE, codec.integer(d.SERVICE_TYPE_SIP_SESSION)),
+        codec.encode_attribute(d.SIP_RESPONSE_CODE, codec.integer(code)),
+        codec.encode_attribute(d.SIP_METHOD, codec.integer(method)),
+        codec.encode_attribute(d.EVENT_TIMESTAMP, codec.integer(when)),
+        codec.encode_attribute(d.SIP_FROM_TAG, from_tag),
+        codec.encode_attribute(d.SIP_TO_TAG, to_tag),
+        codec.encode_attribute(d.ACCT_SESSION_ID, call_id.encode()),
+        codec.encode_attribute(d.CALLING_STATION_ID, calling.encode()),
+        codec.encode_attribute(d.CALLED_STATION_ID, called.encode()),
+    ]
+    return b"".join(parts)
+
+
+async def test_stop_without_duration_is_completed_from_its_start_across_a_restart(
+    tmp_path: Path, dsn: str
+) -> None:
+    now = int(time.time())
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, profile="kamailio")
+    collector = Collector(config)
+    collector.start()
+    try:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            assert await client.send(kamailio_packet(d.STATUS_START, "call-a@h", now - 95))
+        collector.kill()
+        collector.start()
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            # the callee hangs up: tags swapped, no Acct-Session-Time
+            stop = kamailio_packet(
+                d.STATUS_STOP, "call-a@h", now, method=8, from_tag=b"to-tag-9", to_tag=b"from-tag-1"
+            )
+            assert await client.send(stop)
+    finally:
+        collector.stop()
+        collector.close()
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT duration_ms, answered, incomplete, sip_code FROM cdrs")
+        open_calls = await conn.fetchval("SELECT count(*) FROM open_calls")
+    assert len(rows) == 1
+    assert rows[0]["duration_ms"] == 95000
+    assert rows[0]["answered"] is True
+    assert rows[0]["incomplete"] is False
+    assert open_calls == 0
+
+
+async def test_start_and_stop_both_spooled_are_joined_on_replay(tmp_path: Path, dsn: str) -> None:
+    now = int(time.time())
+    async with pausable_proxy() as proxy:
+        await proxy.cut()
+        config = CollectorConfig(
+            directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), profile="kamailio"
+        )
+        with running_collector(config) as collector:
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                assert await client.send(kamailio_packet(d.STATUS_START, "call-b@h", now - 42))
+                assert await client.send(kamailio_packet(d.STATUS_STOP, "call-b@h", now, method=8))
+            assert collector.metric("cdr_collector_records_spooled_total") == 2
+            await proxy.restore()
+            await wait_for(lambda: spool_empty(collector), timeout=30)
+    async with connected(dsn) as conn:
+        row = await conn.fetchrow("SELECT duration_ms, incomplete FROM cdrs")
+    assert row is not None
+    assert row["duration_ms"] == 42000
+    assert row["incomplete"] is False
+
+
+async def test_accounting_on_closes_that_clients_open_calls_only(tmp_path: Path, dsn: str) -> None:
+    now = int(time.time())
+    config = CollectorConfig(
+        directory=tmp_path / "c",
+        dsn=dsn,
+        profile="kamailio",
+        extra_clients='\n[[radius.clients]]\nname = "other"\naddress = "127.0.0.2"\nsecret = "x-other"\nprofile = "kamailio"\n',
+    )
+    reboot = codec.encode_attribute(
+        d.ACCT_STATUS_TYPE, codec.integer(d.STATUS_ACCOUNTING_ON)
+    ) + codec.encode_attribute(d.EVENT_TIMESTAMP, codec.integer(now - 10))
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            assert await client.send(kamailio_packet(d.STATUS_START, "open-1@h", now - 60))
+            assert await client.send(kamailio_packet(d.STATUS_START, "open-2@h", now - 30))
+            assert await client.send(reboot)
+            assert await client.send(kamailio_packet(d.STATUS_START, "after@h", now - 5))
+        async with AccountingClient(
+            collector.radius_address, b"x-other", local_host="127.0.0.2"
+        ) as other:
+            assert await other.send(kamailio_packet(d.STATUS_START, "other-client@h", now - 60))
+    async with connected(dsn) as conn:
+        rows = await conn.fetch(
+            "SELECT duration_ms, answered, incomplete FROM cdrs ORDER BY duration_ms"
+        )
+        still_open = await conn.fetchval("SELECT count(*) FROM open_calls")
+    assert [r["duration_ms"] for r in rows] == [20000, 50000]
+    assert all(r["incomplete"] and r["answered"] for r in rows)
+    assert still_open == 2  # the call opened after the marker, and the other client's call
+
+
+async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_is_bad(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    calls = make_calls(3, seed=5)
+    with running_collector(config) as collector:
+        async with AccountingClient(
+            collector.radius_address, b"new-secret", tries=2, timeout_s=0.5
+        ) as client:
+            assert not await client.send(cisco_attributes(calls[0]))
+        text = collector.config_path.read_text().replace(
+            f'secret = "{SECRET}"', 'secret = "new-secret"'
+        )
+        collector.config_path.write_text(text)
+        collector.signal(signal.SIGHUP)
+        await wait_for(
+            lambda: any(
+                "configuration reloaded" in line for line in collector.log_text().splitlines()
+            )
+        )
+        async with AccountingClient(collector.radius_address, b"new-secret") as client:
+            assert await client.send(cisco_attributes(calls[1]))
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), tries=2, timeout_s=0.5
+        ) as client:
+            assert not await client.send(cisco_attributes(calls[2]))
+        collector.config_path.write_text(text + "\n[radius.bogus]\n")
+        collector.signal(signal.SIGHUP)
+        await wait_for(lambda: "reload refused" in collector.log_text())
+        async with AccountingClient(collector.radius_address, b"new-secret") as client:
+            assert await client.send(cisco_attributes(calls[2]))
+        assert collector.metric("cdr_collector_config_reloads_total", result="failed") == 1
+    counts = await table_counts(dsn)
+    assert counts["rows"] == 2

@@ -1,0 +1,742 @@
+"""Vendor profiles: what Cisco, FreeSWITCH and plain RFC 2866 accounting packets mean.
+
+Packets are built the way the switches build them (with `collector.traffic`
+and `codec.encode_*`), encoded, decoded again and interpreted: the profile
+sees exactly what the receiver would. Expected values are worked out here from
+the call, never taken from the code under test.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from collector import traffic
+from collector.config import PrivacyConfig
+from collector.model import RecordKind
+from collector.pipeline.redact import Redactor
+from collector.receivers.radius import codec, profiles
+from collector.receivers.radius import dictionary as d
+from collector.receivers.radius.codec import Packet
+from collector.receivers.radius.profiles import Context, NotACall
+
+SECRET = b"profile-secret"
+ARRIVAL = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+CONF_ID = "3C5AEAB9 1DD211B2 8FD3c3e4 4B8F5A10"
+
+
+def packet_of(attributes: bytes) -> Packet:
+    """The packet the receiver would decode from these attributes."""
+    return codec.decode(codec.encode_accounting_request(7, attributes, SECRET))
+
+
+def ctx(arrival: datetime = ARRIVAL) -> Context:
+    return Context("sbc-test", arrival)
+
+
+def answered_call(
+    end: datetime,
+    talk: timedelta = timedelta(seconds=61, milliseconds=250),
+    ringing: timedelta = timedelta(seconds=4, milliseconds=500),
+    cause: int = 16,
+    leg: str = "originate",
+) -> traffic.Call:
+    connect = end - talk
+    return traffic.Call(
+        session_id="A1B2C3D4",
+        calling="+4930123456789",
+        called="+442071234567",
+        setup=connect - ringing,
+        connect=connect,
+        disconnect=end,
+        cause=cause,
+        leg=leg,
+        conf_id=CONF_ID,
+    )
+
+
+def unanswered_call(end: datetime, cause: int = 17) -> traffic.Call:
+    return traffic.Call(
+        session_id="E5F6A7B8",
+        calling="+4930123456789",
+        called="+442071234567",
+        setup=end - timedelta(seconds=12),
+        connect=None,
+        disconnect=end,
+        cause=cause,
+        conf_id=CONF_ID,
+    )
+
+
+def integer_attribute(number: int, value: int) -> bytes:
+    return codec.encode_attribute(number, codec.integer(value))
+
+
+def text_attribute(number: int, value: str) -> bytes:
+    return codec.encode_attribute(number, value.encode())
+
+
+def redactor() -> Redactor:
+    return Redactor(
+        PrivacyConfig(keys=(("k1", b"p" * 32),), record_secret=b"record-key-secret-0123456789")
+    )
+
+
+# -- Cisco -------------------------------------------------------------------------
+
+
+def test_cisco_stop_with_synced_clock_keeps_the_switch_times() -> None:
+    # the switch's clock is two hours off ours but not flagged: believed as is
+    call = answered_call(end=ARRIVAL - timedelta(hours=2))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    assert record.kind is RecordKind.STOP
+    assert record.setup_time == call.setup
+    assert record.connect_time == call.connect
+    assert record.disconnect_time == call.disconnect
+    assert record.duration_ms == 61_250
+    assert record.answered is True
+    assert record.clock_unsynced is False
+
+
+def test_cisco_stop_with_all_its_own_times_is_not_marked_derived() -> None:
+    # setup, connect and disconnect all come from the switch's (synced) clock; the
+    # packet has no Event-Timestamp, which Cisco gateways do not send by default
+    call = answered_call(end=ARRIVAL - timedelta(seconds=1))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    assert (record.setup_time, record.connect_time, record.disconnect_time) == (
+        call.setup,
+        call.connect,
+        call.disconnect,
+    )
+    assert record.times_derived is False
+
+
+def test_cisco_values_repeating_their_names_are_stripped() -> None:
+    call = answered_call(end=ARRIVAL - timedelta(seconds=1), leg="answer")
+    packet = packet_of(traffic.cisco_attributes(call))
+    setup_text = packet.vendor_text(d.CISCO, d.H323_SETUP_TIME)
+    assert setup_text is not None and setup_text.startswith("h323-setup-time=")
+    record = profiles.cisco(packet, ctx())
+    assert record.setup_stamp == setup_text.removeprefix("h323-setup-time=")
+    assert record.leg == "answer"
+    assert record.correlation == "3C5AEAB91DD211B28FD3C3E44B8F5A10"
+    assert record.session_id == "A1B2C3D4"
+    assert record.called == "442071234567"
+    assert record.calling == "4930123456789"
+
+
+def test_cisco_call_origin_becomes_the_leg() -> None:
+    legs = {
+        leg: profiles.cisco(
+            packet_of(traffic.cisco_attributes(answered_call(ARRIVAL, leg=leg))), ctx()
+        ).leg
+        for leg in ("originate", "answer")
+    }
+    assert legs == {"originate": "originate", "answer": "answer"}
+
+
+@pytest.mark.parametrize(
+    ("cause", "hex_text"), [(16, "10"), (17, "11"), (31, "1F"), (34, "22"), (127, "7F")]
+)
+def test_cisco_disconnect_cause_is_hexadecimal(cause: int, hex_text: str) -> None:
+    call = answered_call(ARRIVAL, cause=cause)
+    packet = packet_of(traffic.cisco_attributes(call))
+    assert packet.vendor_text(d.CISCO, d.H323_DISCONNECT_CAUSE) == (
+        f"h323-disconnect-cause={hex_text}"
+    )
+    assert profiles.cisco(packet, ctx()).disconnect_cause == cause
+
+
+@pytest.mark.parametrize("bad", ["zz", "", "1FF", "-1"])
+def test_cisco_unusable_disconnect_cause_is_dropped(bad: str) -> None:
+    call = answered_call(ARRIVAL)
+    attributes = codec.encode_vsa(
+        d.CISCO, d.H323_DISCONNECT_CAUSE, f"h323-disconnect-cause={bad}".encode()
+    ) + traffic.cisco_attributes(call)
+    assert profiles.cisco(packet_of(attributes), ctx()).disconnect_cause is None
+
+
+def test_cisco_unanswered_call_has_no_duration() -> None:
+    call = unanswered_call(ARRIVAL - timedelta(seconds=2))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    assert record.answered is False
+    assert record.duration_ms == 0
+    assert record.connect_time is None
+    assert record.disconnect_cause == 17
+    assert record.disconnect_time == call.disconnect
+
+
+@pytest.mark.parametrize("flag", ["*", "."])
+def test_cisco_flagged_clock_far_from_arrival_is_shifted_keeping_the_duration(flag: str) -> None:
+    call = answered_call(end=ARRIVAL - timedelta(hours=3, minutes=7))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call, clock_flag=flag)), ctx())
+    assert record.clock_unsynced is True
+    assert record.times_derived is True
+    # shifted onto the only time we trust (arrival, no Acct-Delay-Time) ...
+    assert record.disconnect_time == ARRIVAL
+    assert record.connect_time is not None and record.setup_time is not None
+    # ... keeping the differences the switch measured
+    assert record.disconnect_time - record.connect_time == timedelta(seconds=61, milliseconds=250)
+    assert record.connect_time - record.setup_time == timedelta(seconds=4, milliseconds=500)
+    assert record.duration_ms == 61_250
+
+
+def test_cisco_flagged_clock_is_shifted_onto_event_timestamp_when_present() -> None:
+    event = ARRIVAL - timedelta(seconds=30)
+    call = answered_call(end=ARRIVAL + timedelta(days=1))
+    attributes = integer_attribute(d.EVENT_TIMESTAMP, int(event.timestamp()))
+    attributes += traffic.cisco_attributes(call, clock_flag="*")
+    record = profiles.cisco(packet_of(attributes), ctx())
+    assert record.disconnect_time == event
+    assert record.duration_ms == 61_250
+    assert record.clock_unsynced is True
+
+
+def test_cisco_flagged_clock_close_to_ours_is_kept_but_recorded() -> None:
+    call = answered_call(end=ARRIVAL - timedelta(seconds=40))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call, clock_flag="*")), ctx())
+    assert record.clock_unsynced is True
+    assert record.disconnect_time == call.disconnect
+    assert record.setup_time == call.setup
+
+
+def test_cisco_unknown_time_zone_falls_back_to_session_time() -> None:
+    def stamp(name: str, when: datetime) -> bytes:
+        value = f"{name}={when:%H:%M:%S}.000 XYZT Wed May 01 2024"
+        number = {
+            "h323-setup-time": d.H323_SETUP_TIME,
+            "h323-connect-time": d.H323_CONNECT_TIME,
+            "h323-disconnect-time": d.H323_DISCONNECT_TIME,
+        }[name]
+        return codec.encode_vsa(d.CISCO, number, value.encode())
+
+    attributes = b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+            text_attribute(d.ACCT_SESSION_ID, "zone-1"),
+            integer_attribute(d.ACCT_SESSION_TIME, 42),
+            stamp("h323-setup-time", ARRIVAL - timedelta(seconds=50)),
+            stamp("h323-connect-time", ARRIVAL - timedelta(seconds=42)),
+            stamp("h323-disconnect-time", ARRIVAL),
+        )
+    )
+    record = profiles.cisco(packet_of(attributes), ctx())
+    assert record.setup_time is None
+    assert record.duration_ms == 42_000
+    assert record.answered is True
+    assert record.disconnect_time == ARRIVAL
+    assert record.connect_time == ARRIVAL - timedelta(seconds=42)
+    assert record.times_derived is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "flagged"),
+    [
+        ("12:00:01.250 UTC Wed May 01 2024", datetime(2024, 5, 1, 12, 0, 1, 250000, UTC), False),
+        ("*14:00:01.250 CEST Wed May 01 2024", datetime(2024, 5, 1, 12, 0, 1, 250000, UTC), True),
+        (".07:00:00.000 EST Mon Jan 01 2024", datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC), True),
+        ("00:30:00.000 JST Wed May 01 2024", datetime(2024, 4, 30, 15, 30, tzinfo=UTC), False),
+    ],
+)
+def test_parse_cisco_timestamp(text: str, expected: datetime, flagged: bool) -> None:
+    assert profiles.parse_cisco_timestamp(text) == (expected, flagged)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12:00:01.250 XYZT Wed May 01 2024",
+        "12:00:01.250 UTC Wed Foo 01 2024",
+        "12:00 UTC Wed May 01 2024",
+        "25:00:00.000 UTC Wed May 01 2024",
+        "12:99:00.000 UTC Wed May 01 2024",
+        "12:00:75.000 UTC Wed May 01 2024",
+        "12:00:00.000 UTC Wed Feb 30 2024",
+        "garbage",
+        "",
+        "*",
+    ],
+)
+def test_parse_cisco_timestamp_refuses_what_it_cannot_read(text: str) -> None:
+    parsed, _flag = profiles.parse_cisco_timestamp(text)
+    assert parsed is None
+
+
+# -- FreeSWITCH ------------------------------------------------------------------------
+
+
+def freeswitch_stop(
+    session_time: int | None,
+    billusec: int | None,
+    answer: bool = True,
+    start: str = "2024-05-01T11:58:00.000000+0000",
+    end: str = "2024-05-01T11:59:59.000000+0000",
+) -> bytes:
+    """A mod_radius_cdr Stop: answered at 11:58:05 UTC unless `answer` is false."""
+    parts = [
+        integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+        text_attribute(d.ACCT_SESSION_ID, "5d0f9c2e-1111-2222-3333-444455556666"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_SRC, b"+4930123456789"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_DST, b"+442071234567"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_CALLSTARTDATE, start.encode()),
+        codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(16)),
+    ]
+    if answer:
+        parts.append(
+            codec.encode_vsa(d.FREESWITCH, d.FS_CALLANSWERDATE, b"2024-05-01T11:58:05.000000+0000")
+        )
+    parts.append(codec.encode_vsa(d.FREESWITCH, d.FS_CALLENDDATE, end.encode()))
+    if billusec is not None:
+        parts.append(codec.encode_vsa(d.FREESWITCH, d.FS_BILLUSEC, codec.integer(billusec)))
+    if session_time is not None:
+        parts.append(integer_attribute(d.ACCT_SESSION_TIME, session_time))
+    return b"".join(parts)
+
+
+def test_freeswitch_session_time_wins_over_a_disagreeing_billusec() -> None:
+    record = profiles.freeswitch(packet_of(freeswitch_stop(60, 30_500_000)), ctx())
+    assert record.duration_ms == 60_000
+
+
+def test_freeswitch_agreeing_billusec_only_refines_the_session_time() -> None:
+    record = profiles.freeswitch(packet_of(freeswitch_stop(60, 60_250_000)), ctx())
+    assert record.duration_ms is not None
+    assert 60_000 <= record.duration_ms < 61_000
+
+
+def test_freeswitch_billusec_wrap_after_71_minutes_does_not_corrupt_the_duration() -> None:
+    end = ARRIVAL - timedelta(seconds=3)
+    call = answered_call(end, talk=timedelta(minutes=75))
+    packet = packet_of(traffic.freeswitch_attributes(call))
+    billusec = packet.vendor_integer(d.FREESWITCH, d.FS_BILLUSEC)
+    # the 32-bit field did wrap: 75 minutes are 4.5e9 microseconds
+    assert billusec is not None and billusec < 75 * 60 * 1_000_000
+    record = profiles.freeswitch(packet, ctx())
+    assert record.duration_ms == 75 * 60 * 1000
+    assert record.answered is True
+
+
+def test_freeswitch_wrapped_billusec_without_session_time_is_not_trusted() -> None:
+    # answered 11:58:05, ended 13:13:05: 75 minutes; Billusec holds them modulo 2**32
+    talk_us = 75 * 60 * 1_000_000
+    attributes = freeswitch_stop(None, talk_us & 0xFFFFFFFF, end="2024-05-01T13:13:05.000000+0000")
+    record = profiles.freeswitch(packet_of(attributes), ctx(ARRIVAL + timedelta(hours=2)))
+    assert record.duration_ms == talk_us // 1000
+
+
+def test_freeswitch_unanswered_stop_without_answer_date() -> None:
+    record = profiles.freeswitch(packet_of(freeswitch_stop(0, 0, answer=False)), ctx())
+    assert record.answered is False
+    assert record.duration_ms == 0
+    assert record.connect_time is None
+    assert record.setup_time == datetime(2024, 5, 1, 11, 58, tzinfo=UTC)
+
+
+def test_freeswitch_callstartdate_is_the_setup_stamp() -> None:
+    call = answered_call(ARRIVAL - timedelta(seconds=2))
+    packet = packet_of(traffic.freeswitch_attributes(call))
+    record = profiles.freeswitch(packet, ctx())
+    assert record.setup_stamp == packet.vendor_text(d.FREESWITCH, d.FS_CALLSTARTDATE)
+    assert record.setup_time == call.setup
+    assert record.connect_time == call.connect
+    assert record.disconnect_time == call.disconnect
+    assert record.calling == "+4930123456789"
+    assert record.called == "+442071234567"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T17:30:00.000000+051800",  # mod_radius_cdr's "+05" then 1800 seconds
+        "2024-05-01T17:30:00.000000+0530",
+        "2024-05-01T07:00:00.000000-0500",
+        "2024-05-01T12:00:00.000000+0000",
+        "2024-05-01T13:00:00.000000+0100",
+    ],
+)
+def test_freeswitch_offsets_in_every_form(text: str) -> None:
+    assert profiles.parse_freeswitch_time(text) == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_freeswitch_negative_half_hour_offset_as_mod_radius_cdr_prints_it() -> None:
+    # mod_radius_cdr prints "%+03d%02d" of (gmtoff / 3600, gmtoff % 3600) in C:
+    # at -03:30 (Newfoundland) that is -3 and -1800, so the text reads "-03-1800"
+    parsed = profiles.parse_freeswitch_time("2024-05-01T08:30:00.000000-03-1800")
+    assert parsed == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_freeswitch_stop_with_all_its_own_dates_is_not_marked_derived() -> None:
+    # mod_radius_cdr sends Callstartdate/-answerdate/-enddate but no Event-Timestamp
+    record = profiles.freeswitch(packet_of(freeswitch_stop(115, 114_000_000)), ctx())
+    assert record.setup_time == datetime(2024, 5, 1, 11, 58, tzinfo=UTC)
+    assert record.connect_time == datetime(2024, 5, 1, 11, 58, 5, tzinfo=UTC)
+    assert record.disconnect_time == datetime(2024, 5, 1, 11, 59, 59, tzinfo=UTC)
+    assert record.times_derived is False
+
+
+def test_freeswitch_odd_offset_in_a_packet_gives_utc_setup_time() -> None:
+    attributes = freeswitch_stop(60, None, start="2024-05-01T17:28:00.000000+051800")
+    record = profiles.freeswitch(packet_of(attributes), ctx())
+    assert record.setup_time == datetime(2024, 5, 1, 11, 58, tzinfo=UTC)
+
+
+def test_freeswitch_cancelled_call_keeps_sip_code_487() -> None:
+    call = unanswered_call(ARRIVAL, cause=487)
+    record = profiles.freeswitch(packet_of(traffic.freeswitch_attributes(call)), ctx())
+    assert record.sip_code == 487
+    assert record.answered is False
+    assert record.duration_ms == 0
+    assert record.connect_time is None
+    # 487 is a FreeSWITCH cause number, not a Q.850 cause: never stored as one
+    assert record.disconnect_cause is None or 0 <= record.disconnect_cause <= 127
+
+
+def test_freeswitch_unanswered_call() -> None:
+    call = unanswered_call(ARRIVAL, cause=19)
+    record = profiles.freeswitch(packet_of(traffic.freeswitch_attributes(call)), ctx())
+    assert record.answered is False
+    assert record.duration_ms == 0
+    assert record.disconnect_cause == 19
+    assert record.sip_code is None
+
+
+# -- generic RFC 2866 -------------------------------------------------------------------
+
+
+def generic_stop(delay: int | None = None, event: datetime | None = None) -> bytes:
+    parts = [
+        integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+        text_attribute(d.ACCT_SESSION_ID, "gen-0001"),
+        text_attribute(d.USER_NAME, "customer-7"),
+        text_attribute(d.CALLING_STATION_ID, "+4930123456789"),
+        text_attribute(d.CALLED_STATION_ID, "00442071234567"),
+        integer_attribute(d.ACCT_SESSION_TIME, 95),
+    ]
+    if event is not None:
+        parts.append(integer_attribute(d.EVENT_TIMESTAMP, int(event.timestamp())))
+    if delay is not None:
+        parts.append(integer_attribute(d.ACCT_DELAY_TIME, delay))
+    return b"".join(parts)
+
+
+def test_generic_stop_with_event_timestamp() -> None:
+    event = ARRIVAL - timedelta(minutes=3)
+    record = profiles.generic(packet_of(generic_stop(event=event, delay=9)), ctx())
+    assert record.kind is RecordKind.STOP
+    assert record.event_time == event  # Event-Timestamp wins over arrival - delay
+    assert record.disconnect_time == event
+    assert record.connect_time == event - timedelta(seconds=95)
+    assert record.duration_ms == 95_000
+    assert record.answered is True
+    assert record.times_derived is False
+    assert record.account == "customer-7"
+    assert record.calling == "+4930123456789"
+    assert record.called == "00442071234567"
+
+
+def test_generic_stop_without_event_timestamp_uses_arrival_minus_delay() -> None:
+    record = profiles.generic(packet_of(generic_stop(delay=17)), ctx())
+    assert record.event_time == ARRIVAL - timedelta(seconds=17)
+    assert record.disconnect_time == ARRIVAL - timedelta(seconds=17)
+    assert record.duration_ms == 95_000
+    assert record.times_derived is True
+
+
+def test_generic_retransmissions_with_new_delay_make_one_record_key() -> None:
+    first = profiles.generic(packet_of(generic_stop(delay=0)), ctx(ARRIVAL))
+    again = profiles.generic(
+        packet_of(generic_stop(delay=31)), ctx(ARRIVAL + timedelta(seconds=31, milliseconds=400))
+    )
+    # the derived times differ between the two copies ...
+    assert first.event_time != again.event_time
+    redact = redactor()
+    stored_first = redact.redact(first, ARRIVAL)
+    stored_again = redact.redact(again, ARRIVAL + timedelta(seconds=31))
+    # ... the identity of the call leg does not
+    assert stored_first.record_key == stored_again.record_key
+    other = profiles.generic(
+        packet_of(generic_stop(delay=0).replace(b"gen-0001", b"gen-0002")), ctx(ARRIVAL)
+    )
+    assert redact.redact(other, ARRIVAL).record_key != stored_first.record_key
+
+
+def test_generic_failed_is_an_unanswered_stop() -> None:
+    attributes = b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_FAILED),
+            text_attribute(d.ACCT_SESSION_ID, "failed-1"),
+            integer_attribute(d.ACCT_SESSION_TIME, 12),  # even if a switch sends one
+            integer_attribute(d.EVENT_TIMESTAMP, int(ARRIVAL.timestamp())),
+        )
+    )
+    record = profiles.generic(packet_of(attributes), ctx())
+    assert record.kind is RecordKind.STOP
+    assert record.answered is False
+    assert record.duration_ms == 0
+    assert record.disconnect_time == ARRIVAL
+
+
+@pytest.mark.parametrize("status", [d.STATUS_ACCOUNTING_ON, d.STATUS_ACCOUNTING_OFF])
+@pytest.mark.parametrize("profile", ["generic", "cisco", "freeswitch", "kamailio"])
+def test_accounting_on_and_off_reset_the_switch(status: int, profile: str) -> None:
+    event = ARRIVAL - timedelta(seconds=5)
+    attributes = integer_attribute(d.ACCT_STATUS_TYPE, status) + integer_attribute(
+        d.EVENT_TIMESTAMP, int(event.timestamp())
+    )
+    record = profiles.PROFILES[profile](packet_of(attributes), ctx())
+    assert record.kind is RecordKind.RESET
+    assert record.event_time == event
+    assert record.source == "sbc-test"
+
+
+def test_interim_update_is_an_interim_record() -> None:
+    attributes = generic_stop(event=ARRIVAL).replace(
+        integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+        integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_INTERIM),
+    )
+    record = profiles.generic(packet_of(attributes), ctx())
+    assert record.kind is RecordKind.INTERIM
+    assert record.session_id == "gen-0001"
+
+
+def test_start_is_a_start_record_connected_at_the_event() -> None:
+    call = answered_call(ARRIVAL)
+    record = profiles.generic(
+        packet_of(traffic.generic_attributes(call, status=d.STATUS_START)), ctx()
+    )
+    assert record.kind is RecordKind.START
+    assert call.connect is not None
+    # Event-Timestamp has whole seconds
+    assert record.connect_time == datetime.fromtimestamp(int(call.connect.timestamp()), UTC)
+
+
+@pytest.mark.parametrize("status", [4, 5, 6, 9, 10, 0, 0xFFFFFFFF])
+@pytest.mark.parametrize("profile", ["generic", "cisco", "freeswitch", "kamailio"])
+def test_unsupported_status_type_is_not_a_call(status: int, profile: str) -> None:
+    attributes = integer_attribute(d.ACCT_STATUS_TYPE, status) + text_attribute(
+        d.ACCT_SESSION_ID, "x"
+    )
+    with pytest.raises(NotACall) as caught:
+        profiles.PROFILES[profile](packet_of(attributes), ctx())
+    assert caught.value.reason == "unsupported_status_type"
+
+
+@pytest.mark.parametrize("profile", ["generic", "cisco", "freeswitch", "kamailio"])
+def test_missing_session_id_is_not_a_call(profile: str) -> None:
+    attributes = integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP) + integer_attribute(
+        d.ACCT_SESSION_TIME, 3
+    )
+    with pytest.raises(NotACall) as caught:
+        profiles.PROFILES[profile](packet_of(attributes), ctx())
+    assert "session" in caught.value.reason
+
+
+def test_missing_status_type_is_not_a_call() -> None:
+    with pytest.raises(NotACall):
+        profiles.generic(packet_of(text_attribute(d.ACCT_SESSION_ID, "x")), ctx())
+
+
+def test_not_a_call_never_carries_a_number() -> None:
+    attributes = integer_attribute(d.ACCT_STATUS_TYPE, 99) + text_attribute(
+        d.CALLED_STATION_ID, "4930123456789"
+    )
+    with pytest.raises(NotACall) as caught:
+        profiles.generic(packet_of(attributes), ctx())
+    assert "4930123456789" not in str(caught.value)
+
+
+# -- detection --------------------------------------------------------------------------
+
+
+def kamailio_attributes() -> bytes:
+    return b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_START),
+            integer_attribute(d.SERVICE_TYPE, d.SERVICE_TYPE_SIP_SESSION),
+            integer_attribute(d.SIP_RESPONSE_CODE, 200),
+            integer_attribute(d.SIP_METHOD, d.SIP_METHOD_INVITE),
+            text_attribute(d.SIP_FROM_TAG, "a1b2"),
+            text_attribute(d.SIP_TO_TAG, "c3d4"),
+            text_attribute(d.ACCT_SESSION_ID, "call-id-1@example.invalid"),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        (traffic.cisco_attributes(answered_call(ARRIVAL)), "cisco"),
+        (traffic.freeswitch_attributes(answered_call(ARRIVAL)), "freeswitch"),
+        (kamailio_attributes(), "kamailio"),
+        (traffic.generic_attributes(answered_call(ARRIVAL)), "generic"),
+    ],
+)
+def test_detect_picks_the_profile(attributes: bytes, expected: str) -> None:
+    packet = packet_of(attributes)
+    assert profiles.detect(packet) is profiles.PROFILES[expected]
+    auto = profiles.interpret(packet, "auto", ctx())
+    assert auto == profiles.PROFILES[expected](packet, ctx())
+
+
+def test_configured_profile_overrides_detection() -> None:
+    packet = packet_of(traffic.cisco_attributes(answered_call(ARRIVAL)))
+    record = profiles.interpret(packet, "generic", ctx())
+    assert record.leg == ""  # the generic profile does not read h323-call-origin
+    assert record.correlation is None
+
+
+# -- hostile values: a profile returns a record or raises NotACall, nothing else ------------
+
+HOSTILE = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    report_multiple_bugs=False,  # one falsifying example per test keeps a failing run short
+)
+#: the packet-level property draws many values; shrinking a failure of it takes
+#: longer than the whole suite may, and the parametrized cases above pin bugs down
+HOSTILE_PACKETS = settings(HOSTILE, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+ZONES = ["UTC", "GMT", "CET", "CEST", "EST", "PST", "JST", "NZDT", "XYZ", ""]
+MONTHS = ["Jan", "Feb", "Dec", "Foo", ""]
+
+
+@st.composite
+def cisco_times(draw: st.DrawFn) -> str:
+    flag = draw(st.sampled_from(["", "*", "."]))
+    hour, minute, second = (draw(st.integers(0, 99)) for _ in range(3))
+    millis = draw(st.integers(0, 999))
+    zone = draw(st.sampled_from(ZONES))
+    month = draw(st.sampled_from(MONTHS))
+    day, year = draw(st.integers(0, 99)), draw(st.integers(0, 9999))
+    return f"{flag}{hour:02d}:{minute:02d}:{second:02d}.{millis:03d} {zone} Mon {month} {day:02d} {year:04d}"
+
+
+@st.composite
+def freeswitch_times(draw: st.DrawFn) -> str:
+    year, month, day = (
+        draw(st.integers(0, 9999)),
+        draw(st.integers(0, 13)),
+        draw(st.integers(0, 32)),
+    )
+    hour, minute = draw(st.integers(0, 25)), draw(st.integers(0, 61))
+    sign = draw(st.sampled_from(["+", "-"]))
+    hours = draw(st.integers(-99, 99))
+    rest = draw(st.sampled_from(["", "00", "30", "45", "1800", "-1800", "2700", "9999"]))
+    return (
+        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:00.000000{sign}{hours:02d}{rest}"
+    )
+
+
+@HOSTILE
+@given(st.one_of(cisco_times(), st.text(max_size=40)))
+def test_parse_cisco_timestamp_never_raises(text: str) -> None:
+    parsed, _flag = profiles.parse_cisco_timestamp(text)
+    assert parsed is None or parsed.utcoffset() == timedelta(0)
+
+
+@HOSTILE
+@given(st.one_of(freeswitch_times(), st.text(max_size=40)))
+def test_parse_freeswitch_time_never_raises(text: str) -> None:
+    parsed = profiles.parse_freeswitch_time(text)
+    assert parsed is None or parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "23:00:00.000 PST Fri Dec 31 9999",  # UTC would be in year 10000
+        "00:30:00.000 JST Mon Jan 01 0001",  # UTC would be in year 0
+        "99:00:00.000 UTC Fri Dec 31 9999",
+    ],
+)
+def test_cisco_timestamp_outside_the_calendar_is_refused_not_raised(text: str) -> None:
+    assert profiles.parse_cisco_timestamp(text)[0] is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:00:00.000000-0500",
+        "0001-01-01T00:30:00.000000+0100",
+        "2024-05-01T12:00:00.000000+9900",  # an offset of 99 hours
+    ],
+)
+def test_freeswitch_time_outside_the_calendar_is_refused_not_raised(text: str) -> None:
+    assert profiles.parse_freeswitch_time(text) is None
+
+
+def test_flagged_cisco_clock_with_absurd_dates_does_not_break_the_profile() -> None:
+    def stamp(number: int, name: str, text: str) -> bytes:
+        return codec.encode_vsa(d.CISCO, number, f"{name}={text}".encode())
+
+    attributes = b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+            text_attribute(d.ACCT_SESSION_ID, "absurd-1"),
+            stamp(d.H323_SETUP_TIME, "h323-setup-time", "*00:00:01.000 UTC Mon Jan 01 0001"),
+            stamp(d.H323_CONNECT_TIME, "h323-connect-time", "*00:00:02.000 UTC Mon Jan 01 0001"),
+            stamp(
+                d.H323_DISCONNECT_TIME, "h323-disconnect-time", "*23:00:00.000 UTC Fri Dec 31 9999"
+            ),
+        )
+    )
+    record = profiles.cisco(packet_of(attributes), ctx())  # shifting must not overflow
+    assert record.clock_unsynced is True
+    assert record.disconnect_time is not None
+    assert abs(record.disconnect_time - ARRIVAL) <= profiles.UNSYNCED_TOLERANCE
+
+
+_NUMBERS = [
+    d.USER_NAME,
+    d.CALLED_STATION_ID,
+    d.CALLING_STATION_ID,
+    d.ACCT_DELAY_TIME,
+    d.ACCT_SESSION_TIME,
+    d.EVENT_TIMESTAMP,
+    d.SIP_METHOD,
+    d.SIP_RESPONSE_CODE,
+    d.SIP_FROM_TAG,
+    d.SIP_TO_TAG,
+]
+_VSAS = [(d.CISCO, t) for t in (1, 23, 24, 25, 26, 28, 29, 30)] + [
+    (d.FREESWITCH, t) for t in (4, 5, 13, 15, 20, 21, 23)
+]
+_VALUES = st.one_of(
+    st.binary(max_size=24),
+    st.integers(0, 2**32 - 1).map(codec.integer),
+    cisco_times().map(lambda t: f"h323-setup-time={t}".encode()),
+    cisco_times().map(str.encode),
+    freeswitch_times().map(str.encode),
+)
+
+
+@HOSTILE_PACKETS
+@given(
+    status=st.sampled_from([d.STATUS_START, d.STATUS_STOP, d.STATUS_INTERIM, d.STATUS_FAILED]),
+    attributes=st.lists(st.tuples(st.sampled_from(_NUMBERS), _VALUES), max_size=8),
+    vsas=st.lists(st.tuples(st.sampled_from(_VSAS), _VALUES), max_size=10),
+    arrival_offset=st.integers(-(10**9), 10**9),
+)
+def test_profiles_return_a_record_or_raise_not_a_call(
+    status: int,
+    attributes: list[tuple[int, bytes]],
+    vsas: list[tuple[tuple[int, int], bytes]],
+    arrival_offset: int,
+) -> None:
+    body = integer_attribute(d.ACCT_STATUS_TYPE, status) + text_attribute(
+        d.ACCT_SESSION_ID, "fuzz-1"
+    )
+    body += b"".join(codec.encode_attribute(n, v) for n, v in attributes)
+    body += b"".join(codec.encode_vsa(vendor, t, v) for (vendor, t), v in vsas)
+    packet = packet_of(body)
+    context = ctx(ARRIVAL + timedelta(seconds=arrival_offset))
+    for name, profile in profiles.PROFILES.items():
+        try:
+            record = profile(packet, context)
+        except NotACall:
+            continue
+        assert record.session_id == "fuzz-1", name
+        assert record.duration_ms is None or record.duration_ms >= 0, name

@@ -1,0 +1,255 @@
+"""The RADIUS path end to end: FreeRADIUS's radclient -> the daemon -> PostgreSQL.
+
+radclient is a real, independent RADIUS client: it verifies the Response
+Authenticator of every answer it gets, so rc 0 means a correct answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+
+from tests.daemon import SECRET, CollectorConfig, connected, running_collector, wait_for
+
+CISCO_STOP = """Acct-Status-Type = Stop
+Acct-Session-Id = "0000A1B2"
+User-Name = "4930123456789"
+Calling-Station-Id = "4930123456789"
+Called-Station-Id = "442071234567"
+Acct-Session-Time = 65
+h323-setup-time = "h323-setup-time=12:00:01.250 UTC Mon Nov 30 2026"
+h323-connect-time = "h323-connect-time=12:00:05.500 UTC Mon Nov 30 2026"
+h323-disconnect-time = "h323-disconnect-time=12:01:10.750 UTC Mon Nov 30 2026"
+h323-disconnect-cause = "h323-disconnect-cause=11"
+h323-call-origin = "h323-call-origin=originate"
+h323-conf-id = "h323-conf-id=1A2B3C4D 5E6F7A8B 9C0D1E2F 3A4B5C6D"
+h323-remote-address = "h323-remote-address=198.51.100.7"
+Cisco-AVPair = "session-protocol=sipv2"
+Event-Timestamp = 1796040071
+"""
+
+FREESWITCH_STOP = """Acct-Status-Type = Stop
+Acct-Session-Id = "2f6b8c2e-4d1a-4c3e-9a57-0d7e5c1b9f10"
+User-Name = "trunk-b"
+Freeswitch-Src = "+33612345678"
+Freeswitch-Dst = "0015125550123"
+Freeswitch-Callstartdate = "2026-11-30T12:10:00.000000+0100"
+Freeswitch-Callanswerdate = "2026-11-30T12:10:04.250000+0100"
+Freeswitch-Callenddate = "2026-11-30T12:12:34.750000+0100"
+Freeswitch-Hangupcause = Normal-Clearing
+Freeswitch-Billusec = 150500000
+Acct-Session-Time = 150
+"""
+
+NUMBERS = ("4930123456789", "442071234567", "33612345678", "15125550123")
+
+
+def radclient_send(
+    radclient: str,
+    address: tuple[str, int],
+    command: str,
+    secret: str,
+    attributes: str,
+    retries: int = 1,
+    timeout: float = 2.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run radclient once; rc 0 means an answer arrived and verified."""
+    return subprocess.run(
+        [
+            radclient,
+            "-x",
+            "-r",
+            str(retries),
+            "-t",
+            str(timeout),
+            f"{address[0]}:{address[1]}",
+            command,
+            secret,
+        ],
+        input=attributes,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def fetch_rows(dsn: str) -> list[dict[str, object]]:
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT * FROM cdrs ORDER BY call_time")
+    return [dict(row) for row in rows]
+
+
+def assert_no_numbers(values: object) -> None:
+    text = repr(values)
+    for number in NUMBERS:
+        assert number not in text
+        assert number[-9:] not in text
+
+
+async def test_cisco_stop_is_answered_and_stored_redacted(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    with running_collector(collector_config) as collector:
+        result = radclient_send(radclient, collector.radius_address, "acct", SECRET, CISCO_STOP)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Received Accounting-Response" in result.stdout
+        rows = await fetch_rows(dsn)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["source"] == "sbc-test"
+    assert row["protocol"] == "radius"
+    assert row["leg"] == "originate"
+    assert row["answered"] is True
+    assert row["duration_ms"] == 65250  # connect -> disconnect, to the millisecond
+    assert row["disconnect_cause"] == 17  # hex 11
+    assert row["called_prefix"] == "+4420"
+    assert row["called_country"] == "GB"
+    assert row["called_masked"] == "+442071234***"
+    assert str(row["called_hmac"]).startswith("t1:")
+    assert row["calling_country"] == "DE"
+    assert row["clock_unsynced"] is False
+    assert row["setup_time"].isoformat() == "2026-11-30T12:00:01.250000+00:00"  # type: ignore[attr-defined]
+    assert row["account"] is None  # User-Name was the calling number: not stored
+    assert_no_numbers(rows)
+    assert "198.51.100.7" not in repr(rows)
+
+
+async def test_freeswitch_stop_is_answered_and_stored(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    with running_collector(collector_config) as collector:
+        result = radclient_send(
+            radclient, collector.radius_address, "acct", SECRET, FREESWITCH_STOP
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows = await fetch_rows(dsn)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["duration_ms"] == 150500  # Billusec agrees with Acct-Session-Time: ms precision
+    assert row["disconnect_cause"] == 16
+    assert row["account"] == "trunk-b"
+    assert row["called_prefix"] == "+1512"
+    assert row["called_country"] == "US"
+    assert row["calling_country"] == "FR"
+    assert row["setup_time"].isoformat() == "2026-11-30T11:10:00+00:00"  # type: ignore[attr-defined]
+    assert_no_numbers(rows)
+
+
+async def test_wrong_secret_gets_no_answer_and_nothing_is_stored(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    with running_collector(collector_config) as collector:
+        result = radclient_send(
+            radclient,
+            collector.radius_address,
+            "acct",
+            "not-the-secret",
+            CISCO_STOP,
+            retries=1,
+            timeout=1,
+        )
+        assert result.returncode != 0
+        assert "No reply" in result.stderr + result.stdout
+        assert collector.metric("cdr_collector_packets_total", outcome="bad_authenticator") >= 1
+        # the daemon keeps serving the right secret
+        good = radclient_send(radclient, collector.radius_address, "acct", SECRET, CISCO_STOP)
+        assert good.returncode == 0
+    assert len(await fetch_rows(dsn)) == 1
+
+
+async def test_retransmissions_store_one_row(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    delayed = CISCO_STOP + "Acct-Delay-Time = 7\n"
+    with running_collector(collector_config) as collector:
+        for attributes in (CISCO_STOP, CISCO_STOP, delayed, delayed + "Acct-Delay-Time = 9\n"):
+            result = radclient_send(radclient, collector.radius_address, "acct", SECRET, attributes)
+            assert result.returncode == 0, result.stderr
+        # the same packet (same Identifier and authenticator) three times within the window
+        attrs = CISCO_STOP.replace("0000A1B2", "0000A1B3")
+        result = subprocess.run(
+            [
+                radclient,
+                "-c",
+                "3",
+                "-x",
+                f"127.0.0.1:{collector.config.radius_port}",
+                "acct",
+                SECRET,
+            ],
+            input=attrs,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        await wait_for(lambda: collector.metric("cdr_collector_records_stored_total") == 2)
+        assert collector.metric("cdr_collector_records_duplicate_total") >= 3
+    rows = await fetch_rows(dsn)
+    assert len(rows) == 2
+    assert len({r["record_key"] for r in rows}) == 2
+
+
+async def test_unknown_address_gets_no_answer(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    collector_config.client_address = "192.0.2.99"
+    with running_collector(collector_config) as collector:
+        result = radclient_send(
+            radclient, collector.radius_address, "acct", SECRET, CISCO_STOP, retries=1, timeout=1
+        )
+        assert result.returncode != 0
+        assert collector.metric("cdr_collector_packets_total", outcome="unknown_client") >= 1
+    assert await fetch_rows(dsn) == []
+
+
+async def test_status_server_is_answered_on_the_accounting_port(
+    radclient: str, collector_config: CollectorConfig
+) -> None:
+    with running_collector(collector_config) as collector:
+        result = radclient_send(
+            radclient, collector.radius_address, "status", SECRET, "Message-Authenticator = 0x00\n"
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Received Accounting-Response" in result.stdout
+        bad = radclient_send(
+            radclient,
+            collector.radius_address,
+            "status",
+            "wrong",
+            "Message-Authenticator = 0x00\n",
+            retries=1,
+            timeout=1,
+        )
+        assert bad.returncode != 0
+
+
+async def test_malformed_datagrams_are_counted_and_the_daemon_keeps_serving(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    garbage = [
+        b"",
+        b"\x04",
+        b"\x04\x01\x00\x14" + b"\x00" * 10,  # shorter than its header
+        b"\x04\x01\x00\x30" + b"\x00" * 16,  # length past the end
+        b"\x04\x01\x00\x18" + b"\x00" * 16 + b"\x28\x01\x00\x00",  # attribute length 1
+        b"\x04\x01\x10\x01" + b"\x00" * 4200,  # declared length over 4096
+        b"\x01\x02\x00\x14" + b"\x00" * 16,  # Access-Request on the accounting port
+        b"\xff" * 100,
+    ]
+    with running_collector(collector_config) as collector:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in garbage:
+                sock.sendto(datagram, collector.radius_address)
+        await asyncio.sleep(0.3)
+        malformed = collector.metric("cdr_collector_packets_total", outcome="malformed")
+        unsupported = collector.metric("cdr_collector_packets_total", outcome="unsupported")
+        assert malformed >= 5
+        assert unsupported >= 1
+        result = radclient_send(radclient, collector.radius_address, "acct", SECRET, CISCO_STOP)
+        assert result.returncode == 0
+        assert collector.process is not None and collector.process.poll() is None
+    assert len(await fetch_rows(dsn)) == 1

@@ -1,0 +1,372 @@
+"""parse_sip: the header fields accounting needs, from real-looking and hostile input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.receivers.sip.message import (
+    SIP_ERROR_REASONS,
+    SipError,
+    SipMessage,
+    parse_sip,
+    uri_user,
+)
+
+DATA = Path(__file__).parent / "data" / "sip"
+
+
+def load(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def message(*lines: str, body: str = "") -> bytes:
+    """A SIP message from header lines, CRLF-terminated, with an optional body."""
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("latin-1")
+
+
+BASE = (
+    "From: <sip:alice@example.org>;tag=f1",
+    "To: <sip:bob@example.net>",
+    "Call-ID: c1@example.org",
+    "CSeq: 1 INVITE",
+)
+
+
+def parse_error(data: bytes) -> str:
+    with pytest.raises(SipError) as caught:
+        parse_sip(data)
+    assert caught.value.reason in SIP_ERROR_REASONS
+    return caught.value.reason
+
+
+# -- whole messages ---------------------------------------------------------
+
+
+def test_invite_with_sdp_body() -> None:
+    msg = parse_sip(load("invite.sip"), correlation_header="X-CID")
+    assert msg.is_request
+    assert msg.method == "INVITE"
+    assert msg.status == 0
+    assert msg.ruri_user == "+4940555012"
+    assert msg.call_id == "a84b4c76e66710@pc33.example.org"
+    assert (msg.cseq, msg.cseq_method) == (314159, "INVITE")
+    assert msg.from_tag == "1928301774"
+    assert msg.from_user == "+4930111222"
+    assert msg.to_tag is None
+    assert msg.to_user == "+4940555012"
+    assert msg.pai_user == "+4930111999"
+    assert msg.reason_cause is None
+    assert msg.correlation == "corr-7f3a9e"
+
+
+def test_correlation_header_only_when_configured() -> None:
+    assert parse_sip(load("invite.sip")).correlation is None
+    assert parse_sip(load("invite.sip"), correlation_header="x-cid").correlation == "corr-7f3a9e"
+    assert parse_sip(load("invite.sip"), correlation_header="X-Other").correlation is None
+
+
+def test_provisional_response() -> None:
+    msg = parse_sip(load("ringing.sip"))
+    assert not msg.is_request
+    assert (msg.status, msg.method) == (180, "")
+    assert msg.to_tag == "a6c85cf"
+    assert msg.from_tag == "1928301774"
+    assert (msg.cseq, msg.cseq_method) == (314159, "INVITE")
+    assert msg.ruri_user is None
+
+
+def test_busy_response_takes_the_q850_reason_not_the_sip_one() -> None:
+    msg = parse_sip(load("busy_reason.sip"))
+    assert msg.status == 486
+    assert msg.reason_cause == 17
+
+
+def test_compact_lowercase_folded_bare_lf() -> None:
+    msg = parse_sip(load("bye_compact_folded.sip"))
+    assert msg.method == "BYE"
+    assert msg.ruri_user == "+4930111222"
+    assert msg.call_id == "a84b4c76e66710@pc33.example.org"
+    assert (msg.cseq, msg.cseq_method) == (231, "BYE")
+    # Swapped: the callee hangs up, so From carries the callee's tag.
+    assert msg.from_tag == "a6c85cf"
+    assert msg.from_user == "+4940555012"
+    assert msg.to_tag == "1928301774"
+    assert msg.to_user == "+4930111222"
+    assert msg.reason_cause == 16
+
+
+def test_body_is_never_read() -> None:
+    # The only Call-ID line is in the body: the parser must stop at the blank line.
+    data = message(
+        "BYE sip:bob@example.net SIP/2.0",
+        "From: <sip:alice@example.org>;tag=f1",
+        "To: <sip:bob@example.net>;tag=t1",
+        "CSeq: 2 BYE",
+        body="Call-ID: smuggled@body\r\nCSeq: 9 INVITE\r\n",
+    )
+    assert parse_error(data) == "no_call_id"
+
+
+def test_bare_lf_blank_line_ends_headers() -> None:
+    data = (
+        b"SIP/2.0 200 OK\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@y>;tag=2\nCall-ID: z\n"
+        b"CSeq: 5 INVITE\n\nReason: Q.850;cause=17\n"
+    )
+    msg = parse_sip(data)
+    assert msg.status == 200
+    assert msg.reason_cause is None
+
+
+def test_leading_crlf_is_ignored_and_no_blank_line_is_tolerated() -> None:
+    data = (
+        b"\r\n\r\nSIP/2.0 200 OK\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\n"
+        b"i: z\r\nCSeq: 5 INVITE"
+    )
+    msg = parse_sip(data)
+    assert (msg.status, msg.call_id, msg.cseq) == (200, "z", 5)
+
+
+def test_header_names_any_case_and_space_before_colon() -> None:
+    data = message(
+        "INVITE sip:+15551234@example.net SIP/2.0",
+        "FROM : <sip:alice@example.org>;TAG=AbC",
+        "tO: <sip:bob@example.net>",
+        "CALL-id:   spaced-id  ",
+        "cseq: 7 invite",
+    )
+    msg = parse_sip(data)
+    assert msg.from_tag == "AbC"  # tag values keep their case
+    assert msg.call_id == "spaced-id"
+    assert (msg.cseq, msg.cseq_method) == (7, "INVITE")
+
+
+def test_first_of_repeated_headers_wins() -> None:
+    data = message(
+        "INVITE sip:1@example.net SIP/2.0",
+        *BASE,
+        "From: <sip:mallory@example.org>;tag=f2",
+        "Call-ID: second",
+    )
+    msg = parse_sip(data)
+    assert (msg.from_user, msg.from_tag, msg.call_id) == ("alice", "f1", "c1@example.org")
+
+
+def test_repr_and_errors_hold_no_header_value() -> None:
+    msg = parse_sip(load("invite.sip"), correlation_header="X-CID")
+    text = repr(msg)
+    for secret in ("4930111", "4940555012", "a84b4c76e66710", "198.51.100.7", "corr-7f3a9e"):
+        assert secret not in text
+    assert "INVITE" in text
+    with pytest.raises(SipError) as caught:
+        parse_sip(
+            b"INVITE sip:+4930111222@example.net SIP/2.0\r\nFrom: <sip:+4930111222@x>\r\n\r\n"
+        )
+    assert str(caught.value) == "no_call_id"
+
+
+# -- From / To / P-Asserted-Identity ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "user", "tag"),
+    [
+        ('"Doe, John <boss>" <sip:+4930123@example.org>;tag=9x', "+4930123", "9x"),
+        ("Anonymous <sip:anonymous@anonymous.invalid>;tag=a1", "anonymous", "a1"),
+        ("sip:5551234@example.org;tag=bare", "5551234", "bare"),
+        ("<sip:5551234@example.org;user=phone>;tag=t2", "5551234", "t2"),
+        ("<sip:5551234@example.org;tag=inside>", "5551234", None),
+        ("<tel:+1-201-555-0123;phone-context=+1>;tag=tel", "+1-201-555-0123", "tel"),
+        ("<sip:example.org>;tag=nouser", None, "nouser"),
+        ('"quoted \\" quote" <sips:bob@example.net>;foo=bar;tag=q;x=y', "bob", "q"),
+        ("<sip:bob@example.net>; tag=spaced", "bob", "spaced"),
+        ("<sip:bob@example.net>;tag=a1, <sip:other@example.net>;tag=b2", "bob", "a1"),
+        ("<urn:service:sos>;tag=u", None, "u"),
+    ],
+)
+def test_from_header_forms(value: str, user: str | None, tag: str | None) -> None:
+    data = message(
+        "INVITE sip:1@example.net SIP/2.0",
+        f"From: {value}",
+        "To: <sip:bob@example.net>",
+        "Call-ID: c1",
+        "CSeq: 1 INVITE",
+    )
+    msg = parse_sip(data)
+    assert msg.from_user == user
+    assert msg.from_tag == tag
+
+
+@pytest.mark.parametrize(
+    ("uri", "user"),
+    [
+        ("sip:+4930123@example.org", "+4930123"),
+        ("SIP:Bob@Example.org", "Bob"),
+        ("sips:+4930123@example.org:5061;transport=tls", "+4930123"),
+        ("tel:+1-201-555-0123;phone-context=+1", "+1-201-555-0123"),
+        ("sip:alice:secret@example.org", "alice"),
+        ("sip:+4930123;npdi;rn=+4930999@example.org;user=phone", "+4930123"),
+        ("sip:%2B4930123@example.org", "+4930123"),
+        ("sip:example.org", None),
+        ("sip:@example.org", None),
+        ("http://example.org/", None),
+        ("", None),
+    ],
+)
+def test_uri_user(uri: str, user: str | None) -> None:
+    assert uri_user(uri) == user
+
+
+def test_pai_falls_back_to_the_second_identity() -> None:
+    data = message(
+        "INVITE sip:1@example.net SIP/2.0",
+        *BASE,
+        "P-Asserted-Identity: <sip:gateway.example.org>, <tel:+4930111999>",
+    )
+    assert parse_sip(data).pai_user == "+4930111999"
+
+
+def test_request_uri_user() -> None:
+    data = message("INVITE sip:0049301234;phone-context=x@gw.example.net SIP/2.0", *BASE)
+    assert parse_sip(data).ruri_user == "0049301234"
+
+
+# -- Reason ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reasons", "cause"),
+    [
+        (['Q.850;cause=17;text="User busy"'], 17),
+        (["q.850 ; cause = 18"], 18),
+        (['SIP;cause=200;text="Call completed elsewhere"'], None),
+        (["SIP;cause=487, Q.850;cause=16"], 16),
+        (['SIP;cause=480;text="a, b"', "Q.850;cause=19"], 19),
+        (["Q.850;cause=999"], None),
+        (["Q.850;cause=abc"], None),
+        (["Q.850;text=no-cause"], None),
+        (["Q.850;cause=31", "Q.850;cause=16"], 31),
+    ],
+)
+def test_reason_q850_cause(reasons: list[str], cause: int | None) -> None:
+    data = message("BYE sip:1@example.net SIP/2.0", *BASE, *(f"Reason: {r}" for r in reasons))
+    assert parse_sip(data).reason_cause == cause
+
+
+# -- garbage -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"\r\n\r\n", "empty"),
+        (b"hello world\r\n\r\n", "bad_start_line"),
+        (message("SIP/2.0 99 Odd", *BASE), "bad_start_line"),
+        (message("SIP/2.0 700 Odd", *BASE), "bad_start_line"),
+        (message("SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE sip:a@b HTTP/1.1", *BASE), "bad_start_line"),
+        (message("INV1TE sip:a@b SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:2], "CSeq: 1 INVITE"), "no_call_id"),
+        (
+            message("INVITE sip:a@b SIP/2.0", *BASE[:2], "Call-ID:   ", "CSeq: 1 INVITE"),
+            "no_call_id",
+        ),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3]), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: abc INVITE"), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: 1"), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: \xb2 INVITE"), "bad_cseq"),
+        (
+            message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: " + "9" * 5000 + " INVITE"),
+            "bad_cseq",
+        ),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[1:]), "no_from"),
+        (message("INVITE sip:a@b SIP/2.0", BASE[0], *BASE[2:]), "no_to"),
+    ],
+)
+def test_garbage_is_a_sip_error(data: bytes, reason: str) -> None:
+    assert parse_error(data) == reason
+
+
+def _check_total(data: bytes) -> None:
+    """parse_sip either returns a SipMessage or raises SipError with a known reason."""
+    try:
+        msg: SipMessage | None = parse_sip(data, correlation_header="X-CID")
+    except SipError as error:
+        reason: str | None = error.reason
+        msg = None
+    else:
+        reason = None
+    assert reason is None or reason in SIP_ERROR_REASONS
+    if msg is not None:
+        # The derived fields are worked out lazily: they must not raise either.
+        for user in (msg.from_user, msg.to_user, msg.ruri_user, msg.pai_user):
+            assert user is None or isinstance(user, str)
+        assert msg.call_id
+        assert msg.status == 0 or 100 <= msg.status <= 699
+        assert msg.reason_cause is None or 0 <= msg.reason_cause <= 127
+
+
+@settings(max_examples=800)
+@given(st.binary(max_size=2048))
+def test_fuzz_any_bytes(data: bytes) -> None:
+    _check_total(data)
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        "Call-ID",
+        "i",
+        "From",
+        "f",
+        "To",
+        "t",
+        "CSeq",
+        "Reason",
+        "P-Asserted-Identity",
+        "X-CID",
+        "Via",
+    ]
+)
+_VALUE_ALPHABET = st.sampled_from(
+    list(' <>;:=@",\t\\%+0123456789abcQ.sip:tel:tag=cause=\xb2\xff\x00')
+)
+
+
+@settings(max_examples=800)
+@given(
+    start=st.sampled_from(
+        ["INVITE sip:1@h SIP/2.0", "SIP/2.0 200 OK", "BYE tel:+1 SIP/2.0", "SIP/2.0 4x6 X", "X Y Z"]
+    ),
+    headers=st.lists(
+        st.tuples(
+            _HEADER_NAMES,
+            st.sampled_from([":", " :", ""]),
+            st.text(_VALUE_ALPHABET, max_size=40),
+            st.sampled_from(["\r\n", "\n", "\r\n "]),
+        ),
+        max_size=12,
+    ),
+)
+def test_fuzz_header_shaped_text(start: str, headers: list[tuple[str, str, str, str]]) -> None:
+    text = start + "\r\n" + "".join(f"{n}{c} {v}{eol}" for n, c, v, eol in headers) + "\r\n"
+    _check_total(text.encode("latin-1"))
+
+
+@settings(max_examples=800)
+@given(
+    name=st.sampled_from(
+        ["invite.sip", "ringing.sip", "busy_reason.sip", "bye_compact_folded.sip"]
+    ),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(0, 2000),
+)
+def test_fuzz_mutated_real_messages(name: str, edits: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(load(name))
+    for position, value in edits:
+        data[position % len(data)] = value
+    _check_total(bytes(data[: max(cut, 1)]))
+    _check_total(bytes(data))
