@@ -238,7 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start a daemon on free local ports, send a burst of calls, show what was stored."""
     from collector.demo import run_demo
 
-    return _event_loop_run(run_demo(calls=args.calls, dsn=args.dsn))
+    return _event_loop_run(run_demo(calls=args.calls, dsn=args.dsn, seed=args.seed))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
     demo.add_argument("--calls", type=int, default=200, help="calls to send (default 200)")
     demo.add_argument("--dsn", help="PostgreSQL DSN (default: local server, database cdr_demo)")
+    demo.add_argument("--seed", type=int, help="make the calls reproducible")
     return parser
 
 

@@ -117,7 +117,7 @@ def _quantile(latencies: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_demo(calls: int = 200, dsn: str | None = None) -> int:
+async def run_demo(calls: int = 200, dsn: str | None = None, seed: int | None = None) -> int:
     """Run the demo; return the process exit status."""
     dsn = dsn or default_dsn()
     print("cdr-collector demo")
@@ -141,7 +141,7 @@ async def run_demo(calls: int = 200, dsn: str | None = None) -> int:
                 else f"  daemon: RADIUS on {host}:{port}"
             )
             started_at = datetime.now(UTC)
-            burst = make_calls(calls)
+            burst = make_calls(calls, seed=seed)
             requests = []
             for index, call in enumerate(burst):
                 style = index % 3
