@@ -58,17 +58,42 @@ class Call:
         return round((self.disconnect - self.connect).total_seconds() * 1000)
 
 
-def random_number(rng: random.Random) -> str:
-    """An E.164 number (with '+') from a small set of real numbering plans."""
+def random_number(rng: random.Random, blocks: list[str] | None = None) -> str:
+    """An E.164 number (with '+') from a small set of real numbering plans.
+
+    With `blocks`, the number starts with one of them (country code and the
+    next six digits), as real traffic concentrates on a limited set of
+    number blocks; the rest of its digits are random.
+    """
+    if blocks:
+        block = rng.choice(blocks)
+        length = 12 if block.startswith("+1") else 13
+        return block + "".join(rng.choice("0123456789") for _ in range(length - len(block)))
     code, ndcs, digits = rng.choice(_NUMBER_PLANS)
     ndc = rng.choice(ndcs)
     subscriber = "".join(rng.choice("0123456789") for _ in range(digits - len(ndc) + 2))
     return f"+{code}{ndc}{subscriber}"
 
 
-def make_calls(count: int, seed: int | None = None, now: datetime | None = None) -> list[Call]:
-    """`count` calls ending around `now`: 60 % answered, the rest busy, no answer or failed."""
+def number_blocks(count: int, rng: random.Random) -> list[str]:
+    """`count` distinct number blocks: "+" country code and the next six digits."""
+    blocks: set[str] = set()
+    while len(blocks) < count:
+        number = random_number(rng)
+        code = next(c for c, _n, _d in _NUMBER_PLANS if number[1:].startswith(c))
+        blocks.add(number[: 1 + len(code) + 6])
+    return sorted(blocks)
+
+
+def make_calls(
+    count: int, seed: int | None = None, now: datetime | None = None, blocks: int | None = None
+) -> list[Call]:
+    """`count` calls ending around `now`: 60 % answered, the rest busy, no answer or failed.
+
+    `blocks` limits the numbers to that many number blocks (see `random_number`).
+    """
     rng = random.Random(seed)
+    pool = number_blocks(blocks, rng) if blocks else None
     end = now or datetime.now(UTC)
     calls = []
     run = os.urandom(4).hex().upper() if seed is None else f"{seed:08X}"
@@ -87,8 +112,8 @@ def make_calls(count: int, seed: int | None = None, now: datetime | None = None)
         calls.append(
             Call(
                 session_id=f"{run}{index:08X}",
-                calling=random_number(rng),
-                called=random_number(rng),
+                calling=random_number(rng, pool),
+                called=random_number(rng, pool),
                 setup=setup,
                 connect=connect,
                 disconnect=disconnect,

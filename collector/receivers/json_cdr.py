@@ -1,0 +1,599 @@
+"""JSON CDR ingest over HTTP: `POST /cdr` as FreeSWITCH `mod_json_cdr` sends it.
+
+mod_json_cdr posts one document per call leg when the leg is reported: a JSON
+object whose `variables` block holds the channel variables (uuid, caller and
+destination numbers, start/answer/end as `*_epoch` seconds and `*_uepoch`
+microseconds, billsec/billmsec/billusec, hangup_cause and
+hangup_cause_q850, sip_term_status, ...), usually as strings and, with its
+default `encode-values`, URL-encoded; beside it `callflow` (one caller
+profile per transfer, an object repeated under the same key in older
+versions, an array in newer ones). The body is the document itself
+(`application/json`), or a form field `cdr=` URL-encoded
+(`application/x-www-form-urlencoded`) or base64 (`encode = base64`).
+
+The endpoint answers 200 only once the record is durable (committed, or
+fsync'd to the spool); 503 with Retry-After when it is not, so that the
+switch keeps the CDR and posts it again (the record key makes the repeat one
+row). It only serves the configured networks (403), checks HTTP basic
+credentials when configured (401), refuses bodies over `max_body_bytes`
+(413) and documents it cannot read (400, with a one-line reason naming the
+field). It never echoes, logs or counts a value taken from a document: no
+number, address or URI reaches a response, a log line or a label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import ipaddress
+import json
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from aiohttp import web
+
+from collector.config import JsonConfig, parse_host_port
+from collector.logs import RateLimitedLog, get_logger
+from collector.model import CallRecord, Protocol, RecordKind
+from collector.pipeline.redact import Redactor
+from collector.sink.writer import Writer
+from collector.telemetry import Telemetry
+
+log = get_logger(__name__)
+
+#: seconds a sender is asked to wait before posting again
+RETRY_AFTER_S = 5
+#: the realm named in WWW-Authenticate
+AUTH_REALM = "cdr-collector"
+#: longest uuid accepted (FreeSWITCH's are 36 characters)
+MAX_UUID_CHARS = 128
+#: epoch seconds accepted for a time: after 1970, before 2106 (32-bit unsigned)
+MAX_EPOCH_S = 2**32
+_ADDRESS_CACHE_MAX = 10000
+_READ_CHUNK = 65536
+
+#: FreeSWITCH hangup cause names and their Q.850 values (switch_types.h); names
+#: above 127 are FreeSWITCH's own and map as its switch_channel_cause_q850 does
+HANGUP_CAUSES: dict[str, int] = {
+    "UNALLOCATED_NUMBER": 1,
+    "NO_ROUTE_TRANSIT_NET": 2,
+    "NO_ROUTE_DESTINATION": 3,
+    "CHANNEL_UNACCEPTABLE": 6,
+    "CALL_AWARDED_DELIVERED": 7,
+    "NORMAL_CLEARING": 16,
+    "USER_BUSY": 17,
+    "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19,
+    "SUBSCRIBER_ABSENT": 20,
+    "CALL_REJECTED": 21,
+    "NUMBER_CHANGED": 22,
+    "REDIRECTION_TO_NEW_DESTINATION": 23,
+    "EXCHANGE_ROUTING_ERROR": 25,
+    "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28,
+    "FACILITY_REJECTED": 29,
+    "RESPONSE_TO_STATUS_ENQUIRY": 30,
+    "NORMAL_UNSPECIFIED": 31,
+    "NORMAL_CIRCUIT_CONGESTION": 34,
+    "NETWORK_OUT_OF_ORDER": 38,
+    "NORMAL_TEMPORARY_FAILURE": 41,
+    "SWITCH_CONGESTION": 42,
+    "ACCESS_INFO_DISCARDED": 43,
+    "REQUESTED_CHAN_UNAVAIL": 44,
+    "PRE_EMPTED": 45,
+    "FACILITY_NOT_SUBSCRIBED": 50,
+    "OUTGOING_CALL_BARRED": 52,
+    "INCOMING_CALL_BARRED": 54,
+    "BEARERCAPABILITY_NOTAUTH": 57,
+    "BEARERCAPABILITY_NOTAVAIL": 58,
+    "SERVICE_UNAVAILABLE": 63,
+    "BEARERCAPABILITY_NOTIMPL": 65,
+    "CHAN_NOT_IMPLEMENTED": 66,
+    "FACILITY_NOT_IMPLEMENTED": 69,
+    "SERVICE_NOT_IMPLEMENTED": 79,
+    "INVALID_CALL_REFERENCE": 81,
+    "INCOMPATIBLE_DESTINATION": 88,
+    "INVALID_MSG_UNSPECIFIED": 95,
+    "MANDATORY_IE_MISSING": 96,
+    "MESSAGE_TYPE_NONEXIST": 97,
+    "WRONG_MESSAGE": 98,
+    "IE_NONEXIST": 99,
+    "INVALID_IE_CONTENTS": 100,
+    "WRONG_CALL_STATE": 101,
+    "RECOVERY_ON_TIMER_EXPIRE": 102,
+    "MANDATORY_IE_LENGTH_ERROR": 103,
+    "PROTOCOL_ERROR": 111,
+    "INTERWORKING": 127,
+    "ORIGINATOR_CANCEL": 16,
+    "LOSE_RACE": 16,
+    "ALLOTTED_TIMEOUT": 16,
+    "MEDIA_TIMEOUT": 16,
+    "PROGRESS_TIMEOUT": 16,
+    "USER_NOT_REGISTERED": 16,
+    "CALL_REJECTED_BY_ANSWERING_MACHINE": 16,
+}
+_ORIGINATOR_CANCEL = "ORIGINATOR_CANCEL"
+_CANCELLED_SIP_CODE = 487
+
+# Where each party's number may be, best first; the first value that looks like
+# a number wins (FreeSWITCH often holds a user name where a number is expected).
+_CALLING_VARIABLES = ("caller_id_number", "effective_caller_id_number", "ani")
+_CALLED_VARIABLES = ("destination_number",)
+_CALLED_FALLBACK_VARIABLES = ("callee_id_number", "sip_req_user", "sip_to_user")
+_NUMBER_CHARACTERS = frozenset("+0123456789 -().")
+
+
+class JsonCdrError(ValueError):
+    """A document that cannot become a record; `reason` names the field, never a value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- reading a document ----------------------------------------------------
+
+
+def decode_body(body: bytes, content_type: str) -> Any:
+    """The JSON value a POST body carries, in any of mod_json_cdr's encodings.
+
+    `application/x-www-form-urlencoded`: the `cdr` form field, URL-encoded;
+    `application/x-www-form-base64-encoded`: `cdr=` then base64; anything
+    else: the JSON text itself. Raises JsonCdrError.
+    """
+    if content_type == "application/x-www-form-base64-encoded":
+        if not body.startswith(b"cdr="):
+            raise JsonCdrError("no cdr form field")
+        try:
+            text = base64.b64decode(body[4:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise JsonCdrError("cdr is not valid base64") from None
+        return _load_json(text)
+    if content_type == "application/x-www-form-urlencoded" or (
+        content_type != "application/json" and body.startswith(b"cdr=")
+    ):
+        try:
+            form = parse_qs(body.decode("utf-8"), max_num_fields=64, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError):
+            raise JsonCdrError("the form is not valid") from None
+        values = form.get("cdr")
+        if not values:
+            raise JsonCdrError("no cdr form field")
+        return _load_json(values[0].encode("utf-8"))
+    return _load_json(body)
+
+
+def _load_json(text: bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise JsonCdrError("the body is not valid JSON") from None
+
+
+def _text(variables: Mapping[str, Any], name: str) -> str | None:
+    """A variable as text (URL-decoded), None when absent or empty."""
+    value = variables.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if "%" in value:
+            value = unquote(value)
+        value = value.strip()
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise JsonCdrError(f"variables.{name} has the wrong type")
+
+
+def _integer(variables: Mapping[str, Any], name: str) -> int | None:
+    """A variable as a non-negative integer, None when absent or empty."""
+    text = _text(variables, name)
+    if text is None:
+        return None
+    if not text.isdecimal() or len(text) > 20:
+        raise JsonCdrError(f"variables.{name} is not a whole number")
+    return int(text)
+
+
+def _moment(variables: Mapping[str, Any], base: str) -> tuple[datetime | None, str | None]:
+    """A time from `<base>_uepoch` (microseconds) or `<base>_epoch` (seconds), and its text.
+
+    Zero means "never happened" (an unanswered call has answer_epoch 0).
+    """
+    micros = _integer(variables, f"{base}_uepoch")
+    if micros:
+        if micros >= MAX_EPOCH_S * 1_000_000:
+            raise JsonCdrError(f"variables.{base}_uepoch is out of range")
+        whole, rest = divmod(micros, 1_000_000)
+        moment = datetime.fromtimestamp(whole, UTC).replace(microsecond=rest)
+        return moment, str(micros)
+    seconds = _integer(variables, f"{base}_epoch")
+    if seconds:
+        if seconds >= MAX_EPOCH_S:
+            raise JsonCdrError(f"variables.{base}_epoch is out of range")
+        return datetime.fromtimestamp(seconds, UTC), str(seconds)
+    return None, None
+
+
+def _looks_like_number(value: str | None) -> bool:
+    """True for a dialled-number string ("+49 30 1234", "004930..."), not a user name."""
+    if not value or not _NUMBER_CHARACTERS.issuperset(value):
+        return False
+    return sum(ch.isdigit() for ch in value) >= 3
+
+
+def _first_number(variables: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = _text(variables, name)
+        if _looks_like_number(value):
+            return value
+    return None
+
+
+def _original_profile(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The caller profile of the call as first routed (before transfers), or {}.
+
+    `callflow` is one object (older mod_json_cdr writes the key once per
+    profile and a JSON parser keeps the last, which is the oldest) or an
+    array (newest first). The profile with the lowest profile_index wins.
+    """
+    callflow = document.get("callflow")
+    flows = callflow if isinstance(callflow, list) else [callflow]
+    best: Mapping[str, Any] = {}
+    best_index: int | None = None
+    for flow in flows:
+        if not isinstance(flow, dict):
+            continue
+        profile = flow.get("caller_profile")
+        if not isinstance(profile, dict):
+            continue
+        index_text = flow.get("profile_index")
+        index = int(index_text) if isinstance(index_text, str) and index_text.isdecimal() else None
+        if not best or (index is not None and (best_index is None or index < best_index)):
+            best, best_index = profile, index
+    return best
+
+
+def _profile_number(profile: Mapping[str, Any], name: str) -> str | None:
+    value = profile.get(name)
+    if not isinstance(value, str):
+        return None
+    if "%" in value:
+        value = unquote(value)
+    value = value.strip()
+    return value if _looks_like_number(value) else None
+
+
+def json_record(document: Any, source: str, received_at: datetime) -> CallRecord:
+    """The CallRecord of one mod_json_cdr document; raises JsonCdrError.
+
+    session_id is the leg's uuid and setup_stamp its start time exactly as
+    sent (start_uepoch, else start_epoch), so a repost is one row while a
+    reused uuid is another. The billable duration is billmsec, else
+    billusec, else billsec (whole seconds), else answer to end. The cause is
+    hangup_cause_q850, else the Q.850 value of hangup_cause's name.
+    """
+    if not isinstance(document, dict):
+        raise JsonCdrError("the document is not a JSON object")
+    variables = document.get("variables")
+    if not isinstance(variables, dict):
+        raise JsonCdrError("variables is missing or not an object")
+    uuid = variables.get("uuid")
+    if not isinstance(uuid, str) or not uuid.strip():
+        raise JsonCdrError("variables.uuid is missing")
+    uuid = unquote(uuid).strip() if "%" in uuid else uuid.strip()
+    if len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
+        raise JsonCdrError("variables.uuid is not a valid identifier")
+
+    start, setup_stamp = _moment(variables, "start")
+    answer, _ = _moment(variables, "answer")
+    end, _ = _moment(variables, "end")
+
+    billmsec = _integer(variables, "billmsec")
+    billusec = _integer(variables, "billusec")
+    billsec = _integer(variables, "billsec")
+    duration_ms: int | None
+    if billmsec is not None:
+        duration_ms = billmsec
+    elif billusec is not None:
+        duration_ms = billusec // 1000
+    elif billsec is not None:
+        duration_ms = billsec * 1000
+    elif answer is not None and end is not None:
+        duration_ms = max(0, round((end - answer).total_seconds() * 1000))
+    else:
+        duration_ms = None
+    answered = answer is not None or bool(duration_ms)
+    if not answered:
+        duration_ms = 0
+
+    cause_name = _text(variables, "hangup_cause")
+    cause = _integer(variables, "hangup_cause_q850")
+    if cause is None or cause > 127:
+        cause = HANGUP_CAUSES.get(cause_name.upper()) if cause_name else None
+    sip_code = _integer(variables, "sip_term_status")
+    if sip_code is not None and not 100 <= sip_code <= 699:
+        sip_code = None
+    if sip_code is None and cause_name and cause_name.upper() == _ORIGINATOR_CANCEL:
+        sip_code = _CANCELLED_SIP_CODE
+
+    profile = _original_profile(document)
+    calling = _first_number(variables, _CALLING_VARIABLES) or _profile_number(
+        profile, "caller_id_number"
+    )
+    called = (
+        _first_number(variables, _CALLED_VARIABLES)
+        or _profile_number(profile, "destination_number")
+        or _first_number(variables, _CALLED_FALLBACK_VARIABLES)
+    )
+
+    pdd_ms = _integer(variables, "progressmsec") or _integer(variables, "progress_mediamsec")
+    if not pdd_ms and answered:
+        pdd_ms = _integer(variables, "answermsec")
+
+    direction = _text(variables, "direction")
+    channel_data = document.get("channel_data")
+    if direction is None and isinstance(channel_data, dict):
+        value = channel_data.get("direction")
+        direction = value if isinstance(value, str) else None
+    leg = direction if direction in ("inbound", "outbound") else ""
+
+    return CallRecord(
+        kind=RecordKind.STOP,
+        source=source,
+        protocol=Protocol.JSON,
+        session_id=uuid,
+        event_time=end or answer or start or received_at,
+        leg=leg,
+        setup_stamp=setup_stamp,
+        account=_text(variables, "accountcode"),
+        calling=calling,
+        called=called,
+        setup_time=start,
+        connect_time=answer,
+        disconnect_time=end,
+        duration_ms=duration_ms,
+        answered=answered,
+        disconnect_cause=cause,
+        sip_code=sip_code,
+        pdd_ms=pdd_ms or None,
+        times_derived=end is None,
+    )
+
+
+# --- the HTTP endpoint -----------------------------------------------------
+
+
+class _Networks:
+    """Whether a client address lies in the allowed networks (cached per address)."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self.networks = [ipaddress.ip_network(value, strict=False) for value in allowed]
+        self._cache: dict[str, bool] = {}
+
+    def allows(self, address: str | None) -> bool:
+        if not address:
+            return False
+        known = self._cache.get(address)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        allowed = any(ip.version == net.version and ip in net for net in self.networks)
+        if len(self._cache) >= _ADDRESS_CACHE_MAX:
+            self._cache.clear()
+        self._cache[address] = allowed
+        return allowed
+
+
+def _credentials_match(header: str | None, credentials: tuple[tuple[str, str], ...]) -> bool:
+    """True when an `Authorization: Basic` header names one of the configured users."""
+    if not header:
+        return False
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return False
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return False
+    found = False
+    for known_user, known_password in credentials:
+        # compare every entry in constant time, so timing tells nothing
+        same = hmac.compare_digest(user, known_user.encode()) & hmac.compare_digest(
+            password, known_password.encode()
+        )
+        found = found or same
+    return found
+
+
+class JsonReceiver:
+    """Serves `POST /cdr`, answering each CDR once it is durable."""
+
+    #: the configuration section this receiver reloads from
+    section = "json"
+
+    def __init__(
+        self,
+        config: JsonConfig,
+        redactor: Redactor,
+        writer: Writer,
+        telemetry: Telemetry,
+        listener: str = "json",
+    ) -> None:
+        self.config = config
+        self.redactor = redactor
+        self.writer = writer
+        self.telemetry = telemetry
+        self.listener = listener
+        self.networks = _Networks(config.allowed)
+        self.paused = False
+        self._socket: socket.socket | None = None
+        self._runner: web.AppRunner | None = None
+        self._addresses: list[tuple[str, int]] = []
+        self._limited = RateLimitedLog(log)
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    # --- lifecycle ---------------------------------------------------------
+    def bind(self, inherited: list[socket.socket] | None = None) -> None:
+        """Adopt a listening socket passed by systemd for `listen`, if there is one."""
+        from collector.systemd import find_activated
+
+        host, port = parse_host_port(self.config.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = find_activated(inherited or [], family, socket.SOCK_STREAM, (host, port))
+        if sock is not None:
+            sock.setblocking(False)
+            self._socket = sock
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of the HTTP listener (the port the kernel chose included)."""
+        return list(self._addresses)
+
+    @property
+    def port(self) -> int | None:
+        """The bound port, once started."""
+        return self._addresses[0][1] if self._addresses else None
+
+    async def start(self) -> None:
+        """Listen on `listen` (or the adopted socket) and serve POST /cdr."""
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_post("/cdr", self._post)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site: web.BaseSite
+        if self._socket is not None:
+            site = web.SockSite(runner, self._socket)
+        else:
+            host, port = parse_host_port(self.config.listen)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or []:
+            self._addresses.append(sock.getsockname()[:2])
+
+    def pause(self) -> None:
+        """Refuse new CDRs (503, so the sender retries); those in flight still get answered."""
+        self.paused = True
+
+    async def stop(self) -> None:
+        """Close the listener and its connections. Idempotent; safe without start."""
+        self.paused = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def reload(self, config: JsonConfig) -> None:
+        """Take new allowed networks, credentials, source name and body limit."""
+        if config.listen != self.config.listen:
+            log.warning("json.listen changed: takes effect at the next restart")
+        self.networks = _Networks(config.allowed)
+        self.config = config
+
+    # --- per request -------------------------------------------------------
+    def _count(self, source: str, outcome: str) -> None:
+        child = self._counters.get((source, outcome))
+        if child is None:
+            child = self._counters[(source, outcome)] = self.telemetry.packets.labels(
+                self.listener, source, outcome
+            )
+        child.inc()
+
+    @staticmethod
+    def _unavailable(text: str) -> web.Response:
+        return web.Response(
+            status=503, text=text + "\n", headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
+
+    async def _post(self, request: web.Request) -> web.Response:
+        config = self.config
+        source = config.source
+        if not self.networks.allows(request.remote):
+            self._count("unknown", "unknown_client")
+            self._limited.warning(
+                "json_forbidden", "CDR post from an address not allowed", listener=self.listener
+            )
+            return web.Response(status=403, text="forbidden\n")
+        if config.credentials and not _credentials_match(
+            request.headers.get("Authorization"), config.credentials
+        ):
+            self._count(source, "bad_authenticator")
+            self._limited.warning(
+                "json_auth", "CDR post without valid credentials", listener=self.listener
+            )
+            return web.Response(
+                status=401,
+                text="authentication required\n",
+                headers={"WWW-Authenticate": f'Basic realm="{AUTH_REALM}"'},
+            )
+        if self.paused:
+            return self._unavailable("shutting down, post again later")
+        limit = config.max_body_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            return self._too_large(source)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                return self._too_large(source)
+        received_at = datetime.now(UTC)
+        try:
+            document = decode_body(bytes(body), request.content_type)
+            record = json_record(document, source, received_at)
+            row = self.redactor.redact(record, received_at)
+        except JsonCdrError as exc:
+            self._count(source, "malformed")
+            self._limited.warning(
+                "json_malformed", "CDR post refused", source=source, reason=exc.reason
+            )
+            return web.Response(status=400, text=f"bad CDR: {exc.reason}\n")
+
+        loop = asyncio.get_running_loop()
+        durable: asyncio.Future[bool] = loop.create_future()
+
+        def ack(stored: bool) -> None:
+            if not durable.done():
+                durable.set_result(stored)
+
+        if not self.writer.submit(row, ack):
+            self._count(source, "overloaded")
+            self._limited.warning(
+                "overloaded", "writer queue full: CDR post refused", source=source
+            )
+            return self._unavailable("busy, post again later")
+        if not await durable:
+            self._count(source, "not_durable")
+            return self._unavailable("not stored, post again later")
+        self._count(source, "accepted")
+        return web.json_response({"status": "stored"})
+
+    def _too_large(self, source: str) -> web.Response:
+        self._count(source, "malformed")
+        self._limited.warning(
+            "json_too_large", "CDR post larger than max_body_bytes refused", source=source
+        )
+        return web.Response(status=413, text="request body too large\n")

@@ -1,0 +1,514 @@
+"""The SIP capture listener: HEPv3 or raw SIP over UDP, HEPv3 over TCP, into CDRs.
+
+Capture agents (Kamailio/OpenSIPS `siptrace`, heplify, FreeSWITCH) mirror
+every SIP message a proxy handles to `[sip].listen`, wrapped in HEPv3 or as
+bare SIP datagrams; over TCP the same HEPv3 packets come back to back, each
+framed by its own 6-byte header. For every packet the receiver finds the
+configured source by address, decodes and checks it (auth key, payload
+type), parses the SIP headers and feeds one shared `DialogTracker`; each call
+the tracker closes is redacted and handed to the writer. Nobody waits for an
+acknowledgement: a mirror is never answered, so a record the writer cannot
+take is counted `overloaded` and lost. Dialogs still open when the daemon
+stops are discarded, not stored as incomplete: a restart must not turn calls
+in progress into truncated rows (their BYE after the restart finds no dialog
+and is ignored, so such a call has no SIP row at all; the count is logged).
+The packet handlers never raise, never await and never log per packet; they
+never log or count anything taken from a packet (no address, URI or
+number), only configured source names and fixed reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import socket
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from collector.config import RadiusClient, SipConfig, SipSource, parse_host_port
+from collector.logs import RateLimitedLog, get_logger
+from collector.model import CallRecord
+from collector.pipeline.redact import Redactor
+from collector.receivers.radius.receiver import (
+    ClientTable,
+    _grow_receive_buffer,
+    make_udp_socket,
+)
+from collector.receivers.sip.dialogs import DialogTracker
+from collector.receivers.sip.hep import (
+    HEP_HEADER_BYTES,
+    HEP_MAGIC,
+    PROTO_SIP,
+    HepError,
+    decode_hep,
+    hep_frame_length,
+)
+from collector.receivers.sip.message import SipError, parse_sip
+from collector.sink.writer import Writer
+from collector.telemetry import Telemetry
+
+log = get_logger(__name__)
+
+#: how often finished-by-time dialogs are closed and the gauges refreshed
+HOUSEKEEPING_INTERVAL_S = 1.0
+#: pending TCP connections the kernel queues for us
+TCP_BACKLOG = 128
+#: the label of packets from an address no source owns
+UNKNOWN_SOURCE = "unknown"
+
+_now = datetime.now
+
+
+class _Source:
+    """A configured capture agent and the metric children of its packets, bound once.
+
+    Stands in for a RadiusClient in `ClientTable`, which reads only `address`.
+    """
+
+    __slots__ = (
+        "accepted",
+        "address",
+        "auth_key",
+        "bad_authenticator",
+        "malformed",
+        "name",
+        "overloaded",
+        "unsupported",
+    )
+
+    def __init__(self, source: SipSource, telemetry: Telemetry, listener: str) -> None:
+        self.name = source.name
+        self.address = source.address
+        self.auth_key = source.hep_auth_key.encode() if source.hep_auth_key else None
+        packets = telemetry.packets
+        self.accepted = packets.labels(listener, source.name, "accepted")
+        self.malformed = packets.labels(listener, source.name, "malformed")
+        self.bad_authenticator = packets.labels(listener, source.name, "bad_authenticator")
+        self.unsupported = packets.labels(listener, source.name, "unsupported")
+        self.overloaded = packets.labels(listener, source.name, "overloaded")
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Hands every datagram of one UDP socket to the receiver."""
+
+    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
+        self.handler = handler
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.handler(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # nothing is ever sent on these sockets; an ICMP error cannot concern us
+        pass
+
+
+class _HepStream(asyncio.Protocol):
+    """One TCP connection carrying HEPv3 packets back to back.
+
+    Each packet announces its own length in its 6-byte header
+    (`hep_frame_length`): bytes are buffered until a whole packet is there,
+    then it goes the way of a datagram. A header that is not HEPv3 leaves no
+    way to find the next packet boundary, so the connection is counted
+    malformed and closed (the agent reconnects and starts on a boundary).
+    The buffer never holds more than one partial packet (at most 64 KiB)
+    plus what one read delivered.
+    """
+
+    def __init__(self, receiver: SipReceiver) -> None:
+        self.receiver = receiver
+        self.transport: asyncio.Transport | None = None
+        self.address = ""
+        self.buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = stream = cast(asyncio.Transport, transport)
+        peer = stream.get_extra_info("peername")
+        self.address = peer[0] if peer else ""
+        receiver = self.receiver
+        if receiver.paused or receiver.find_source(self.address) is None:
+            if not receiver.paused:
+                receiver.count_unknown()
+            stream.abort()
+            return
+        receiver.streams.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        transport = self.transport
+        if transport is None or receiver.paused:
+            return
+        buffer = self.buffer
+        buffer += data
+        size = len(buffer)
+        offset = 0
+        try:
+            while size - offset >= HEP_HEADER_BYTES:
+                length = hep_frame_length(bytes(buffer[offset : offset + HEP_HEADER_BYTES]))
+                end = offset + length
+                if end > size:
+                    break
+                frame = bytes(buffer[offset:end])
+                offset = end
+                if not receiver.stream_frame(frame, self.address):
+                    transport.abort()  # the source is gone (reload): stop listening to it
+                    buffer.clear()
+                    return
+        except HepError as exc:
+            receiver.count_broken_stream(self.address, exc.reason)
+            transport.abort()
+            buffer.clear()
+            return
+        if offset:
+            del buffer[:offset]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.receiver.streams.discard(self)
+        self.buffer.clear()
+        self.transport = None
+
+    def abort(self) -> None:
+        """Drop the connection now (at stop)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def make_tcp_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(TCP_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class SipReceiver:
+    """Takes mirrored SIP from capture agents and turns finished calls into records.
+
+    One `DialogTracker` serves every source (the tracker keys dialogs by
+    source name, so two agents never mix their calls). Time is the HEP
+    capture timestamp when the agent sent one, else the arrival time.
+    """
+
+    #: the configuration section this receiver reloads from
+    section = "sip"
+
+    def __init__(
+        self,
+        config: SipConfig,
+        redactor: Redactor,
+        writer: Writer,
+        telemetry: Telemetry,
+        listener: str = "sip",
+    ) -> None:
+        self.config = config
+        self.redactor = redactor
+        self.writer = writer
+        self.telemetry = telemetry
+        self.listener = listener
+        self.tracker = DialogTracker(
+            config.max_dialogs, float(config.max_dialog_age_s), config.correlation_header
+        )
+        self.paused = False
+        #: open TCP connections (closed at stop)
+        self.streams: set[_HepStream] = set()
+        self._udp_sockets: list[socket.socket] = []
+        self._tcp_sockets: list[socket.socket] = []
+        self._transports: list[asyncio.BaseTransport] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._limited = RateLimitedLog(log)
+        self._unknown = telemetry.packets.labels(listener, UNKNOWN_SOURCE, "unknown_client")
+        self._internal = telemetry.packets.labels(listener, UNKNOWN_SOURCE, "malformed")
+        self._pdd = telemetry.post_dial_delay
+        self._evicted_seen = 0
+        self._stopped = False
+        self._by_name: dict[str, _Source] = {}
+        self._find: Callable[[str], _Source | None] = lambda _address: None
+        self._set_sources(config.sources)
+
+    # --- lifecycle ---------------------------------------------------------
+    def bind(self, inherited: list[socket.socket] | None = None) -> None:
+        """Create (or adopt from socket activation) a UDP and a TCP socket per listen address.
+
+        The TCP socket takes the UDP socket's port, so that a listen port of 0
+        (tests) gives one port for both.
+        """
+        from collector.systemd import find_activated
+
+        activated = inherited or []
+        rcvbuf = self.config.receive_buffer_bytes
+        for listen in self.config.listen:
+            host, port = parse_host_port(listen)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            udp = find_activated(activated, family, socket.SOCK_DGRAM, (host, port))
+            if udp is None:
+                udp = make_udp_socket(listen, rcvbuf)
+            else:
+                # systemd may have forced a larger buffer than we may set: only grow it
+                if udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < rcvbuf:
+                    _grow_receive_buffer(udp, rcvbuf)
+                udp.setblocking(False)
+            self._udp_sockets.append(udp)
+            self.telemetry.udp_drops.watch(udp.fileno(), self.listener)
+            bound_port = udp.getsockname()[1]
+            tcp = find_activated(activated, family, socket.SOCK_STREAM, (host, bound_port))
+            if tcp is None:
+                tcp = make_tcp_socket(host, bound_port)
+            else:
+                tcp.setblocking(False)
+            self._tcp_sockets.append(tcp)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each UDP socket (its TCP twin has the same port)."""
+        return [s.getsockname()[:2] for s in self._udp_sockets]
+
+    async def start(self) -> None:
+        """Start receiving on the bound sockets and the once-a-second housekeeping."""
+        loop = asyncio.get_running_loop()
+        if not self._udp_sockets:
+            self.bind()
+        for sock in self._udp_sockets:
+            transport, _protocol = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self._datagram), sock=sock
+            )
+            self._transports.append(transport)
+        for sock in self._tcp_sockets:
+            server = await loop.create_server(lambda: _HepStream(self), sock=sock)
+            self._servers.append(server)
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="sip-housekeeping")
+
+    def pause(self) -> None:
+        """Stop taking packets and connections; the tracker stops closing dialogs."""
+        self.paused = True
+        for server in self._servers:
+            server.close()
+
+    async def stop(self) -> None:
+        """Close every socket and connection. Idempotent; safe without start.
+
+        Dialogs still open are discarded (see the module docstring): their
+        number is logged once.
+        """
+        self.paused = True
+        for server in self._servers:
+            server.close()
+        for stream in list(self.streams):
+            stream.abort()
+        self.streams.clear()
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+        for sock in (*self._udp_sockets, *self._tcp_sockets):
+            sock.close()
+        self._udp_sockets.clear()
+        self._tcp_sockets.clear()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+            self._housekeeper = None
+        if not self._stopped:
+            self._stopped = True
+            still_open = self.tracker.open_dialogs
+            if still_open:
+                log.info(
+                    "sip dialogs open at stop are not recorded",
+                    listener=self.listener,
+                    dialogs=still_open,
+                )
+
+    def reload(self, config: SipConfig) -> None:
+        """Take new sources, auth keys and tracker limits; open dialogs are kept.
+
+        Listen addresses need a restart. A lower `max_dialogs` takes effect as
+        new dialogs arrive (one oldest dialog evicted per new one).
+        """
+        if config.listen != self.config.listen:
+            log.warning("sip.listen changed: takes effect at the next restart")
+        self._set_sources(config.sources)
+        tracker = self.tracker
+        tracker.max_dialogs = config.max_dialogs
+        tracker.max_dialog_age = timedelta(seconds=config.max_dialog_age_s)
+        tracker.correlation_header = config.correlation_header
+        if config.receive_buffer_bytes > self.config.receive_buffer_bytes:
+            for sock in self._udp_sockets:
+                _grow_receive_buffer(sock, config.receive_buffer_bytes)
+        self.config = config
+
+    def _set_sources(self, sources: Iterable[SipSource]) -> None:
+        states = tuple(_Source(source, self.telemetry, self.listener) for source in sources)
+        # ClientTable only reads `.address`; typed for RADIUS clients, it serves any such object.
+        table = ClientTable(cast("tuple[RadiusClient, ...]", states))
+        self._by_name = {state.name: state for state in states}
+        self._find = cast("Callable[[str], _Source | None]", table.find)
+
+    # --- per packet --------------------------------------------------------
+    def find_source(self, address: str) -> _Source | None:
+        """The configured source owning `address`, or None."""
+        return self._find(address)
+
+    def count_unknown(self) -> None:
+        """A packet or connection from an address no source owns."""
+        self._unknown.inc()
+        self._limited.warning(
+            "unknown_client", "packet from an unknown address dropped", listener=self.listener
+        )
+
+    def count_broken_stream(self, address: str, reason: str) -> None:
+        """A TCP stream that stopped being HEPv3: counted once, then closed."""
+        source = self._find(address)
+        if source is not None:
+            source.malformed.inc()
+        else:
+            self._internal.inc()
+        self._limited.warning(
+            "hep_stream",
+            "HEP stream out of step: connection closed",
+            listener=self.listener,
+            reason=reason,
+        )
+
+    def stream_frame(self, frame: bytes, address: str) -> bool:
+        """One HEPv3 packet cut from a TCP stream; False when its source is no longer known."""
+        source = self._find(address)
+        if source is None:
+            self.count_unknown()
+            return False
+        try:
+            self._packet(frame, source)
+        except Exception as exc:  # noqa: BLE001 - a frame must never break the connection handler
+            self._internal_error(exc)
+        return True
+
+    def _datagram(self, data: bytes, addr: Any) -> None:
+        """UDP: find the source, then handle the packet; never raises."""
+        if self.paused:
+            return
+        try:
+            source = self._find(addr[0])
+            if source is None:
+                self.count_unknown()
+                return
+            self._packet(data, source)
+        except Exception as exc:  # noqa: BLE001 - the handler must survive anything a packet causes
+            self._internal_error(exc)
+
+    def _packet(self, data: bytes, source: _Source) -> None:
+        """Decode one HEPv3 packet or raw SIP message and feed the tracker."""
+        if data[:4] == HEP_MAGIC:
+            try:
+                packet = decode_hep(data)
+            except HepError as exc:
+                source.malformed.inc()
+                self._limited.warning(
+                    "hep_malformed",
+                    "malformed HEP packet dropped",
+                    source=source.name,
+                    reason=exc.reason,
+                )
+                return
+            key = source.auth_key
+            if key is not None:
+                sent = packet.auth_key
+                if sent is None or not hmac.compare_digest(sent, key):
+                    source.bad_authenticator.inc()
+                    self._limited.warning(
+                        "hep_auth",
+                        "HEP packet with a wrong or missing auth key dropped",
+                        source=source.name,
+                    )
+                    return
+            # An agent that leaves the type out is taken at its word that it mirrors SIP.
+            kind = packet.protocol_type
+            if kind is not None and kind != PROTO_SIP:
+                source.unsupported.inc()
+                return
+            payload = packet.payload
+            when = packet.timestamp
+            if when is None:
+                when = _now(UTC)
+        else:
+            payload = data
+            when = _now(UTC)
+        tracker = self.tracker
+        try:
+            message = parse_sip(payload, tracker.correlation_header)
+        except SipError as exc:
+            source.malformed.inc()
+            self._limited.warning(
+                "sip_malformed",
+                "malformed SIP message dropped",
+                source=source.name,
+                reason=exc.reason,
+            )
+            return
+        source.accepted.inc()
+        records = tracker.feed(message, when, source.name)
+        if records:
+            self._emit(records)
+
+    def _emit(self, records: list[CallRecord]) -> None:
+        """Redact each finished call and queue it; count what the writer refuses."""
+        received_at = _now(UTC)
+        pdd = self._pdd
+        redact = self.redactor.redact
+        submit = self.writer.submit
+        for record in records:
+            try:
+                if record.pdd_ms is not None:
+                    pdd.observe(record.pdd_ms / 1000)
+                if not submit(redact(record, received_at)):
+                    self._count_overloaded(record.source)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not lose the others
+                self._internal_error(exc)
+
+    def _count_overloaded(self, name: str) -> None:
+        state = self._by_name.get(name)
+        if state is not None:
+            state.overloaded.inc()
+        else:  # its source was removed by a reload while the call was open
+            self.telemetry.packets.labels(self.listener, name, "overloaded").inc()
+        self._limited.warning(
+            "overloaded", "writer queue full: SIP call record dropped", source=name
+        )
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._internal.inc()
+        self._limited.warning(
+            "sip_internal", "SIP packet handling failed", error_class=type(exc).__name__
+        )
+
+    # --- housekeeping ------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        """Once a second: close dialogs that time settled, refresh the gauges."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            if self.paused:
+                continue
+            try:
+                records = self.tracker.expire(_now(UTC))
+                if records:
+                    self._emit(records)
+                self._refresh_metrics()
+            except Exception as exc:  # noqa: BLE001 - housekeeping must go on
+                self._internal_error(exc)
+
+    def _refresh_metrics(self) -> None:
+        tracker = self.tracker
+        self.telemetry.open_dialogs.set(tracker.open_dialogs)
+        evicted = tracker.evicted_total
+        if evicted > self._evicted_seen:
+            self.telemetry.dialogs_evicted.inc(evicted - self._evicted_seen)
+            self._evicted_seen = evicted

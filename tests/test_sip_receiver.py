@@ -1,0 +1,635 @@
+"""The SIP capture path end to end: HEPv3 / raw SIP over UDP and TCP -> the daemon -> PostgreSQL.
+
+The test plays the capture agent: it builds SIP call flows, wraps each
+message in HEPv3 with `encode_hep` (or sends it bare), mirrors it as a proxy
+does (the copy received and the copy forwarded) and sends it from loopback
+addresses to a real daemon process, then reads what PostgreSQL holds and what
+/metrics counts. Bad input (malformed, fuzzed, wrongly keyed, from unknown
+addresses, broken TCP streams) must be counted, never stored, never break the
+listener, and never leak a number, URI or address into a row or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import signal
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from collector.pipeline.privacy import Pseudonymizer
+from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep
+from tests.daemon import (
+    PSEUDONYM_KEY,
+    Collector,
+    CollectorConfig,
+    connected,
+    free_port,
+    running_collector,
+    wait_for,
+)
+
+PROXY = "proxy-a"  # 127.0.0.1, no auth key
+KEYED = "proxy-keyed"  # 127.0.0.3, HEP auth key required
+HEP_KEY = "hep-test-key"
+UNKNOWN_ADDRESS = "127.0.0.2"  # no source owns it
+KEYED_ADDRESS = "127.0.0.3"
+PACKETS = "cdr_collector_packets_total"
+CALLER = "+493012345678"
+PAI = "+493012345600"
+#: fiction numbers (Ofcom drama range), one per call, so each row is found by its pseudonym
+CALLEES = {
+    "answered": "+442079460101",
+    "busy": "+442079460202",
+    "no_answer": "+442079460303",
+    "cancelled": "+442079460404",
+    "compressed": "+442079460505",
+    "tcp": "+442079460606",
+    "callee_bye": "+442079460707",
+    "keyed": "+442079460808",
+    "after_fuzz": "+442079460909",
+    "left_open": "+442079460999",
+    "reloaded": "+442079460888",
+}
+ADDRESSES = ("198.51.100.7", "192.0.2.20", "203.0.113.9")
+SDP = (
+    "v=0\r\no=- 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\n"
+    "c=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8\r\n"
+    "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+)
+_pseudonyms = Pseudonymizer((("t1", base64.b64decode(PSEUDONYM_KEY)),))
+
+
+def called_hmac(number: str) -> str:
+    """The pseudonym the daemon stores for `number` (same test key)."""
+    return _pseudonyms.pseudonym(number.lstrip("+"))
+
+
+def sip_section(port: int, *, unknown_allowed: bool = False) -> str:
+    """The [sip] TOML: two sources (one keyed), and a third when `unknown_allowed`."""
+    extra = (
+        f'[sip]\nlisten = ["127.0.0.1:{port}"]\nmax_dialogs = 1000\n\n'
+        f'[[sip.sources]]\nname = "{PROXY}"\naddress = "127.0.0.1"\n\n'
+        f'[[sip.sources]]\nname = "{KEYED}"\naddress = "{KEYED_ADDRESS}/32"\n'
+        f'hep_auth_key = "{HEP_KEY}"\n'
+    )
+    if unknown_allowed:
+        extra += f'\n[[sip.sources]]\nname = "proxy-late"\naddress = "{UNKNOWN_ADDRESS}"\n'
+    return extra
+
+
+def sip_config(directory: Path, dsn: str) -> CollectorConfig:
+    """A daemon with [radius] (as the harness writes it) and a [sip] listener on a free port."""
+    port = free_port()
+    return CollectorConfig(directory=directory, dsn=dsn, sip_port=port, extra=sip_section(port))
+
+
+# --- building captured SIP ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """The SIP messages of one call through a proxy, caller to callee."""
+
+    call_id: str
+    callee: str
+    caller: str = CALLER
+    caller_tag: str = "8a3f0c1d"
+    callee_tag: str = "77b0e2aa"
+
+    def _message(
+        self,
+        start: str,
+        *,
+        cseq: int,
+        method: str,
+        to_tag: bool,
+        from_callee: bool = False,
+        extra: Sequence[str] = (),
+        body: str = "",
+    ) -> bytes:
+        caller = f"<sip:{self.caller}@pbx.example.org;user=phone>"
+        callee = f"<sip:{self.callee}@carrier.example.net;user=phone>"
+        if from_callee:
+            from_h = f"From: {callee};tag={self.callee_tag}"
+            to_h = f"To: {caller};tag={self.caller_tag}"
+        else:
+            from_h = f'From: "Alice Example" {caller};tag={self.caller_tag}'
+            to_h = f"To: {callee}" + (f";tag={self.callee_tag}" if to_tag else "")
+        lines = [
+            start,
+            f"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK{cseq}{method.lower()}",
+            "Max-Forwards: 70",
+            from_h,
+            to_h,
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} {method}",
+            "Contact: <sip:alice@198.51.100.7:5060>",
+            *extra,
+        ]
+        if body:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+    def invite(self) -> bytes:
+        return self._message(
+            f"INVITE sip:{self.callee}@carrier.example.net;user=phone SIP/2.0",
+            cseq=1,
+            method="INVITE",
+            to_tag=False,
+            extra=[f"P-Asserted-Identity: <sip:{PAI}@pbx.example.org>"],
+            body=SDP,
+        )
+
+    def response(
+        self, status: int, *, method: str = "INVITE", cseq: int = 1, extra: Sequence[str] = ()
+    ) -> bytes:
+        return self._message(
+            f"SIP/2.0 {status} Whatever",
+            cseq=cseq,
+            method=method,
+            to_tag=status != 100,
+            extra=extra,
+            body=SDP if status == 200 and method == "INVITE" else "",
+        )
+
+    def request(self, method: str, cseq: int, *, from_callee: bool = False) -> bytes:
+        target = "alice@198.51.100.7" if from_callee else "bob@203.0.113.9"
+        return self._message(
+            f"{method} sip:{target}:5060 SIP/2.0",
+            cseq=cseq,
+            method=method,
+            to_tag=method != "CANCEL",
+            from_callee=from_callee,
+        )
+
+
+Step = tuple[float, bytes]
+
+
+def answered(call: Call, talk_s: float, *, callee_hangs_up: bool = False) -> list[Step]:
+    """INVITE, 100, 180 after 0.5 s, 200 after 1.5 s, ACK, BYE `talk_s` later, 200."""
+    bye_at = 1.5 + talk_s
+    return [
+        (0.0, call.invite()),
+        (0.01, call.response(100)),
+        (0.5, call.response(180)),
+        (1.5, call.response(200)),
+        (1.52, call.request("ACK", 1)),
+        (bye_at, call.request("BYE", 2 if not callee_hangs_up else 1, from_callee=callee_hangs_up)),
+        (
+            bye_at + 0.02,
+            call._message(
+                "SIP/2.0 200 OK",
+                cseq=2 if not callee_hangs_up else 1,
+                method="BYE",
+                to_tag=True,
+                from_callee=callee_hangs_up,
+            ),
+        ),
+    ]
+
+
+def busy(call: Call) -> list[Step]:
+    """INVITE, 100, 486 with a Q.850 Reason, ACK."""
+    return [
+        (0.0, call.invite()),
+        (0.01, call.response(100)),
+        (0.2, call.response(486, extra=['Reason: Q.850;cause=17;text="User busy"'])),
+        (0.21, call.request("ACK", 1)),
+    ]
+
+
+def no_answer(call: Call) -> list[Step]:
+    """INVITE, 180, 480 without a Reason (the cause comes from RFC 3398: 18)."""
+    return [
+        (0.0, call.invite()),
+        (0.3, call.response(180)),
+        (20.3, call.response(480)),
+        (20.31, call.request("ACK", 1)),
+    ]
+
+
+def cancelled(call: Call) -> list[Step]:
+    """INVITE, 180, CANCEL after 4 s, 200 to the CANCEL, 487, ACK."""
+    return [
+        (0.0, call.invite()),
+        (0.4, call.response(180)),
+        (4.4, call.request("CANCEL", 1)),
+        (4.41, call.response(200, method="CANCEL")),
+        (4.42, call.response(487)),
+        (4.43, call.request("ACK", 1)),
+    ]
+
+
+def mirrored(message: bytes) -> list[bytes]:
+    """The two copies a proxy's capture agent sends: as received and as forwarded."""
+    start, _, rest = message.partition(b"\r\n")
+    forwarded = start + b"\r\nVia: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKproxy1\r\n" + rest
+    return [message, forwarded]
+
+
+def hep(
+    payload: bytes,
+    when: datetime | None,
+    *,
+    auth_key: str | None = None,
+    protocol_type: int = 1,
+    compress: bool = False,
+) -> bytes:
+    """One HEPv3 packet as Kamailio's siptrace builds it."""
+    seconds = micros = None
+    if when is not None:
+        stamp = when.timestamp()
+        seconds, micros = int(stamp), when.microsecond
+    packet = HepPacket(
+        payload=payload,
+        time_seconds=seconds,
+        time_micros=micros,
+        protocol_type=protocol_type,
+        capture_id=2001,
+        auth_key=auth_key.encode() if auth_key else None,
+        ip_family=2,
+        ip_protocol=17,
+        src_address=bytes((198, 51, 100, 7)),
+        dst_address=bytes((192, 0, 2, 20)),
+        src_port=5060,
+        dst_port=5060,
+    )
+    return encode_hep(packet, compress=compress)
+
+
+def hep_flow(
+    steps: Iterable[Step], start: datetime, *, auth_key: str | None = None, compress: bool = False
+) -> list[bytes]:
+    """Every step mirrored twice and wrapped in HEPv3 with its capture time."""
+    packets = []
+    for offset, message in steps:
+        when = start + timedelta(seconds=offset)
+        for index, copy in enumerate(mirrored(message)):
+            packets.append(
+                hep(
+                    copy,
+                    when + timedelta(microseconds=150 * index),
+                    auth_key=auth_key,
+                    compress=compress,
+                )
+            )
+    return packets
+
+
+class Sender:
+    """A UDP socket bound to one loopback address, sending to the daemon's SIP port."""
+
+    def __init__(self, port: int, address: str = "127.0.0.1") -> None:
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sent = 0
+
+    def send(self, packets: Iterable[bytes]) -> None:
+        for packet in packets:
+            self.sock.sendto(packet, self.target)
+            self.sent += 1
+            if self.sent % 200 == 0:
+                time.sleep(0.005)  # stay far below the receive buffer, as a real agent does
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def fetch_rows(dsn: str) -> list[dict[str, Any]]:
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT * FROM cdrs WHERE protocol = 'sip' ORDER BY call_time")
+    return [dict(row) for row in rows]
+
+
+async def wait_rows(dsn: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal rows
+        rows = await fetch_rows(dsn)
+        return len(rows) >= count
+
+    await wait_for(enough, timeout)
+    return rows
+
+
+def by_callee(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows keyed by the scenario whose callee they carry."""
+    names = {called_hmac(number): name for name, number in CALLEES.items()}
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = names[row["called_hmac"]]
+        assert name not in found, f"two rows for the {name} call"
+        found[name] = row
+    return found
+
+
+def assert_nothing_identifying(text: str) -> None:
+    """No full number (any form), SIP URI, display name or address in `text`."""
+    for number in (CALLER, PAI, *CALLEES.values()):
+        digits = number.lstrip("+")
+        assert digits not in text
+        assert "0" + digits[2:] not in text  # national form
+        assert digits[-9:] not in text
+    for address in ADDRESSES:
+        assert address not in text
+    assert "sip:" not in text
+    assert "Alice" not in text
+    assert "example.org" not in text
+
+
+def packets(collector: Collector, source: str, outcome: str) -> float:
+    return collector.metric(PACKETS, listener="sip", source=source, outcome=outcome)
+
+
+async def wait_packets(collector: Collector, source: str, outcome: str, count: int) -> None:
+    await wait_for(lambda: packets(collector, source, outcome) >= count, 10.0)
+
+
+async def send_tcp(port: int, chunks: Sequence[bytes], pause_s: float = 0.05) -> None:
+    """Write each chunk separately on one TCP connection, pausing between writes."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(pause_s)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+# --- tests -----------------------------------------------------------------
+
+
+async def test_captured_calls_become_redacted_rows(tmp_path: Path, dsn: str) -> None:
+    """HEP over UDP (plain and compressed), raw SIP, HEP over TCP: one row per call, exact."""
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    flows = {
+        "answered": answered(Call("c-answered@pbx", CALLEES["answered"]), 30.25),
+        "callee_bye": answered(
+            Call("c-callee-bye@pbx", CALLEES["callee_bye"]), 12.0, callee_hangs_up=True
+        ),
+        "no_answer": no_answer(Call("c-no-answer@pbx", CALLEES["no_answer"])),
+        "cancelled": cancelled(Call("c-cancelled@pbx", CALLEES["cancelled"])),
+        "compressed": answered(Call("c-compressed@pbx", CALLEES["compressed"]), 5.0),
+    }
+    busy_flow = busy(Call("c-busy@pbx", CALLEES["busy"]))
+    tcp_packets = hep_flow(answered(Call("c-tcp@pbx", CALLEES["tcp"]), 7.5), start)
+    open_packets = hep_flow(answered(Call("c-open@pbx", CALLEES["left_open"]), 1.0)[:5], start)
+
+    with running_collector(config) as collector:
+        sender = Sender(config.sip_port)
+        try:
+            for name, steps in flows.items():
+                sender.send(hep_flow(steps, start, compress=name == "compressed"))
+            # Raw SIP, as siptrace sends it without HEP: arrival time is the clock.
+            for _offset, message in busy_flow:
+                sender.send(mirrored(message))
+            # HEP over TCP: three frames in one write, one frame split over two
+            # writes, then the rest in one write.
+            head = b"".join(tcp_packets[:3])
+            split = tcp_packets[3]
+            tail = b"".join(tcp_packets[4:])
+            await send_tcp(config.sip_port, [head, split[:9], split[9:], tail])
+            # A call still ringing and answered when the daemon stops.
+            sender.send(open_packets)
+        finally:
+            sender.close()
+        total = sender.sent + len(tcp_packets)
+        await wait_packets(collector, PROXY, "accepted", total)
+        rows = await wait_rows(dsn, 7)
+        await wait_for(lambda: collector.metric("cdr_collector_sip_open_dialogs") == 1, 5.0)
+        assert packets(collector, PROXY, "accepted") == total
+        assert packets(collector, PROXY, "malformed") == 0
+        assert collector.metric("cdr_collector_post_dial_delay_seconds_count") == 6
+        assert collector.metric("cdr_collector_calls_total", source=PROXY, outcome="answered") == 4
+        assert (
+            collector.metric("cdr_collector_billable_seconds_total", source=PROXY)
+            == 30.25 + 12.0 + 5.0 + 7.5
+        )
+    # The open call was not turned into an incomplete row at stop.
+    rows = await fetch_rows(dsn)
+    assert len(rows) == 7
+    assert "sip dialogs open at stop are not recorded" in collector.log_text()
+
+    calls = by_callee(rows)
+    assert set(calls) == {
+        "answered",
+        "callee_bye",
+        "busy",
+        "no_answer",
+        "cancelled",
+        "compressed",
+        "tcp",
+    }
+    for row in rows:
+        assert row["protocol"] == "sip"
+        assert row["source"] == PROXY
+        assert row["leg"] == ""
+        assert row["incomplete"] is False
+        assert row["called_prefix"] == "+4420"
+        assert row["called_country"] == "GB"
+        assert len(row["called_masked"]) == 13
+        assert row["called_masked"].endswith("***")
+        assert row["calling_country"] == "DE"
+        assert row["calling_hmac"] == called_hmac(PAI)  # P-Asserted-Identity wins over From
+    for name, duration_ms in (
+        ("answered", 30250),
+        ("callee_bye", 12000),
+        ("compressed", 5000),
+        ("tcp", 7500),
+    ):
+        row = calls[name]
+        assert row["answered"] is True, name
+        assert row["duration_ms"] == duration_ms, name  # capture times, to the millisecond
+        assert row["sip_code"] == 200, name
+        assert row["disconnect_cause"] == 16, name
+        assert row["pdd_ms"] == 500, name
+        assert row["setup_time"] == start, name
+        assert row["times_derived"] is False, name
+    assert calls["answered"]["called_masked"] == "+442079460***"
+    assert calls["busy"]["answered"] is False
+    assert calls["busy"]["duration_ms"] == 0
+    assert calls["busy"]["sip_code"] == 486
+    assert calls["busy"]["disconnect_cause"] == 17  # from the Reason header
+    assert abs(calls["busy"]["setup_time"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert calls["no_answer"]["sip_code"] == 480
+    assert calls["no_answer"]["disconnect_cause"] == 18  # RFC 3398
+    assert calls["no_answer"]["duration_ms"] == 0
+    assert calls["no_answer"]["pdd_ms"] == 300
+    assert calls["cancelled"]["sip_code"] == 487
+    assert calls["cancelled"]["disconnect_cause"] == 16
+    assert calls["cancelled"]["answered"] is False
+    assert calls["cancelled"]["disconnect_time"] == start + timedelta(seconds=4.4)  # the CANCEL
+    assert_nothing_identifying(repr(rows))
+    assert_nothing_identifying(collector.log_text())
+
+
+def fuzzed(valid: Sequence[bytes], count: int, seed: int) -> list[bytes]:
+    """Mutations of valid packets: flipped bytes, cuts, garbage tails, shuffled chunks."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        data = bytearray(rng.choice(valid))
+        kind = rng.randrange(4)
+        if kind == 0:
+            for _flip in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:
+            del data[rng.randrange(1, len(data)) :]
+        elif kind == 2:
+            data += rng.randbytes(rng.randint(1, 64))
+        else:
+            position = rng.randrange(6, min(len(data), 80))
+            data[position : position + 2] = b"\x00\x00"
+        out.append(bytes(data))
+    return out
+
+
+async def test_bad_input_is_counted_and_the_listener_keeps_serving(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Malformed, fuzzed, unsupported, wrongly keyed, unknown-source packets and a broken
+    TCP stream are each counted once and stored never; good calls around them still are."""
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    port = config.sip_port
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    good = hep_flow(busy(Call("c-fuzz-source@pbx", CALLEES["busy"])), start)
+    invite = Call("c-x@pbx", CALLEES["busy"]).invite()
+
+    malformed = [
+        b"HEP3",  # truncated header
+        b"HEP3\x00\x40" + bytes(10),  # length field disagrees with the datagram
+        hep(invite, start)[:-3],  # cut short
+        encode_chunks([(0, 9, b"\x00\x00")]),  # fixed-size chunk with the wrong size
+        encode_chunks([(0, 9, (1).to_bytes(4, "big"))]),  # no payload at all
+        hep(b"NOT SIP AT ALL\r\n\r\n", start),  # HEP around something that is not SIP
+        b"\x00\x01garbage that is neither HEP nor SIP",
+        b"INVITE sip:x SIP/2.0\r\nCall-ID: only\r\n\r\n",  # raw SIP without From/To/CSeq
+        b"\r\n\r\n",  # a keep-alive
+    ]
+    unsupported = [
+        hep(b"RTCP report", start, protocol_type=5),
+        hep(b"{}", start, protocol_type=100),
+    ]
+    fuzz = fuzzed(good, 400, seed=20240501)
+
+    with running_collector(config) as collector:
+        sender = Sender(port)
+        keyed = Sender(port, KEYED_ADDRESS)
+        stranger = Sender(port, UNKNOWN_ADDRESS)
+        try:
+            # The good call first: its mutated copies below then find it closed.
+            sender.send(good)
+            sender.send(malformed)
+            sender.send(unsupported)
+            sender.send(fuzz)
+            # The keyed source: missing key, wrong key (both refused), right key (a call).
+            keyed.send([hep(invite, start)])
+            keyed.send([hep(invite, start, auth_key="wrong-key")])
+            keyed.send(
+                hep_flow(
+                    answered(Call("c-keyed@pbx", CALLEES["keyed"]), 2.0), start, auth_key=HEP_KEY
+                )
+            )
+            stranger.send(hep_flow(busy(Call("c-stranger@pbx", "+442079460000")), start))
+            # A TCP stream that stops being HEP: the connection is closed, counted once.
+            await send_tcp(port, [hep(invite, start) + b"GARBAGE!" + bytes(64)])
+            # A TCP connection from an unknown address is closed at once.
+            stray = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            stray.bind((UNKNOWN_ADDRESS, 0))
+            stray.connect(("127.0.0.1", port))
+            stray.close()
+            # And the listener still serves a good call afterwards, over UDP and TCP
+            # (the busy call again: a late copy of a closed call, stored no second time).
+            sender.send(hep_flow(busy(Call("c-after@pbx", CALLEES["after_fuzz"])), start))
+            await send_tcp(port, [b"".join(good)])
+        finally:
+            for each in (sender, keyed, stranger):
+                each.close()
+
+        proxy_total = sender.sent + 2 + len(good)  # + the stream's first frame and the TCP call
+
+        def counted() -> bool:
+            outcomes = ("accepted", "malformed", "unsupported", "bad_authenticator")
+            return sum(packets(collector, PROXY, o) for o in outcomes) >= proxy_total
+
+        await wait_for(counted, 10.0)
+        await wait_packets(collector, KEYED, "accepted", 14)
+        await wait_packets(collector, "unknown", "unknown_client", 9)
+        rows = await wait_rows(dsn, 3)
+        await asyncio.sleep(0.3)  # room for anything unexpected to arrive
+
+        outcomes = {
+            outcome: packets(collector, PROXY, outcome)
+            for outcome in ("accepted", "malformed", "unsupported", "bad_authenticator")
+        }
+        assert sum(outcomes.values()) == proxy_total, outcomes  # every packet counted once
+        assert outcomes["malformed"] >= len(malformed) + 1  # + the broken stream
+        assert outcomes["unsupported"] >= len(unsupported)
+        assert outcomes["bad_authenticator"] == 0
+        assert packets(collector, KEYED, "bad_authenticator") == 2
+        assert packets(collector, KEYED, "accepted") == 14
+        # 8 datagrams of the stranger's call + its one TCP connection
+        assert packets(collector, "unknown", "unknown_client") == 9
+        assert collector.process is not None and collector.process.poll() is None
+        log_text = collector.log_text()
+
+    rows = await fetch_rows(dsn)
+    calls = by_callee(rows)
+    # Fuzzed copies of the busy call made no second row; the stranger's call made none.
+    assert {"keyed", "after_fuzz", "busy"} == set(calls)
+    assert calls["keyed"]["source"] == KEYED
+    assert calls["keyed"]["duration_ms"] == 2000
+    assert calls["after_fuzz"]["sip_code"] == 486
+    assert calls["busy"]["sip_code"] == 486
+    assert "Traceback" not in log_text
+    assert_nothing_identifying(repr(rows))
+    assert_nothing_identifying(log_text)
+
+
+async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: str) -> None:
+    """SIGHUP: an address that was unknown becomes a source; calls open across it survive."""
+
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    across = hep_flow(answered(Call("c-across@pbx", CALLEES["answered"]), 3.0), start)
+    late = hep_flow(busy(Call("c-late@pbx", CALLEES["reloaded"])), start)
+    with running_collector(config) as collector:
+        sender = Sender(config.sip_port)
+        stranger = Sender(config.sip_port, UNKNOWN_ADDRESS)
+        try:
+            sender.send(across[:8])  # INVITE .. ACK: the call is up
+            stranger.send(late[:2])
+            await wait_packets(collector, "unknown", "unknown_client", 2)
+            config.extra = sip_section(config.sip_port, unknown_allowed=True)
+            config.render()
+            collector.signal(signal.SIGHUP)
+            await wait_for(
+                lambda: collector.metric("cdr_collector_config_reloads_total", result="ok") == 1,
+                10.0,
+            )
+            sender.send(across[8:])
+            stranger.send(late)
+        finally:
+            sender.close()
+            stranger.close()
+        rows = await wait_rows(dsn, 2)
+    calls = by_callee(rows)
+    assert calls["answered"]["duration_ms"] == 3000
+    assert calls["reloaded"]["source"] == "proxy-late"
