@@ -81,7 +81,7 @@ def touch_everything(packet: Packet) -> None:
         packet.integer(number)
         packet.text(number)
     for key in list(packet.vsas):
-        vendor, vendor_type = key >> 8, key & 0xFF
+        vendor, vendor_type = int.from_bytes(key[:4], "big"), key[4]
         packet.vendor_texts(vendor, vendor_type)
         packet.vendor_text(vendor, vendor_type)
         packet.vendor_integer(vendor, vendor_type)
@@ -277,7 +277,7 @@ def test_encoded_attributes_and_vsas_come_back(
     for number, value in attributes:
         first.setdefault(number, value)
     assert packet.attrs == first
-    expected_vsas: dict[int, list[bytes]] = {}
+    expected_vsas: dict[bytes, list[bytes]] = {}
     for vendor, vendor_type, value in vsas:
         expected_vsas.setdefault(codec.vendor_key(vendor, vendor_type), []).append(value)
     assert packet.vsas == expected_vsas

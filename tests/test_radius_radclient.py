@@ -51,8 +51,8 @@ def radclient_send(
     command: str,
     secret: str,
     attributes: str,
-    retries: int = 1,
-    timeout: float = 2.0,
+    retries: int = 3,
+    timeout: float = 3.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run radclient once; rc 0 means an answer arrived and verified."""
     return subprocess.run(

@@ -18,6 +18,8 @@ import phonenumbers
 #: national destination codes are at most this many digits long in practice
 _NDC_MAX_DIGITS = 6
 _CACHE_MAX_ENTRIES = 200_000
+#: one character per possible number length, appended to cache keys
+_LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(20))
 
 #: country calling codes (as digit strings) known to phonenumbers
 _COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -134,18 +136,18 @@ class NumberPlan:
     def _metadata(self, digits: str) -> tuple[int, str | None]:
         """(billing prefix length, ISO region) for an E.164 number.
 
-        Cached under the country code and the next six digits, which decide
-        the destination code everywhere (codes are at most five digits and
-        not always prefix-free: UK 01387 and 013873). Only a miss pays for
+        Cached under the country code, the next six digits and the length,
+        which together decide the destination code everywhere (codes are at
+        most five digits, not always prefix-free: UK 01387 and 013873). Only a miss pays for
         phonenumbers (about 30 µs); the cache holds prefixes, never numbers.
         Real traffic concentrates on a few thousand such prefixes.
         """
         code = self._country_code(digits) or ""
         cache = self._meta
-        # keyed by the country code and the next _NDC_MAX_DIGITS digits: destination
-        # codes are not prefix-free everywhere (UK 01387 and 013873), so a shorter
-        # cached prefix must never answer for a longer number
-        key = digits[: len(code) + _NDC_MAX_DIGITS]
+        # keyed by the country code, the next _NDC_MAX_DIGITS digits and the
+        # length: destination codes are not prefix-free everywhere (UK 01387 and
+        # 013873), and some plans choose them by the number's length (San Marino)
+        key = digits[: len(code) + _NDC_MAX_DIGITS] + _LENGTH_MARKS[len(digits)]
         found = cache.get(key)
         if found is not None:
             return found

@@ -293,10 +293,8 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
     if kind is RecordKind.RESET:
         return _reset(packet, ctx)
     event_time, derived = _base(packet, ctx, kind)
-
-    def vsa(number: int) -> str | None:
-        value = packet.vendor_text(d.CISCO, number)
-        return _strip_name(value) if value is not None else None
+    values = _cisco_values(packet)
+    vsa = values.get
 
     setup_text = vsa(d.H323_SETUP_TIME)
     connect_text = vsa(d.H323_CONNECT_TIME)
@@ -362,6 +360,25 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
             connect_time = None
     _place_times(record, ctx, setup_time, connect_time, disconnect_time, flagged)
     return record
+
+
+_CISCO_PREFIX = d.CISCO.to_bytes(4, "big")
+
+
+def _cisco_values(packet: Packet) -> dict[int, str]:
+    """The first value of every Cisco VSA but Cisco-AVPair, decoded, its name prefix removed."""
+    found: dict[int, str] = {}
+    for key, items in packet.vsas.items():
+        if key[:4] != _CISCO_PREFIX or key[4] == d.CISCO_AVPAIR:
+            continue
+        text = items[0].decode("utf-8", "replace")
+        head, sep, tail = text.partition("=")
+        found[key[4]] = (
+            tail.strip()
+            if sep and head.startswith(("h323-", "Cisco", "cisco", "sip-"))
+            else text.strip()
+        )
+    return found
 
 
 def _cisco_account(packet: Packet) -> str | None:

@@ -36,13 +36,8 @@ log = get_logger(__name__)
 _CIDR_CACHE_MAX = 10000
 
 
-class _Pending:
-    """A request being made durable (response None) or already answered."""
-
-    __slots__ = ("response",)
-
-    def __init__(self) -> None:
-        self.response: bytes | None = None
+#: what the duplicate cache holds for a request still being made durable
+_PENDING = b""
 
 
 class ClientTable:
@@ -160,7 +155,9 @@ class RadiusReceiver:
         self.window = float(config.duplicate_window_s)
         self._transports: list[asyncio.DatagramTransport] = []
         self._sockets: list[socket.socket] = []
-        self._dups: dict[tuple[Any, int, bytes], _Pending] = {}
+        # request -> its response, or _PENDING while the record is not yet durable
+        # (plain bytes values: a large cache adds nothing for the garbage collector)
+        self._dups: dict[tuple[Any, int, bytes], bytes] = {}
         self._expiry: deque[tuple[float, tuple[Any, int, bytes]]] = deque()
         self._counters: dict[tuple[str, str], Any] = {}
         self._limited = RateLimitedLog(log)
@@ -275,11 +272,11 @@ class RadiusReceiver:
             )
             return
         key = (addr, data[1], data[4:20])
-        pending = self._dups.get(key)
-        if pending is not None:
+        cached = self._dups.get(key)
+        if cached is not None:
             self._count(source, "duplicate")
-            if pending.response is not None:
-                transport.sendto(pending.response, addr)
+            if cached:
+                transport.sendto(cached, addr)
             return
         try:
             packet = codec.decode(data)
@@ -331,9 +328,8 @@ class RadiusReceiver:
                 )
             return
         row = self.redactor.redact(record, now)
-        entry = _Pending()
-        self._dups[key] = entry
-        ack = self._acknowledger(key, entry, packet, secret, addr, transport, source, arrival)
+        self._dups[key] = _PENDING
+        ack = self._acknowledger(key, packet, secret, addr, transport, source, arrival)
         if not self.writer.submit(row, ack):
             del self._dups[key]
             self._count(source, "overloaded")
@@ -357,9 +353,7 @@ class RadiusReceiver:
         addr: Any,
         transport: asyncio.DatagramTransport,
     ) -> None:
-        entry = _Pending()
-        entry.response = response
-        self._dups[key] = entry
+        self._dups[key] = response
         self._expiry.append((time.monotonic() + self.window, key))
         if not transport.is_closing():
             transport.sendto(response, addr)
@@ -367,7 +361,6 @@ class RadiusReceiver:
     def _acknowledger(
         self,
         key: tuple[Any, int, bytes],
-        entry: _Pending,
         packet: codec.Packet,
         secret: bytes,
         addr: Any,
@@ -385,7 +378,7 @@ class RadiusReceiver:
             response = codec.encode_response(
                 codec.ACCOUNTING_RESPONSE, identifier, authenticator, secret
             )
-            entry.response = response
+            self._dups[key] = response
             now = time.monotonic()
             self._expiry.append((now + self.window, key))
             if not transport.is_closing():
@@ -403,6 +396,5 @@ class RadiusReceiver:
             now = time.monotonic()
             while expiry and expiry[0][0] <= now:
                 _deadline, key = expiry.popleft()
-                entry = dups.get(key)
-                if entry is not None and entry.response is not None:
+                if dups.get(key):
                     del dups[key]
