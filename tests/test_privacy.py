@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.receivers.radius import codec
-from collector.receivers.radius import dictionary as d
 from collector.traffic import (
     AccountingClient,
     Call,

@@ -1,0 +1,185 @@
+"""The daemon's life: start without a database, systemd notifications, health
+endpoints, start-up failures that exit with one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from collector.traffic import AccountingClient, generic_attributes, make_calls
+from tests.daemon import (
+    ROOT,
+    SECRET,
+    Collector,
+    CollectorConfig,
+    connected,
+    running_collector,
+    wait_for,
+)
+from tests.faults import pausable_proxy, table_counts
+
+
+async def test_starts_without_a_database_and_drains_when_it_appears(
+    tmp_path: Path, dsn: str
+) -> None:
+    calls = make_calls(500, seed=21)
+    async with pausable_proxy() as proxy:
+        await proxy.cut()
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        with running_collector(config) as collector:
+            assert collector.metric("cdr_collector_database_up") == 0
+            status, body = collector.readyz()
+            assert status == 200  # records have a durable place: the spool
+            assert json.loads(body)["database"] == "down"
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                stats = await client.send_all([generic_attributes(c) for c in calls])
+            assert stats.acknowledged == len(calls)
+            assert collector.metric("cdr_collector_spool_records") == len(calls)
+            async with connected(dsn) as conn:  # nothing there yet, not even the schema
+                assert await conn.fetchval("SELECT to_regclass('cdrs')") is None
+            await proxy.restore()
+            await wait_for(
+                lambda: (
+                    collector.metric("cdr_collector_spool_records") == 0
+                    and collector.metric("cdr_collector_database_up") == 1
+                ),
+                timeout=30,
+            )
+            assert collector.metric("cdr_collector_records_stored_total") == len(calls)
+            assert collector.metric("cdr_collector_batch_commit_seconds_count") >= 1
+    assert await table_counts(dsn) == {"rows": len(calls), "keys": len(calls), "doubles": 0}
+
+
+async def test_systemd_notifications_ready_watchdog_status_stopping(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    collector = Collector(config)
+    os.environ["WATCHDOG_USEC"] = "400000"  # a ping every 0.2 s
+    try:
+        collector.start()
+    finally:
+        del os.environ["WATCHDOG_USEC"]
+    try:
+        await asyncio.sleep(1.0)
+        notes = collector.poll_notifications()
+        ready = [n for n in notes if "READY=1" in n]
+        assert ready and "STATUS=database up" in ready[0]
+        pings = [n for n in notes if "WATCHDOG=1" in n]
+        assert len(pings) >= 3
+        assert collector.stop() == 0
+        notes = collector.poll_notifications()
+        assert any("STOPPING=1" in n for n in notes)
+    finally:
+        collector.close()
+
+
+async def test_health_endpoints(tmp_path: Path, dsn: str) -> None:
+    import urllib.request
+
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    with running_collector(config) as collector:
+        with urllib.request.urlopen(collector.metrics_url + "/healthz", timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+        status, body = collector.readyz()
+        assert status == 200
+        assert json.loads(body) == {
+            "ready": True,
+            "listeners_bound": True,
+            "database": "up",
+            "spool": "ok",
+            "stopping": False,
+        }
+        text = urllib.request.urlopen(collector.metrics_url + "/metrics", timeout=5).read().decode()  # noqa: S310
+        names = {
+            line.split("{")[0].split(" ")[0]
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+        for name in (
+            "cdr_collector_database_up",
+            "cdr_collector_spool_records",
+            "cdr_collector_records_spooled_total",
+            "cdr_collector_ack_latency_seconds_count",
+            "cdr_collector_batch_commit_seconds_count",
+        ):
+            assert name in names
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path, dsn: str) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    path = config.render()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind(("127.0.0.1", config.radius_port))
+        result = subprocess.run(
+            [sys.executable, "-m", "collector", "run", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_configuration_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[database]\ndsn = "mysql://x"\nbatch_max_records = -1\n'
+        '[radius]\nlisten = ["nowhere"]\n[[radius.clients]]\nname = "a"\naddress = "300.1.1.1"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "collector", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for key in (
+        "database.dsn",
+        "database.batch_max_records",
+        "radius.listen",
+        "radius.clients[0].address",
+        "radius.clients[0].secret",
+        "privacy.key_file",
+    ):
+        assert any(line.startswith(f"{path}: {key}:") for line in lines), key
+
+
+async def test_sigterm_answers_what_is_in_flight_and_exits_0(tmp_path: Path, dsn: str) -> None:
+    # slow commits (batches wait up to 300 ms) leave records in flight at SIGTERM
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, batch_max_delay_ms=300)
+    collector = Collector(config)
+    collector.start()
+    try:
+        calls = make_calls(50, seed=31)
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), tries=1, timeout_s=5
+        ) as client:
+            sending = asyncio.create_task(client.send_all([generic_attributes(c) for c in calls]))
+            await asyncio.sleep(0.1)
+            began = time.monotonic()
+            collector.signal(signal.SIGTERM)
+            stats = await sending
+        assert collector.process is not None
+        assert collector.process.wait(30) == 0
+        assert time.monotonic() - began < 10
+    finally:
+        collector.close()
+    counts = await table_counts(dsn)
+    # every request that got an answer is stored; nothing answered was lost
+    assert stats.acknowledged > 0
+    assert counts["rows"] == stats.acknowledged
