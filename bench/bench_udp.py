@@ -64,7 +64,7 @@ async def run(kind: str, count: int) -> None:
         async def serve() -> None:
             while True:
                 data, addr = await stream.recv()
-                await stream.send(data, addr)
+                await stream.send(data, addr)  # type: ignore[call-arg]
 
         task = asyncio.create_task(serve())
         del task

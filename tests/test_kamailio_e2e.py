@@ -109,6 +109,8 @@ async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: 
             radius_secret=SECRET,
             hep_port=sip_port,
             hep_auth_key=HEP_KEY,
+            # acc_radius holds a worker until the daemon answers: one per concurrent call
+            children=len(CALLS) + 1,
             workdir=tmp_path / "kamailio",
         ) as proxy:
             placed: list[PlacedCalls] = await asyncio.gather(
@@ -181,7 +183,8 @@ async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: 
         assert radius["calling_hmac"] == sip["calling_hmac"]
         assert radius["incomplete"] is sip["incomplete"] is False
         if sip["answered"]:
-            assert abs(sip["duration_ms"] - talk * 1000) < 300, name  # SIPp's pause, plus the ACK
+            # SIPp pauses `talk` seconds after the ACK (longer on a starved CPU), never less
+            assert talk * 1000 - 50 <= sip["duration_ms"] < talk * 1000 + 5000, name
             assert sip["pdd_ms"] is not None
         if scenario == "no_answer":
             # The known difference: Reason header (SIP) against RFC 3398's value for 480 (RADIUS).
