@@ -172,7 +172,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
             deleted = await erase(conn, pseudonyms)
         finally:
             await conn.close()
-        print(f"erased {deleted} row(s)")
+        print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         if spool_waiting:
             print(
                 "note: the spool holds records not yet in the database; "

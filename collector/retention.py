@@ -79,6 +79,7 @@ async def purge(
         "(SELECT ctid FROM cdr_keys WHERE first_seen < $1 LIMIT $2)",
         cutoff - timedelta(days=1),
     )
+    await conn.execute("DELETE FROM erasures WHERE requested_at < $1", cutoff)
     result.open_calls_expired = await _delete_in_chunks(
         conn,
         "DELETE FROM open_calls WHERE ctid IN "
@@ -89,10 +90,20 @@ async def purge(
 
 
 async def erase(conn: asyncpg.Connection, pseudonyms: list[str]) -> int:
-    """Delete every CDR and open call whose called or calling pseudonym is in `pseudonyms`."""
+    """Delete every CDR and open call whose called or calling pseudonym is in `pseudonyms`.
+
+    The pseudonyms are also recorded in `erasures`, so records of the number
+    still on their way (spooled by a collector, retransmitted by a switch) are
+    dropped when they arrive instead of bringing the number back.
+    """
     if not pseudonyms:
         return 0
     async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO erasures (hmac) SELECT unnest($1::text[]) "
+            "ON CONFLICT (hmac) DO UPDATE SET requested_at = now()",
+            pseudonyms,
+        )
         status = await conn.execute(
             "DELETE FROM cdrs WHERE called_hmac = ANY($1::text[]) OR calling_hmac = ANY($1::text[])",
             pseudonyms,

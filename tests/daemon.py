@@ -58,7 +58,7 @@ class CollectorConfig:
     batch_max_delay_ms: int = 5
     commit_timeout_ms: int = 2000
     retry_interval_ms: int = 200
-    connect_timeout_ms: int = 1000
+    connect_timeout_ms: int = 3000
     extra: str = ""
     extra_clients: str = ""
 
@@ -126,7 +126,39 @@ class Collector:
         return f"http://127.0.0.1:{self.config.metrics_port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the process and wait for READY=1 (or fail with its log)."""
+        """Start the process and wait for READY=1 (or fail with its log).
+
+        Blocks the calling thread: tests whose own event loop serves the
+        daemon (a proxy in front of PostgreSQL) use `start_async`.
+        """
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"collector not ready after {timeout} s:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    async def start_async(self, timeout: float = 30.0) -> None:
+        """`start` without blocking the event loop."""
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"collector not ready after {timeout} s:\n{self.log_text()}")
+            await asyncio.sleep(0.02)
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        self.poll_notifications()
+        if any("READY=1" in n for n in self.notifications):
+            return True
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"collector exited with {self.process.returncode}:\n{self.log_text()}"
+            )
+        return False
+
+    def _spawn(self) -> None:
         self.poll_notifications()
         self.notifications.clear()
         env = dict(os.environ)
@@ -141,17 +173,6 @@ class Collector:
             cwd=ROOT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.poll_notifications()
-            if any("READY=1" in n for n in self.notifications):
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"collector exited with {self.process.returncode}:\n{self.log_text()}"
-                )
-            time.sleep(0.02)
-        raise RuntimeError(f"collector not ready after {timeout} s:\n{self.log_text()}")
 
     def poll_notifications(self) -> list[str]:
         """Read what the daemon sent on its notify socket so far."""
@@ -174,6 +195,20 @@ class Collector:
         """Send a signal to the daemon."""
         assert self.process is not None
         self.process.send_signal(signum)
+
+    async def stop_async(self, timeout: float = 30.0) -> int:
+        """`stop` without blocking the event loop."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError("collector did not stop in time")
+            await asyncio.sleep(0.02)
+        return self.process.returncode
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; return the exit status."""
@@ -241,6 +276,20 @@ def running_collector(config: CollectorConfig) -> Iterator[Collector]:
     finally:
         try:
             collector.stop()
+        finally:
+            collector.close()
+
+
+@contextlib.asynccontextmanager
+async def running_collector_async(config: CollectorConfig) -> AsyncIterator[Collector]:
+    """`running_collector` for tests whose event loop must keep running (proxies)."""
+    collector = Collector(config)
+    await collector.start_async()
+    try:
+        yield collector
+    finally:
+        try:
+            await collector.stop_async()
         finally:
             collector.close()
 

@@ -25,7 +25,15 @@ from collector.traffic import (
     generic_attributes,
     make_calls,
 )
-from tests.daemon import SECRET, Collector, CollectorConfig, connected, running_collector, wait_for
+from tests.daemon import (
+    SECRET,
+    Collector,
+    CollectorConfig,
+    connected,
+    running_collector,
+    running_collector_async,
+    wait_for,
+)
 from tests.faults import pausable_proxy, table_counts
 
 CALLS = 3000
@@ -54,7 +62,7 @@ async def spool_empty(collector: Collector) -> bool:
 async def test_database_outage_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> None:
     async with pausable_proxy() as proxy:
         config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
-        with running_collector(config) as collector:
+        async with running_collector_async(config) as collector:
             async with AccountingClient(
                 collector.radius_address, SECRET.encode(), timeout_s=1.0
             ) as client:
@@ -183,7 +191,7 @@ async def test_spool_at_its_limit_stops_acknowledging_and_loses_nothing(
             spool_segment_bytes=32 * 1024,
             batch_max_records=50,
         )
-        with running_collector(config) as collector:
+        async with running_collector_async(config) as collector:
             async with AccountingClient(
                 collector.radius_address, SECRET.encode(), timeout_s=0.5
             ) as client:
@@ -280,7 +288,7 @@ async def test_start_and_stop_both_spooled_are_joined_on_replay(tmp_path: Path, 
         config = CollectorConfig(
             directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), profile="kamailio"
         )
-        with running_collector(config) as collector:
+        async with running_collector_async(config) as collector:
             async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
                 assert await client.send(kamailio_packet(d.STATUS_START, "call-b@h", now - 42))
                 assert await client.send(kamailio_packet(d.STATUS_STOP, "call-b@h", now, method=8))

@@ -22,6 +22,7 @@ from tests.daemon import (
     CollectorConfig,
     connected,
     running_collector,
+    running_collector_async,
     wait_for,
 )
 from tests.faults import pausable_proxy, table_counts
@@ -34,7 +35,7 @@ async def test_starts_without_a_database_and_drains_when_it_appears(
     async with pausable_proxy() as proxy:
         await proxy.cut()
         config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
-        with running_collector(config) as collector:
+        async with running_collector_async(config) as collector:
             assert collector.metric("cdr_collector_database_up") == 0
             status, body = collector.readyz()
             assert status == 200  # records have a durable place: the spool

@@ -30,7 +30,15 @@ from collector.traffic import (
     generic_attributes,
     make_calls,
 )
-from tests.daemon import ROOT, SECRET, CollectorConfig, connected, running_collector, wait_for
+from tests.daemon import (
+    ROOT,
+    SECRET,
+    CollectorConfig,
+    connected,
+    running_collector,
+    running_collector_async,
+    wait_for,
+)
 
 PRIVATE_NUMBER = "+4917612345678"
 
@@ -236,3 +244,54 @@ def test_demo_prints_stored_rows_without_a_full_number(dsn: str) -> None:
     assert_clean(
         output + result.stderr, number_fragments(make_calls(120, seed=77)), "the demo output"
     )
+
+
+async def test_erased_number_does_not_come_back_from_a_spool(tmp_path: Path, dsn: str) -> None:
+    from tests.faults import pausable_proxy
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    others = make_calls(30, seed=13)
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn))
+        async with running_collector_async(config) as collector:
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                for index in range(2):
+                    assert await client.send(
+                        generic_attributes(_call_to(PRIVATE_NUMBER, index, now))
+                    )
+                await proxy.cut()
+                await wait_for(lambda: collector.metric("cdr_collector_database_up") == 0)
+                # the database is away: these wait in the spool
+                for index in range(2, 5):
+                    assert await client.send(
+                        generic_attributes(_call_to(PRIVATE_NUMBER, index, now))
+                    )
+                await client.send_all([generic_attributes(c) for c in others])
+            assert collector.metric("cdr_collector_spool_records") == 33
+            erase_config = collector.config_path.read_text().replace(proxy.dsn_for(dsn), dsn)
+            erase_path = config.directory / "erase.toml"
+            erase_path.write_text(erase_config)
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "collector",
+                    "erase",
+                    "--config",
+                    str(erase_path),
+                    "--number",
+                    PRIVATE_NUMBER,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=ROOT,
+            )
+            assert result.returncode == 0, result.stderr
+            assert "erased 2 row(s)" in result.stdout
+            await proxy.restore()
+            await wait_for(lambda: collector.metric("cdr_collector_spool_records") == 0, timeout=30)
+    async with connected(dsn) as conn:
+        rows = await conn.fetchval("SELECT count(*) FROM cdrs")
+    assert rows == 30

@@ -111,7 +111,10 @@ SELECT DISTINCT ON (s.record_key)
     s.calling_country, s.calling_hmac, s.correlation_hmac, s.times_derived, s.clock_unsynced,
     s.received_at
 FROM cdr_staging s
+LEFT JOIN erasures e1 ON e1.hmac = s.called_hmac
+LEFT JOIN erasures e2 ON e2.hmac = s.calling_hmac
 WHERE s.kind IN ('start', 'interim')
+  AND e1.hmac IS NULL AND e2.hmac IS NULL
   AND NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.record_key = s.record_key)
 ORDER BY s.record_key, (s.kind = 'start') DESC, s.event_time
 ON CONFLICT (record_key) DO UPDATE SET
@@ -169,9 +172,12 @@ SELECT s.record_key, s.source, s.protocol, coalesce(s.account, o.account), s.leg
 FROM s
 JOIN fresh USING (record_key)
 LEFT JOIN open_calls o ON o.record_key = s.record_key
+LEFT JOIN erasures e1 ON e1.hmac = coalesce(s.called_hmac, o.called_hmac)
+LEFT JOIN erasures e2 ON e2.hmac = coalesce(s.calling_hmac, o.calling_hmac)
 CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
 CROSS JOIN LATERAL (SELECT coalesce(s.answered, c.connect_time IS NOT NULL
                                     OR coalesce(s.duration_ms, 0) > 0) AS answered) a
+WHERE e1.hmac IS NULL AND e2.hmac IS NULL
 {RETURNING}
 """
 
