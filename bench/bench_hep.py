@@ -1,27 +1,41 @@
-"""Throughput of the SIP receive path without sockets: HEPv3 decode, SIP parse, dialog tracking.
+"""Throughput of the SIP receive path: HEPv3 decode, SIP parse, dialog tracking, and the receiver.
 
-Run it as `python bench/bench_hep.py [--calls N] [--runs N]`. It builds
+Run it as `python bench/bench_hep.py [--calls N] [--runs N] [--udp]`. It builds
 realistic captured call flows (INVITE and 200 with SDP, 100, 180, ACK, BYE,
 200; every message mirrored twice as a proxy's capture agent sends them),
 wraps them in HEPv3 as Kamailio's siptrace would, then times each stage on
-one core and prints messages per second. It does no I/O and touches no
-database; it is a measurement, not a test.
+one core and prints messages per second. With `--udp` it also runs the real
+`SipReceiver` on uvloop (source look-up, decode, parse, tracking, redaction)
+and a paced sender in another process over loopback UDP, stepping the rate
+up, and reports the highest rate received without loss. The writer is a
+stand-in that counts records and stores nothing: this measures the receive
+path, not PostgreSQL. It is a measurement, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
+import socket
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector.config import PrivacyConfig, ServiceConfig, SipConfig, SipSource
+from collector.model import StoredCdr
+from collector.pipeline.redact import Redactor
 from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import HepPacket, decode_hep, encode_hep
 from collector.receivers.sip.message import parse_sip
+from collector.receivers.sip.receiver import SipReceiver
+from collector.sink.writer import Ack, Writer
+from collector.telemetry import Health, Telemetry
 
 SDP = (
     "v=0\r\no=- 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\n"
@@ -100,12 +114,17 @@ def call_flow(index: int) -> list[tuple[float, bytes]]:
     ]
 
 
-def build_packets(calls: int) -> list[bytes]:
-    """HEPv3 packets of `calls` overlapping calls, in capture order, each message twice."""
-    start = datetime(2024, 5, 1, tzinfo=UTC)
+def build_packets(calls: int, start: datetime | None = None, first: int = 0) -> list[bytes]:
+    """HEPv3 packets of `calls` overlapping calls, in capture order, each message twice.
+
+    Calls are numbered from `first` (distinct Call-IDs for separate runs) and
+    start at `start` (a fixed date unless given).
+    """
+    if start is None:
+        start = datetime(2024, 5, 1, tzinfo=UTC)
     timed: list[tuple[datetime, bytes]] = []
-    for index in range(calls):
-        setup = start + timedelta(milliseconds=10 * index)  # 100 new calls per second
+    for index in range(first, first + calls):
+        setup = start + timedelta(milliseconds=10 * (index - first))  # 100 new calls per second
         for seconds, message in call_flow(index):
             for copy in range(2):
                 ts = setup + timedelta(seconds=seconds, milliseconds=copy)
@@ -152,10 +171,130 @@ def best_rate(label: str, work: Callable[[], int], count: int, runs: int) -> flo
     return rate
 
 
+class CountingWriter(Writer):
+    """Takes every record and stores nothing, so that only the receive path is measured."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__(ServiceConfig(), None, None, None, telemetry, Health())
+        self.records = 0
+
+    def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
+        self.records += 1
+        return True
+
+
+def paced_sender(
+    port: int, packets: list[bytes], rate: float, done: Any
+) -> None:  # runs in its own process
+    """Send `packets` to 127.0.0.1:`port` at `rate` per second, in bursts of 1 ms."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", port)
+    burst = max(1, int(rate / 1000))
+    began = time.perf_counter()
+    sent = 0
+    for offset in range(0, len(packets), burst):
+        for packet in packets[offset : offset + burst]:
+            sock.sendto(packet, target)
+        sent += len(packets[offset : offset + burst])
+        due = began + sent / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    done.put((sent, time.perf_counter() - began))
+    sock.close()
+
+
+async def udp_step(
+    receiver: SipReceiver, telemetry: Telemetry, packets: list[bytes], rate: float
+) -> tuple[int, int, float, float]:
+    """One rate: (sent, received, achieved send rate, receiver CPU us per packet)."""
+    port = receiver.addresses[0][1]
+    accepted_before = (
+        telemetry.registry.get_sample_value(
+            "cdr_collector_packets_total",
+            {"listener": "sip", "source": "bench", "outcome": "accepted"},
+        )
+        or 0.0
+    )
+    results: Any = multiprocessing.get_context("fork").Queue()
+    process = multiprocessing.get_context("fork").Process(
+        target=paced_sender, args=(port, packets, rate, results)
+    )
+    cpu_before = time.process_time()
+    process.start()
+    loop = asyncio.get_running_loop()
+    # a thread waits for the sender's report; the event loop keeps receiving meanwhile
+    sent, elapsed = await loop.run_in_executor(None, results.get)
+    await loop.run_in_executor(None, process.join)
+    last = -1.0
+    accepted = accepted_before
+    while True:  # until the socket buffer is drained
+        await asyncio.sleep(0.2)
+        accepted = (
+            telemetry.registry.get_sample_value(
+                "cdr_collector_packets_total",
+                {"listener": "sip", "source": "bench", "outcome": "accepted"},
+            )
+            or 0.0
+        )
+        if accepted == last:
+            break
+        last = accepted
+    received = int(accepted - accepted_before)
+    cpu = time.process_time() - cpu_before
+    return sent, received, sent / elapsed, cpu / max(1, received) * 1e6
+
+
+async def udp_benchmark(rates: list[float], seconds: float) -> None:
+    """The receiver over loopback UDP at increasing rates; report the best loss-free one."""
+    telemetry = Telemetry()
+    privacy = PrivacyConfig(
+        keys=(("b1", b"bench-pseudonym-key-0123456789ab"),), record_secret=b"r" * 32
+    )
+    config = SipConfig(listen=("127.0.0.1:0",), sources=(SipSource("bench", "127.0.0.1"),))
+    writer = CountingWriter(telemetry)
+    receiver = SipReceiver(config, Redactor(privacy), writer, telemetry)
+    receiver.bind()
+    await receiver.start()
+    sock = receiver._udp_sockets[0]
+    print(
+        f"UDP receiver on uvloop, SO_RCVBUF {sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}"
+        " bytes; sender in another process"
+    )
+    best = 0.0
+    first = 0
+    try:
+        for rate in rates:
+            calls = max(1, int(rate * seconds / 14))
+            # capture times around now, so that housekeeping does not expire the calls
+            packets = build_packets(calls, datetime.now(UTC), first)
+            first += calls
+            records_before = writer.records
+            sent, received, achieved, cpu_us = await udp_step(receiver, telemetry, packets, rate)
+            lost = sent - received
+            print(
+                f"target {rate:>9,.0f}/s  sent {achieved:>9,.0f}/s  received {received:>8,}"
+                f" of {sent:>8,}  lost {lost / sent:6.2%}  receiver CPU {cpu_us:5.1f} us/packet"
+                f"  ({writer.records - records_before} records)"
+            )
+            if lost == 0:
+                best = max(best, achieved)
+    finally:
+        await receiver.stop()
+    print(f"highest rate received without loss: {best:,.0f} HEP packets/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000, help="calls per run (14 packets each)")
     parser.add_argument("--runs", type=int, default=5, help="runs per stage; the best is shown")
+    parser.add_argument("--udp", action="store_true", help="also run the receiver over UDP")
+    parser.add_argument(
+        "--udp-rates",
+        default="10000,20000,30000,40000,50000,60000,80000",
+        help="packets per second to try, comma-separated",
+    )
+    parser.add_argument("--udp-seconds", type=float, default=3.0, help="seconds per rate")
     args = parser.parse_args()
 
     packets = build_packets(args.calls)
@@ -190,6 +329,12 @@ def main() -> None:
     best_rate("decode_hep", decode_only, count, args.runs)
     best_rate("decode_hep + parse_sip", decode_parse, count, args.runs)
     best_rate("decode_hep + parse_sip + track", decode_parse_track, count, args.runs)
+
+    if args.udp:
+        import uvloop
+
+        rates = [float(value) for value in args.udp_rates.split(",")]
+        uvloop.run(udp_benchmark(rates, args.udp_seconds))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the service.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from typing import Any
 
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from collector.config import Config, ConfigError, load_config, parse_host_port
 from collector.logs import get_logger
+from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import Redactor
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
@@ -31,6 +33,21 @@ from collector.telemetry import Health, Telemetry, metrics_app
 log = get_logger(__name__)
 
 ACTIVE_CALLS_INTERVAL_S = 15.0
+
+
+def settle_memory() -> None:
+    """Keep the garbage collector off the packet path.
+
+    Start-up leaves tens of thousands of long-lived objects (modules,
+    numbering-plan metadata) that every full collection would traverse again:
+    38 ms a time here. They are frozen out of collection, and young
+    collections run less often; the per-packet path creates no reference
+    cycles, so this only changes when garbage is found, not whether.
+    """
+    preload_metadata()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 class Service:
@@ -91,6 +108,7 @@ class Service:
         self._tasks.append(
             asyncio.create_task(run_watchdog(self.notifier, self.status_line), name="watchdog")
         )
+        settle_memory()
         self._started = True
         log.info(
             "collector started",
@@ -112,7 +130,9 @@ class Service:
         if cfg.json is not None:
             from collector.receivers.json_cdr import JsonReceiver
 
-            found.append(JsonReceiver(cfg.json, self.redactor, self.writer, self.telemetry))
+            json_receiver = JsonReceiver(cfg.json, self.redactor, self.writer, self.telemetry)
+            json_receiver.bind(inherited)
+            found.append(json_receiver)
         return found
 
     async def _start_metrics(self, listen: str) -> None:
@@ -200,6 +220,7 @@ class Service:
         log.info(
             "configuration reloaded",
             clients=len(new.radius.clients) if new.radius else 0,
+            sources=len(new.sip.sources) if new.sip else 0,
             keys=len(new.privacy.keys),
         )
         self.notifier.ready(self.status_line())

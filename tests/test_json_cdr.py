@@ -15,12 +15,14 @@ import base64
 import json
 import signal
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from tests.conftest import require_program
 from tests.daemon import (
     Collector,
     CollectorConfig,
@@ -116,24 +118,51 @@ def assert_nothing_identifying(text: str) -> None:
     assert "Alice" not in text
 
 
+def curl_post(curl: str, target: str, body_path: Path) -> tuple[int, str]:
+    """POST as mod_json_cdr does through libcurl (`encode = true`); (status, body)."""
+    result = subprocess.run(
+        [
+            curl,
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "-H",
+            "Expect: 100-continue",
+            "-A",
+            "freeswitch-json/1.0",
+            "--data-binary",
+            f"@{body_path}",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    text, _, status = result.stdout.rpartition("\n")
+    return int(status), text
+
+
 async def test_posts_are_stored_before_the_answer_and_once(
     tmp_path: Path, dsn: str, data_dir: Path
 ) -> None:
     """Each encoding mod_json_cdr uses; 200 only once the row is there; a repost is one row."""
+    curl = require_program("curl")
     config = json_config(tmp_path / "collector", dsn)
     answered = (data_dir / "json" / "answered_a_leg_encoded.json").read_text()
     busy = (data_dir / "json" / "busy_b_leg.json").read_text()
+    form = tmp_path / "answered.form"
+    form.write_bytes(form_urlencoded(answered))
     with running_collector(config) as collector:
+        # First through curl, the HTTP client mod_json_cdr is built on.
+        status, text = curl_post(curl, url(config, ANSWERED_UUID), form)
+        assert (status, json.loads(text)) == (200, {"status": "stored"})
+        assert len(await json_rows(dsn)) == 1  # committed before the 200 went out
         async with aiohttp.ClientSession() as session:
-            status, text, _ = await post(
-                session,
-                url(config, ANSWERED_UUID),
-                form_urlencoded(answered),
-                "application/x-www-form-urlencoded",
-            )
-            assert (status, json.loads(text)) == (200, {"status": "stored"})
-            assert len(await json_rows(dsn)) == 1  # committed before the 200 went out
-
             status, _, _ = await post(session, url(config, BUSY_UUID), busy.encode())
             assert status == 200
             assert len(await json_rows(dsn)) == 2

@@ -42,6 +42,10 @@ Ack = Callable[[bool], None]
 REPLAY_BATCH_ROWS = 5000
 
 
+#: a queued record: the record, its acknowledgement, when it was queued (monotonic)
+Item = tuple[StoredCdr, Ack, float]
+
+
 def _no_ack(_durable: bool) -> None:
     """Acknowledgement for records nobody waits on (SIP dialogs)."""
 
@@ -67,7 +71,7 @@ class Writer:
         self.batch_delay = (database.batch_max_delay_ms if database else 20) / 1000
         self.commit_timeout = (database.commit_timeout_ms if database else 2000) / 1000
         self.retry_interval = (database.retry_interval_ms if database else 1000) / 1000
-        self._items: deque[tuple[StoredCdr, Ack]] = deque()
+        self._items: deque[Item] = deque()
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
@@ -84,7 +88,7 @@ class Writer:
         items = self._items
         if self._closing or len(items) >= self.queue_max:
             return False
-        items.append((row, ack or _no_ack))
+        items.append((row, ack or _no_ack, time.monotonic()))
         size = len(items)
         if size == 1:
             self._wakeup.set()
@@ -128,7 +132,7 @@ class Writer:
                 await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         while self._items:
-            _row, ack = self._items.popleft()
+            _row, ack, _queued = self._items.popleft()
             ack(False)
         if self._connector is not None:
             self._connector.cancel()
@@ -184,22 +188,25 @@ class Writer:
             self.spool is not None and self.sink is not None and self.sink.up and self.spool.pending
         )
 
-    async def _next_batch(self) -> list[tuple[StoredCdr, Ack]]:
+    async def _next_batch(self) -> list[Item]:
         items = self._items
         while not items:
             if self._closing or self._can_replay():
                 return []  # nothing new: let the caller replay the spool (or finish)
             self._wakeup.clear()
             await self._wakeup.wait()
-        if len(items) < self.batch_max and self.batch_delay > 0 and not self._closing:
+        # a batch closes batch_max_delay after its oldest record arrived: records
+        # that queued up during the previous commit have waited already
+        wait = items[0][2] + self.batch_delay - time.monotonic()
+        if len(items) < self.batch_max and wait > 0 and not self._closing:
             self._full.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self.batch_delay)
+                await asyncio.wait_for(self._full.wait(), wait)
         count = min(len(items), self.batch_max)
         return [items.popleft() for _ in range(count)]
 
-    async def _persist(self, batch: list[tuple[StoredCdr, Ack]]) -> None:
-        rows = [row for row, _ack in batch]
+    async def _persist(self, batch: list[Item]) -> None:
+        rows = [item[0] for item in batch]
         spool_first = self.spool is not None and self.spool.pending
         if self.sink is not None and self.sink.up and not spool_first:
             try:
@@ -275,19 +282,19 @@ class Writer:
             t.billable_seconds.labels(source).inc(milliseconds / 1000)
 
     @staticmethod
-    def _fire(batch: list[tuple[StoredCdr, Ack]], durable: bool) -> None:
-        for _row, ack in batch:
+    def _fire(batch: list[Item], durable: bool) -> None:
+        for _row, ack, _queued in batch:
             try:
                 ack(durable)
             except Exception:  # an acknowledgement must never stop the writer
                 log.exception("acknowledgement failed")
 
-    async def _isolate(self, batch: list[tuple[StoredCdr, Ack]], error: PermanentError) -> None:
+    async def _isolate(self, batch: list[Item], error: PermanentError) -> None:
         """Find the rows the database rejects by halving the batch; store the rest."""
         if len(batch) > 1:
             middle = len(batch) // 2
             for half in (batch[:middle], batch[middle:]):
-                rows = [row for row, _ack in half]
+                rows = [item[0] for item in half]
                 try:
                     result = await self._commit(rows)
                 except PermanentError as exc:
@@ -299,7 +306,7 @@ class Writer:
                     self._account(result)
                     self._fire(half, True)
             return
-        row, _ack = batch[0]
+        row = batch[0][0]
         self.telemetry.records_dropped.labels("rejected").inc()
         self._limited.warning(
             "rejected", "database rejected a record", error=str(error), source=row.source
@@ -343,7 +350,7 @@ class Writer:
                 )
                 return
             except PermanentError as exc:
-                pairs: list[tuple[StoredCdr, Ack]] = [(row, _no_ack) for row in rows]
+                pairs: list[Item] = [(row, _no_ack, 0.0) for row in rows]
                 await self._isolate(pairs, exc)
             else:
                 self._account(committed)

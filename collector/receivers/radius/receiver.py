@@ -13,8 +13,6 @@ addresses or numbers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import socket
 import time
 from collections import deque
@@ -22,10 +20,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from collector.config import RadiusClient, RadiusConfig, parse_host_port
+from collector.config import RadiusConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import RecordKind
 from collector.pipeline.redact import Redactor
+from collector.receivers.addresses import ClientTable, grow_receive_buffer, make_udp_socket
 from collector.receivers.radius import codec
 from collector.receivers.radius.profiles import Context, NotACall, interpret
 from collector.sink.writer import Writer
@@ -33,85 +32,8 @@ from collector.telemetry import Telemetry
 
 log = get_logger(__name__)
 
-_CIDR_CACHE_MAX = 10000
-
-
 #: what the duplicate cache holds for a request still being made durable
 _PENDING = b""
-
-
-class ClientTable:
-    """Client look-up by source address: a dict for exact addresses, then CIDRs (cached)."""
-
-    def __init__(self, clients: tuple[RadiusClient, ...]) -> None:
-        self.exact: dict[str, RadiusClient] = {}
-        self.networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, RadiusClient]] = []
-        for client in clients:
-            network = ipaddress.ip_network(client.address, strict=False)
-            if network.num_addresses == 1:
-                self.exact[str(network.network_address)] = client
-            else:
-                self.networks.append((network, client))
-        # most specific network first
-        self.networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
-        self._cache: dict[str, RadiusClient | None] = {}
-
-    def find(self, address: str) -> RadiusClient | None:
-        """The client owning `address`, or None."""
-        client = self.exact.get(address)
-        if client is not None:
-            return client
-        try:
-            return self._cache[address]
-        except KeyError:
-            pass
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-            found = self.exact.get(str(ip))
-        else:
-            found = None
-        if found is None:
-            for network, candidate in self.networks:
-                if ip.version == network.version and ip in network:
-                    found = candidate
-                    break
-        if len(self._cache) >= _CIDR_CACHE_MAX:
-            self._cache.clear()
-        self._cache[address] = found
-        return found
-
-
-def make_udp_socket(listen: str, receive_buffer: int) -> socket.socket:
-    """A bound, non-blocking UDP socket with a large receive buffer."""
-    host, port = parse_host_port(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _grow_receive_buffer(sock, receive_buffer)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
-    """Ask for `size` bytes of receive buffer; past net.core.rmem_max this needs CAP_NET_ADMIN."""
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    if force is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-            return
-        except OSError:
-            pass
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -179,7 +101,7 @@ class RadiusReceiver:
                 # systemd may have forced a larger buffer than we may set: only grow it
                 current = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 if current < self.config.receive_buffer_bytes:
-                    _grow_receive_buffer(sock, self.config.receive_buffer_bytes)
+                    grow_receive_buffer(sock, self.config.receive_buffer_bytes)
                 sock.setblocking(False)
             self._sockets.append(sock)
             self.telemetry.udp_drops.watch(sock.fileno(), self.listener)

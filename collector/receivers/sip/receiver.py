@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from collector.config import RadiusClient, SipConfig, SipSource, parse_host_port
+from collector.config import SipConfig, SipSource, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord
 from collector.pipeline.redact import Redactor
-from collector.receivers.radius.receiver import (
+from collector.receivers.addresses import (
     ClientTable,
-    _grow_receive_buffer,
+    grow_receive_buffer,
     make_udp_socket,
 )
 from collector.receivers.sip.dialogs import DialogTracker
@@ -64,7 +64,7 @@ _now = datetime.now
 class _Source:
     """A configured capture agent and the metric children of its packets, bound once.
 
-    Stands in for a RadiusClient in `ClientTable`, which reads only `address`.
+    `ClientTable` finds it by its `address`.
     """
 
     __slots__ = (
@@ -131,6 +131,7 @@ class _HepStream(asyncio.Protocol):
             if not receiver.paused:
                 receiver.count_unknown()
             stream.abort()
+            self.transport = None
             return
         receiver.streams.add(self)
 
@@ -254,7 +255,7 @@ class SipReceiver:
             else:
                 # systemd may have forced a larger buffer than we may set: only grow it
                 if udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < rcvbuf:
-                    _grow_receive_buffer(udp, rcvbuf)
+                    grow_receive_buffer(udp, rcvbuf)
                 udp.setblocking(False)
             self._udp_sockets.append(udp)
             self.telemetry.udp_drops.watch(udp.fileno(), self.listener)
@@ -344,15 +345,14 @@ class SipReceiver:
         tracker.correlation_header = config.correlation_header
         if config.receive_buffer_bytes > self.config.receive_buffer_bytes:
             for sock in self._udp_sockets:
-                _grow_receive_buffer(sock, config.receive_buffer_bytes)
+                grow_receive_buffer(sock, config.receive_buffer_bytes)
         self.config = config
 
     def _set_sources(self, sources: Iterable[SipSource]) -> None:
         states = tuple(_Source(source, self.telemetry, self.listener) for source in sources)
-        # ClientTable only reads `.address`; typed for RADIUS clients, it serves any such object.
-        table = ClientTable(cast("tuple[RadiusClient, ...]", states))
+        table: ClientTable[_Source] = ClientTable(states)
         self._by_name = {state.name: state for state in states}
-        self._find = cast("Callable[[str], _Source | None]", table.find)
+        self._find = table.find
 
     # --- per packet --------------------------------------------------------
     def find_source(self, address: str) -> _Source | None:
@@ -407,7 +407,7 @@ class SipReceiver:
 
     def _packet(self, data: bytes, source: _Source) -> None:
         """Decode one HEPv3 packet or raw SIP message and feed the tracker."""
-        if data[:4] == HEP_MAGIC:
+        if data.startswith(HEP_MAGIC):
             try:
                 packet = decode_hep(data)
             except HepError as exc:

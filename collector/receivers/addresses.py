@@ -1,0 +1,106 @@
+"""What every network receiver shares: sockets and the address-to-peer table.
+
+Receivers create their own sockets (large receive buffers, reuse of the
+address across restarts) or adopt systemd's, and know their peers (RADIUS
+clients, SIP capture sources, JSON senders) by source address only: a plain
+dict look-up per packet, never a parse of the address. Nothing here logs an
+address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
+
+from collector.config import parse_host_port
+
+_CIDR_CACHE_MAX = 10000
+
+
+class Addressed(Protocol):
+    """A configured peer: anything with an IP or CIDR `address`."""
+
+    @property
+    def address(self) -> str: ...
+
+
+OwnerT = TypeVar("OwnerT", bound=Addressed)
+
+
+class ClientTable(Generic[OwnerT]):
+    """Look-up of the configured peer owning a source address: a dict for exact
+    addresses (the per-packet case), then the CIDR networks, most specific
+    first, with the answer cached per address string."""
+
+    def __init__(self, clients: Iterable[OwnerT]) -> None:
+        self.exact: dict[str, OwnerT] = {}
+        self.networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, OwnerT]] = []
+        for client in clients:
+            network = ipaddress.ip_network(client.address, strict=False)
+            if network.num_addresses == 1:
+                self.exact[str(network.network_address)] = client
+            else:
+                self.networks.append((network, client))
+        # most specific network first
+        self.networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
+        self._cache: dict[str, OwnerT | None] = {}
+
+    def find(self, address: str) -> OwnerT | None:
+        """The peer owning `address`, or None."""
+        client = self.exact.get(address)
+        if client is not None:
+            return client
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+            found = self.exact.get(str(ip))
+        else:
+            found = None
+        if found is None:
+            for network, candidate in self.networks:
+                if ip.version == network.version and ip in network:
+                    found = candidate
+                    break
+        if len(self._cache) >= _CIDR_CACHE_MAX:
+            self._cache.clear()
+        self._cache[address] = found
+        return found
+
+
+def make_udp_socket(listen: str, receive_buffer: int) -> socket.socket:
+    """A bound, non-blocking UDP socket with a large receive buffer."""
+    host, port = parse_host_port(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        grow_receive_buffer(sock, receive_buffer)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def grow_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Ask for `size` bytes of receive buffer; past net.core.rmem_max this needs CAP_NET_ADMIN."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
