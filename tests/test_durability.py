@@ -367,3 +367,27 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
         assert collector.metric("cdr_collector_config_reloads_total", result="failed") == 1
     counts = await table_counts(dsn)
     assert counts["rows"] == 2
+
+
+async def test_sighup_under_load_drops_no_packet(tmp_path: Path, dsn: str) -> None:
+    calls = 2000
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, log_level="info")
+    with running_collector(config) as collector:
+        # one transmission per request: a request lost during a reload would fail the run
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), tries=1, timeout_s=10
+        ) as client:
+            sending = asyncio.create_task(
+                client.send_all(requests_for(calls, 17), concurrency=32, rate=800)
+            )
+            for _ in range(5):
+                await asyncio.sleep(0.4)
+                collector.signal(signal.SIGHUP)
+            stats = await sending
+        reloads = collector.metric("cdr_collector_config_reloads_total", result="ok")
+    counts = await table_counts(dsn)
+    report("SIGHUP under load", calls, stats, counts, 0.0)
+    assert reloads == 5
+    assert stats.gave_up == 0
+    assert stats.acknowledged == calls
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}

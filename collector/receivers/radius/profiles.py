@@ -381,10 +381,16 @@ def _cisco_values(packet: Packet) -> dict[int, str]:
     return found
 
 
+_AVPAIR_KEY = _CISCO_PREFIX + bytes((d.CISCO_AVPAIR,))
+
+
 def _cisco_account(packet: Packet) -> str | None:
-    for pair in packet.vendor_texts(d.CISCO, d.CISCO_AVPAIR):
-        name, sep, value = pair.partition("=")
-        if sep and name.strip().lower() in ("account-code", "accountcode", "h323-billing-model"):
+    """An account code sent as Cisco-AVPair "account-code=...", else User-Name."""
+    for raw in packet.vsas.get(_AVPAIR_KEY, ()):
+        if b"ccount" not in raw:  # most pairs are something else: skip the decoding
+            continue
+        name, sep, value = raw.decode("utf-8", "replace").partition("=")
+        if sep and name.strip().lower() in ("account-code", "accountcode"):
             return value.strip() or None
     return packet.text(d.USER_NAME)
 
