@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -145,6 +146,32 @@ async def load(
     return loader
 
 
+def daemon_latency_buckets(port: int) -> dict[float, float]:
+    """Cumulative ack_latency_seconds bucket counts from the daemon's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("cdr_collector_ack_latency_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def histogram_summary(before: dict[float, float], after: dict[float, float]) -> str:
+    """Which bucket holds the median and the 99th percentile of the observations in between."""
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts[float("inf")]
+    if not total:
+        return "no observations"
+    parts = []
+    for q in (0.5, 0.99):
+        bound = next(b for b, c in counts.items() if c >= q * total)
+        parts.append(f"p{round(q * 100)} <= {bound * 1000:g} ms")
+    within_50 = counts.get(0.05, 0.0) / total * 100
+    return ", ".join(parts) + f", {within_50:.1f} % within 50 ms"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -181,10 +208,12 @@ async def main() -> None:
         (directory / "keys").write_text("b1:" + "QmVuY2htYXJrLXBzZXVkb255bS1rZXktMDEyMzQ1Ng==\n")
         (directory / "record-key").write_text("QmVuY2htYXJrLXJlY29yZC1rZXktMDEyMzQ1Njc4OQ==\n")
         port = free_port(socket.SOCK_DGRAM)
+        metrics_port = free_port(socket.SOCK_STREAM)
         (directory / "c.toml").write_text(
             f'[database]\ndsn = "{dsn}"\nbatch_max_records = {args.batch_max_records}\n'
             f"batch_max_delay_ms = {args.batch_max_delay_ms}\n"
             f'[spool]\ndirectory = "{directory / "spool"}"\n'
+            f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
             f'[logging]\nlevel = "warning"\n'
             f'[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n'
             f'[radius]\nlisten = ["127.0.0.1:{port}"]\n'
@@ -218,13 +247,17 @@ async def main() -> None:
 
             rate = args.rate or maximum / 2
             count = int(rate * args.steady_seconds)
+            before = daemon_latency_buckets(metrics_port)
             loader = await load(build_packets(count), server, args.window, rate)
+            after = daemon_latency_buckets(metrics_port)
             print(
                 f"steady {rate:,.0f}/s for {args.steady_seconds:.0f} s ({count} records): "
                 f"p50 {percentile(loader.latencies, 0.5) * 1000:.1f} ms, "
                 f"p99 {percentile(loader.latencies, 0.99) * 1000:.1f} ms, "
-                f"max {max(loader.latencies) * 1000:.1f} ms"
+                f"max {max(loader.latencies) * 1000:.1f} ms (seen by the loader)"
             )
+            print("  inside the daemon (request received -> response sent): "
+                  + histogram_summary(before, after))
             if args.soak_seconds:
                 samples = []
                 soak_end = time.monotonic() + args.soak_seconds
