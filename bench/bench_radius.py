@@ -148,13 +148,15 @@ async def load(
 
 def daemon_latency_buckets(port: int) -> dict[float, float]:
     """Cumulative ack_latency_seconds bucket counts from the daemon's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     buckets = {}
     for line in text.splitlines():
         if line.startswith("cdr_collector_ack_latency_seconds_bucket"):
             bound = line.split('le="')[1].split('"')[0]
-            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(
+                line.rsplit(" ", 1)[1]
+            )
     return buckets
 
 
@@ -256,8 +258,10 @@ async def main() -> None:
                 f"p99 {percentile(loader.latencies, 0.99) * 1000:.1f} ms, "
                 f"max {max(loader.latencies) * 1000:.1f} ms (seen by the loader)"
             )
-            print("  inside the daemon (request received -> response sent): "
-                  + histogram_summary(before, after))
+            print(
+                "  inside the daemon (request received -> response sent): "
+                + histogram_summary(before, after)
+            )
             if args.soak_seconds:
                 samples = []
                 soak_end = time.monotonic() + args.soak_seconds
