@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +21,7 @@ from collector.config import Config, ConfigError, load_config, parse_host_port
 from collector.logs import get_logger
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import Redactor
+from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
 from collector.sink.postgres import PostgresSink, open_admin_connection
@@ -76,7 +76,7 @@ class Service:
             config.service, config.database, self.sink, self.spool, self.telemetry, self.health
         )
         self.radius: RadiusReceiver | None = None
-        self.receivers: list[Any] = []
+        self.receivers: list[Receiver] = []
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics_address: tuple[str, int] | None = None
@@ -117,9 +117,9 @@ class Service:
         )
         self.notifier.ready(self.status_line())
 
-    def _other_receivers(self, inherited: list[socket.socket]) -> list[Any]:
+    def _other_receivers(self, inherited: list[socket.socket]) -> list[Receiver]:
         """SIP and JSON receivers (optional sections)."""
-        found: list[Any] = []
+        found: list[Receiver] = []
         cfg = self.config
         if cfg.sip is not None:
             from collector.receivers.sip.receiver import SipReceiver
@@ -155,9 +155,7 @@ class Service:
         self.health.stopping = True
         self.notifier.stopping("draining in-flight records")
         for receiver in self.receivers:
-            pause = getattr(receiver, "pause", None)
-            if pause is not None:
-                pause()
+            receiver.pause()
         drain = self.config.service.drain_timeout_ms / 1000
         await self.writer.stop(drain)
         for receiver in reversed(self.receivers):

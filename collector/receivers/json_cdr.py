@@ -27,10 +27,10 @@ import asyncio
 import base64
 import binascii
 import hmac
-import ipaddress
 import json
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -41,6 +41,7 @@ from collector.config import JsonConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.redact import Redactor
+from collector.receivers.addresses import ClientTable
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
 
@@ -54,7 +55,6 @@ AUTH_REALM = "cdr-collector"
 MAX_UUID_CHARS = 128
 #: epoch seconds accepted for a time: after 1970, before 2106 (32-bit unsigned)
 MAX_EPOCH_S = 2**32
-_ADDRESS_CACHE_MAX = 10000
 _READ_CHUNK = 65536
 
 #: FreeSWITCH hangup cause names and their Q.850 values (switch_types.h); names
@@ -371,30 +371,15 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
 # --- the HTTP endpoint -----------------------------------------------------
 
 
-class _Networks:
-    """Whether a client address lies in the allowed networks (cached per address)."""
+@dataclass(frozen=True)
+class _AllowedNetwork:
+    """One entry of `json.allowed`, as the address table wants its peers."""
 
-    def __init__(self, allowed: tuple[str, ...]) -> None:
-        self.networks = [ipaddress.ip_network(value, strict=False) for value in allowed]
-        self._cache: dict[str, bool] = {}
+    address: str
 
-    def allows(self, address: str | None) -> bool:
-        if not address:
-            return False
-        known = self._cache.get(address)
-        if known is not None:
-            return known
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        allowed = any(ip.version == net.version and ip in net for net in self.networks)
-        if len(self._cache) >= _ADDRESS_CACHE_MAX:
-            self._cache.clear()
-        self._cache[address] = allowed
-        return allowed
+
+def _allowed_networks(allowed: tuple[str, ...]) -> ClientTable[_AllowedNetwork]:
+    return ClientTable(_AllowedNetwork(value) for value in allowed)
 
 
 def _credentials_match(header: str | None, credentials: tuple[tuple[str, str], ...]) -> bool:
@@ -440,7 +425,7 @@ class JsonReceiver:
         self.writer = writer
         self.telemetry = telemetry
         self.listener = listener
-        self.networks = _Networks(config.allowed)
+        self.networks = _allowed_networks(config.allowed)
         self.paused = False
         self._socket: socket.socket | None = None
         self._runner: web.AppRunner | None = None
@@ -510,7 +495,7 @@ class JsonReceiver:
         """Take new allowed networks, credentials, source name and body limit."""
         if config.listen != self.config.listen:
             log.warning("json.listen changed: takes effect at the next restart")
-        self.networks = _Networks(config.allowed)
+        self.networks = _allowed_networks(config.allowed)
         self.config = config
 
     # --- per request -------------------------------------------------------
@@ -531,7 +516,7 @@ class JsonReceiver:
     async def _post(self, request: web.Request) -> web.Response:
         config = self.config
         source = config.source
-        if not self.networks.allows(request.remote):
+        if not request.remote or self.networks.find(request.remote) is None:
             self._count("unknown", "unknown_client")
             self._limited.warning(
                 "json_forbidden", "CDR post from an address not allowed", listener=self.listener
