@@ -398,8 +398,8 @@ class PostgresSink:
                 log.warning(
                     "partition not created: its rows are in the default partition", table=name
                 )
-            except asyncpg.DuplicateTableError:
-                pass
+            except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+                pass  # another collector created it at the same moment
             self._known_days.add(day)
 
     async def write(self, rows: Sequence[StoredCdr]) -> WriteResult:
@@ -411,7 +411,14 @@ class PostgresSink:
         try:
             days = {call_day(row) for row in rows if row.kind == "stop"} - self._known_days
             if days:
-                await self.ensure_partitions(days)
+                try:
+                    await self.ensure_partitions(days)
+                except asyncpg.PostgresError as exc:
+                    # not about the rows: without their partition they go to the default one
+                    if exc.sqlstate and exc.sqlstate[:2] not in ("08", "57"):
+                        log.warning("partition not created", error_class=type(exc).__name__)
+                    else:
+                        raise
             result = WriteResult()
             async with conn.transaction():
                 await conn.copy_records_to_table("cdr_staging", records=rows, columns=STORED_FIELDS)
