@@ -90,10 +90,11 @@ def make_calls(
 ) -> list[Call]:
     """`count` calls ending around `now`: 60 % answered, the rest busy, no answer or failed.
 
-    `blocks` limits the numbers to that many number blocks (see `random_number`).
+    `blocks` limits the numbers to that many number blocks (see `random_number`),
+    the same blocks on every call, as a carrier's traffic keeps its mix.
     """
     rng = random.Random(seed)
-    pool = number_blocks(blocks, rng) if blocks else None
+    pool = number_blocks(blocks, random.Random(blocks)) if blocks else None
     end = now or datetime.now(UTC)
     calls = []
     run = os.urandom(4).hex().upper() if seed is None else f"{seed:08X}"

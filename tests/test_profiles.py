@@ -738,5 +738,6 @@ def test_profiles_return_a_record_or_raise_not_a_call(
             record = profile(packet, context)
         except NotACall:
             continue
-        assert record.session_id == "fuzz-1", name
+        # kamailio's session id is the Call-ID joined with the dialog tags
+        assert record.session_id.split("\x1f")[0] == "fuzz-1", name
         assert record.duration_ms is None or record.duration_ms >= 0, name

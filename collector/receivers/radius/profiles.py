@@ -530,7 +530,8 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     Acct-Session-Time, so the duration comes from joining the Stop to its
     durable Start (done by the sink). The call is Acct-Session-Id (Call-ID)
     plus its two dialog tags, sorted so that a BYE from the callee (tags
-    swapped) still finds its Start.
+    swapped) still finds its Start. The tags join the session id, which is
+    only ever stored as part of the keyed record key, never in `leg`.
     """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
@@ -542,14 +543,16 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     if code is None:
         text_code = packet.text(d.SIP_RESPONSE_CODE)
         code = int(text_code) if text_code and text_code.isdigit() else None
-    leg = "|".join(sorted((from_tag, to_tag))) if from_tag and to_tag else from_tag
+    if from_tag and to_tag and status != d.STATUS_FAILED:
+        tags = "|".join(sorted((from_tag, to_tag)))
+    else:
+        tags = from_tag
     record = CallRecord(
         kind=kind,
         source=ctx.source,
         protocol=Protocol.RADIUS,
-        session_id=_session(packet),
+        session_id=_session(packet) + "\x1f" + tags,
         event_time=event_time,
-        leg=leg if kind is not RecordKind.STOP or status != d.STATUS_FAILED else from_tag,
         account=packet.text(d.USER_NAME),
         calling=packet.text(d.CALLING_STATION_ID),
         called=packet.text(d.CALLED_STATION_ID),
