@@ -38,7 +38,7 @@ class Protocol(enum.StrEnum):
     JSON = "json"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class CallRecord:
     """One call leg as a receiver decoded it, before redaction.
 
@@ -71,6 +71,15 @@ class CallRecord:
     clock_unsynced: bool = False
     incomplete: bool = False
     correlation: str | None = None
+
+    def __repr__(self) -> str:
+        # never the numbers or the session id: a repr can end up in a log or a traceback
+        return (
+            f"CallRecord(kind={self.kind.value}, source={self.source!r}, "
+            f"protocol={self.protocol.value}, duration_ms={self.duration_ms}, "
+            f"answered={self.answered}, sip_code={self.sip_code}, "
+            f"disconnect_cause={self.disconnect_cause})"
+        )
 
 
 class StoredCdr(NamedTuple):
