@@ -10,11 +10,13 @@ import asyncio
 import base64
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -29,12 +31,58 @@ PSEUDONYM_KEY = base64.b64encode(b"test-pseudonym-key-0123456789abcdef").decode(
 RECORD_KEY = base64.b64encode(b"test-record-key-0123456789abcdefgh").decode()
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out for ``bind(port 0)`` and outgoing sockets."""
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORT_LOCK = threading.Lock()
+_PORTS_GIVEN: set[int] = set()
+_PORT_FLOOR = 12000
+_PORT_CEILING = min(_ephemeral_floor(), 65536)
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port the kernel considers free right now on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port on 127.0.0.1 that is free for UDP and TCP and stays ours.
+
+    The port lies below the kernel's ephemeral range, so no socket bound to
+    port 0 and no outgoing connection (SIPp, Kamailio's RADIUS client, the
+    daemon's own sockets) can take it between this call and the bind of the
+    process it is meant for; and no port is handed out twice in one test
+    run, even to threads placing calls in parallel. ``kind`` is kept for
+    callers that say which protocol they need; both are checked.
+    """
+    del kind
+    span = _PORT_CEILING - _PORT_FLOOR
+    if span <= 0:  # an ephemeral range starting very low: fall back to the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    with _PORT_LOCK:
+        start = random.randrange(span)
+        for step in range(span):
+            candidate = _PORT_FLOOR + (start + step) % span
+            if candidate in _PORTS_GIVEN:
+                continue
+            if _bindable(candidate):
+                _PORTS_GIVEN.add(candidate)
+                return candidate
+    raise RuntimeError(f"no free port between {_PORT_FLOOR} and {_PORT_CEILING}")
 
 
 @dataclass
