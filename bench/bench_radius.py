@@ -160,6 +160,27 @@ def daemon_latency_buckets(port: int) -> dict[float, float]:
     return buckets
 
 
+def metric_value(port: int, name: str) -> float:
+    """The sum of one metric's samples (all label sets) on the daemon's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def wait_for_drain(port: int, limit_s: float = 300.0) -> tuple[float, float]:
+    """Wait until the daemon's spool is empty; (records spooled in all, seconds waited)."""
+    began = time.monotonic()
+    while metric_value(port, "cdr_collector_spool_records") > 0:
+        if time.monotonic() - began > limit_s:
+            break
+        await asyncio.sleep(0.5)
+    return metric_value(port, "cdr_collector_records_spooled_total"), time.monotonic() - began
+
+
 def histogram_summary(before: dict[float, float], after: dict[float, float]) -> str:
     """Which bucket holds the median and the 99th percentile of the observations in between."""
     counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
@@ -230,6 +251,7 @@ async def main() -> None:
             server = ("127.0.0.1", port)
             # warm-up (connections, partitions, caches)
             await load(build_packets(2000), server, 256, None)
+            sent = 2000 + args.records
             rss_start = rss_kib(daemon.pid)
 
             packets = build_packets(args.records)
@@ -251,6 +273,7 @@ async def main() -> None:
             count = int(rate * args.steady_seconds)
             before = daemon_latency_buckets(metrics_port)
             loader = await load(build_packets(count), server, args.window, rate)
+            sent += count
             after = daemon_latency_buckets(metrics_port)
             print(
                 f"steady {rate:,.0f}/s for {args.steady_seconds:.0f} s ({count} records): "
@@ -268,6 +291,7 @@ async def main() -> None:
                 while time.monotonic() < soak_end:
                     chunk = int(rate * 30)
                     await load(build_packets(chunk), server, args.window, rate)
+                    sent += chunk
                     samples.append(rss_kib(daemon.pid))
                 print(
                     "soak RSS (MiB, every 30 s): " + ", ".join(f"{s / 1024:.0f}" for s in samples)
@@ -276,10 +300,16 @@ async def main() -> None:
             print(
                 f"daemon RSS: {rss_start / 1024:.0f} MiB after warm-up, {rss_end / 1024:.0f} MiB at the end"
             )
+            spooled, waited = await wait_for_drain(metrics_port)
+            if spooled:
+                print(
+                    f"spooled while the database lagged: {spooled:,.0f} records, "
+                    f"spool empty {waited:.1f} s after the load ended"
+                )
             conn = await asyncpg.connect(dsn)
             stored = await conn.fetchval("SELECT count(*) FROM cdrs")
             await conn.close()
-            print(f"rows in cdrs: {stored}")
+            print(f"rows in cdrs: {stored} of {sent} calls sent")
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(30)
