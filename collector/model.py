@@ -28,6 +28,10 @@ class RecordKind(enum.StrEnum):
     #: the sending switch restarted (Accounting-On/Off): its calls open before
     #: `event_time` are closed as incomplete
     RESET = "reset"
+    #: the end of a call leg known only from its durable start (a SIP BYE seen
+    #: after the collector restarted): stored only when an open call has its key,
+    #: completed from it, and otherwise dropped without a trace
+    END = "end"
 
 
 class Protocol(enum.StrEnum):

@@ -136,12 +136,17 @@ CDR_COLUMNS = f"""record_key, source, protocol, account, leg, call_time, setup_t
     disconnect_time, duration_ms, answered, disconnect_cause, sip_code, pdd_ms,
     {_CALLED}, {_CALLING}, correlation, times_derived, clock_unsynced, incomplete, received_at"""
 
+#: kinds whose rows may become rows of `cdrs`
+_CLOSING = frozenset({"stop", "end"})
+
 RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause"
 
 INSERT_STOPS = f"""
 WITH s AS (
-    SELECT DISTINCT ON (record_key) * FROM cdr_staging
-    WHERE kind = 'stop' ORDER BY record_key, received_at
+    SELECT DISTINCT ON (record_key) * FROM cdr_staging st
+    WHERE kind = 'stop'
+       OR (kind = 'end' AND EXISTS (SELECT 1 FROM open_calls o WHERE o.record_key = st.record_key))
+    ORDER BY record_key, (kind = 'end'), received_at
 ), fresh AS (
     INSERT INTO cdr_keys (record_key) SELECT record_key FROM s
     ON CONFLICT DO NOTHING RETURNING record_key
@@ -409,7 +414,7 @@ class PostgresSink:
             raise RetryableError("not connected")
         kinds = {row.kind for row in rows}
         try:
-            days = {call_day(row) for row in rows if row.kind == "stop"} - self._known_days
+            days = {call_day(row) for row in rows if row.kind in _CLOSING} - self._known_days
             if days:
                 try:
                     await self.ensure_partitions(days)
@@ -424,10 +429,11 @@ class PostgresSink:
                 await conn.copy_records_to_table("cdr_staging", records=rows, columns=STORED_FIELDS)
                 if "start" in kinds or "interim" in kinds:
                     await conn.execute(UPSERT_OPEN_CALLS)
-                if "stop" in kinds:
+                if not kinds.isdisjoint(_CLOSING):
                     result.stored.extend(await conn.fetch(INSERT_STOPS))
                     stops = sum(1 for row in rows if row.kind == "stop")
-                    result.duplicates = stops - len(result.stored)
+                    # (an "end" row stored hides one duplicate Stop from this count at most)
+                    result.duplicates = max(0, stops - len(result.stored))
                 if "reset" in kinds:
                     result.stored.extend(await conn.fetch(CLOSE_BY_RESET))
             return result

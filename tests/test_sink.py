@@ -1,0 +1,135 @@
+"""The PostgreSQL sink on a real database: how record kinds become rows.
+
+The "end" kind closes a call the collector knows only from its durable start
+(a BYE seen after a restart): it must complete that call and must never
+create a row, or block a later Stop, when no open call has its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.config import DatabaseConfig
+from collector.model import StoredCdr
+from collector.sink.postgres import PostgresSink
+from tests.daemon import connected
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def stored(key: bytes, kind: str, **fields: object) -> StoredCdr:
+    base = StoredCdr(
+        kind=kind,
+        record_key=key,
+        source="proxy-1",
+        protocol="sip",
+        account=None,
+        leg="",
+        setup_time=None,
+        connect_time=None,
+        disconnect_time=None,
+        duration_ms=None,
+        answered=None,
+        disconnect_cause=None,
+        sip_code=None,
+        pdd_ms=None,
+        called_prefix=None,
+        called_country=None,
+        called_destination=None,
+        called_masked=None,
+        called_hmac=None,
+        calling_country=None,
+        calling_hmac=None,
+        correlation_hmac=None,
+        times_derived=False,
+        clock_unsynced=False,
+        incomplete=False,
+        event_time=NOW,
+        received_at=NOW,
+    )
+    return base._replace(**fields)  # type: ignore[arg-type]
+
+
+def start(key: bytes) -> StoredCdr:
+    return stored(
+        key,
+        "start",
+        setup_time=NOW - timedelta(seconds=64),
+        connect_time=NOW - timedelta(seconds=60),
+        called_prefix="+4420",
+        called_country="GB",
+        called_masked="+44207946****",
+        called_hmac="t1:" + key.hex(),
+        calling_country="DE",
+        calling_hmac="t1:" + "ab" * 16,
+        pdd_ms=4000,
+        event_time=NOW - timedelta(seconds=60),
+    )
+
+
+def end(key: bytes) -> StoredCdr:
+    return stored(key, "end", disconnect_time=NOW, sip_code=200, disconnect_cause=16)
+
+
+@pytest.fixture
+async def sink(dsn: str) -> AsyncIterator[PostgresSink]:
+    sink = PostgresSink(DatabaseConfig(dsn=dsn), retention_days=30)
+    await sink.connect()
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+async def test_end_completes_its_durable_start(sink: PostgresSink, dsn: str) -> None:
+    key = b"\x01" * 16
+    await sink.write([start(key)])
+    result = await sink.write([end(key)])
+    assert len(result.stored) == 1
+    async with connected(dsn) as conn:
+        row = await conn.fetchrow("SELECT * FROM cdrs")
+        still_open = await conn.fetchval("SELECT count(*) FROM open_calls")
+    assert row is not None and still_open == 0
+    assert row["answered"] is True and row["incomplete"] is False
+    assert row["duration_ms"] == 60_000
+    assert row["connect_time"] == NOW - timedelta(seconds=60)
+    assert row["called_prefix"] == "+4420" and row["calling_hmac"] == "t1:" + "ab" * 16
+    assert (row["sip_code"], row["disconnect_cause"]) == (200, 16)
+
+
+async def test_end_without_an_open_call_leaves_no_trace(sink: PostgresSink, dsn: str) -> None:
+    key = b"\x02" * 16
+    result = await sink.write([end(key), end(b"\x03" * 16)])
+    assert result.stored == []
+    # the key is not taken: the call's real Stop, when it comes, is stored
+    stop = stored(key, "stop", disconnect_time=NOW, duration_ms=5000, answered=True)
+    result = await sink.write([stop])
+    assert len(result.stored) == 1
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT duration_ms FROM cdrs")
+    assert [r["duration_ms"] for r in rows] == [5000]
+
+
+async def test_start_and_end_in_one_batch_and_the_end_twice(sink: PostgresSink, dsn: str) -> None:
+    key = b"\x04" * 16
+    result = await sink.write([start(key), end(key), end(key)])
+    assert len(result.stored) == 1
+    # a late copy of the same end finds the call closed: nothing more
+    result = await sink.write([end(key)])
+    assert result.stored == []
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cdrs") == 1
+
+
+async def test_a_stop_wins_over_an_end_with_the_same_key(sink: PostgresSink, dsn: str) -> None:
+    key = b"\x05" * 16
+    await sink.write([start(key)])
+    stop = stored(key, "stop", disconnect_time=NOW, duration_ms=59_500, answered=True, sip_code=200)
+    result = await sink.write([end(key), stop])
+    assert len(result.stored) == 1
+    async with connected(dsn) as conn:
+        row = await conn.fetchrow("SELECT duration_ms FROM cdrs")
+    assert row is not None and row["duration_ms"] == 59_500
