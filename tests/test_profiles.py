@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from collector import traffic
 from collector.config import PrivacyConfig
 from collector.model import RecordKind
+from collector.pipeline.outcome import CallOutcome, call_outcome
 from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec, profiles
 from collector.receivers.radius import dictionary as d
@@ -204,7 +205,10 @@ def test_cisco_flagged_clock_close_to_ours_is_kept_but_recorded() -> None:
 
 
 def test_cisco_unknown_time_zone_falls_back_to_session_time() -> None:
+    # the wall clock reads 3:08 ahead of the arrival: no whole quarter-hour
+    # offset puts it within UNKNOWN_ZONE_TOLERANCE, so the zone stays unknown
     def stamp(name: str, when: datetime) -> bytes:
+        when += timedelta(hours=3, minutes=8)
         value = f"{name}={when:%H:%M:%S}.000 XYZT Wed May 01 2024"
         number = {
             "h323-setup-time": d.H323_SETUP_TIME,
@@ -339,7 +343,8 @@ def test_freeswitch_callstartdate_is_the_setup_stamp() -> None:
     call = answered_call(ARRIVAL - timedelta(seconds=2))
     packet = packet_of(traffic.freeswitch_attributes(call))
     record = profiles.freeswitch(packet, ctx())
-    assert record.setup_stamp == packet.vendor_text(d.FREESWITCH, d.FS_CALLSTARTDATE)
+    # the instant Callstartdate names, whatever local offset it was printed with
+    assert record.setup_stamp == f"{call.setup.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z"
     assert record.setup_time == call.setup
     assert record.connect_time == call.connect
     assert record.disconnect_time == call.disconnect
@@ -741,3 +746,505 @@ def test_profiles_return_a_record_or_raise_not_a_call(
         # kamailio's session id is the Call-ID joined with the dialog tags
         assert record.session_id.split("\x1f")[0] == "fuzz-1", name
         assert record.duration_ms is None or record.duration_ms >= 0, name
+
+
+# -- Kamailio: which transactions are calls ------------------------------------------------
+
+#: a Kamailio method bit that is neither INVITE, CANCEL nor BYE (INFO)
+SIP_METHOD_INFO = 16
+
+
+def kamailio_event(
+    status: int,
+    method: int | None,
+    code: int,
+    from_tag: str = "a1b2",
+    to_tag: str | None = "c3d4",
+    event: datetime = ARRIVAL,
+) -> bytes:
+    """What acc_radius sends for one accounted transaction of Call-ID call-id-1."""
+    parts = [
+        integer_attribute(d.ACCT_STATUS_TYPE, status),
+        integer_attribute(d.SERVICE_TYPE, d.SERVICE_TYPE_SIP_SESSION),
+        integer_attribute(d.SIP_RESPONSE_CODE, code),
+        integer_attribute(d.EVENT_TIMESTAMP, int(event.timestamp())),
+        text_attribute(d.SIP_FROM_TAG, from_tag),
+        text_attribute(d.ACCT_SESSION_ID, "call-id-1@example.invalid"),
+    ]
+    if method is not None:
+        parts.append(integer_attribute(d.SIP_METHOD, method))
+    if to_tag is not None:
+        parts.append(text_attribute(d.SIP_TO_TAG, to_tag))
+    return b"".join(parts)
+
+
+def test_kamailio_bye_ends_the_call_its_start_began() -> None:
+    start = profiles.kamailio(
+        packet_of(kamailio_event(d.STATUS_START, d.SIP_METHOD_INVITE, 200)), ctx()
+    )
+    # the callee hangs up: its BYE carries the tags the other way round
+    bye = kamailio_event(
+        d.STATUS_STOP,
+        d.SIP_METHOD_BYE,
+        200,
+        from_tag="c3d4",
+        to_tag="a1b2",
+        event=ARRIVAL + timedelta(seconds=30),
+    )
+    stop = profiles.interpret(packet_of(bye), "auto", ctx(ARRIVAL + timedelta(seconds=30)))
+    assert (start.kind, stop.kind) == (RecordKind.START, RecordKind.STOP)
+    assert stop.answered is True
+    assert stop.disconnect_time == ARRIVAL + timedelta(seconds=30)
+    redact = redactor()
+    assert redact.redact(start, ARRIVAL).record_key == redact.redact(stop, ARRIVAL).record_key
+
+
+def test_kamailio_stop_without_sip_method_still_ends_the_call() -> None:
+    record = profiles.kamailio(packet_of(kamailio_event(d.STATUS_STOP, None, 200)), ctx())
+    assert record.kind is RecordKind.STOP
+    assert record.answered is True
+
+
+def test_kamailio_cancel_is_answered_but_not_a_call() -> None:
+    # report_cancels=1: the CANCEL's 200 arrives as a Stop; the INVITE's own
+    # Failed record (487) is the cancelled call
+    packet = packet_of(kamailio_event(d.STATUS_STOP, d.SIP_METHOD_CANCEL, 200, to_tag=None))
+    with pytest.raises(NotACall) as caught:
+        profiles.interpret(packet, "auto", ctx())
+    # the reason the receiver answers (so Kamailio stops resending) and stores nothing for
+    assert caught.value.reason == profiles.UNSUPPORTED == "unsupported_status_type"
+    cancelled = profiles.kamailio(
+        packet_of(kamailio_event(d.STATUS_FAILED, d.SIP_METHOD_INVITE, 487, to_tag="c3d4")), ctx()
+    )
+    assert cancelled.kind is RecordKind.STOP
+    assert cancelled.sip_code == 487
+    assert cancelled.answered is False
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        (d.SIP_METHOD_INVITE, 183),  # early_media=1: the 183 with a body
+        (d.SIP_METHOD_INVITE, 180),
+        (SIP_METHOD_INFO, 202),  # any accounted non-INVITE request
+        (SIP_METHOD_INFO, 404),
+        (d.SIP_METHOD_CANCEL, 481),
+    ],
+)
+def test_kamailio_failed_transaction_that_is_no_failed_call(method: int, code: int) -> None:
+    packet = packet_of(kamailio_event(d.STATUS_FAILED, method, code, to_tag=None))
+    with pytest.raises(NotACall) as caught:
+        profiles.kamailio(packet, ctx())
+    assert caught.value.reason == profiles.UNSUPPORTED
+
+
+@pytest.mark.parametrize(
+    ("method", "code", "cause"),
+    [(d.SIP_METHOD_INVITE, 486, 17), (d.SIP_METHOD_INVITE, 404, 1), (None, 486, 17)],
+)
+def test_kamailio_failed_invite_is_an_unanswered_call(
+    method: int | None, code: int, cause: int
+) -> None:
+    record = profiles.kamailio(
+        packet_of(kamailio_event(d.STATUS_FAILED, method, code, to_tag=None)), ctx()
+    )
+    assert record.kind is RecordKind.STOP
+    assert (record.answered, record.duration_ms) == (False, 0)
+    assert (record.sip_code, record.disconnect_cause) == (code, cause)
+
+
+def test_kamailio_in_dialog_request_is_no_call_event_unless_a_reinvite() -> None:
+    with pytest.raises(NotACall) as caught:
+        profiles.kamailio(packet_of(kamailio_event(d.STATUS_INTERIM, SIP_METHOD_INFO, 200)), ctx())
+    assert caught.value.reason == profiles.UNSUPPORTED
+    reinvite = profiles.kamailio(
+        packet_of(kamailio_event(d.STATUS_INTERIM, d.SIP_METHOD_INVITE, 200)), ctx()
+    )
+    assert reinvite.kind is RecordKind.INTERIM
+
+
+# -- Event-Timestamp as decimal text (Kamailio rad_time_mode=1) -----------------------------
+
+
+@pytest.mark.parametrize("profile", ["kamailio", "generic"])
+def test_event_timestamp_as_decimal_text(profile: str) -> None:
+    attributes = kamailio_event(d.STATUS_START, d.SIP_METHOD_INVITE, 200).replace(
+        integer_attribute(d.EVENT_TIMESTAMP, int(ARRIVAL.timestamp())),
+        text_attribute(d.EVENT_TIMESTAMP, "1782907100.123456"),
+    )
+    record = profiles.PROFILES[profile](packet_of(attributes), ctx())
+    expected = datetime(2026, 7, 1, 11, 58, 20, 123456, tzinfo=UTC)
+    assert expected.timestamp() == 1782907100.123456
+    assert record.event_time == expected
+    assert record.connect_time == expected
+    assert record.times_derived is False
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1782907100.", ".5", "99999999999", "1e9"])
+def test_event_timestamp_text_that_is_no_time_falls_back_to_arrival(text: str) -> None:
+    attributes = kamailio_event(d.STATUS_START, d.SIP_METHOD_INVITE, 200).replace(
+        integer_attribute(d.EVENT_TIMESTAMP, int(ARRIVAL.timestamp())),
+        text_attribute(d.EVENT_TIMESTAMP, text) if text else b"",
+    )
+    record = profiles.kamailio(packet_of(attributes), ctx())
+    assert record.event_time == ARRIVAL
+    assert record.times_derived is True
+
+
+# -- Cisco: time zones named ambiguously or not at all ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc"),
+    [
+        ("GMT+4", datetime(2026, 7, 1, 8, 0, tzinfo=UTC)),
+        ("UTC-3", datetime(2026, 7, 1, 15, 0, tzinfo=UTC)),
+        ("GMT+5:30", datetime(2026, 7, 1, 6, 30, tzinfo=UTC)),
+        ("UTC+0545", datetime(2026, 7, 1, 6, 15, tzinfo=UTC)),
+        ("GMT-09:30", datetime(2026, 7, 1, 21, 30, tzinfo=UTC)),
+        ("GMT+0", datetime(2026, 7, 1, 12, 0, tzinfo=UTC)),
+    ],
+)
+def test_cisco_zone_name_spelling_its_offset(zone: str, utc: datetime) -> None:
+    assert profiles.parse_cisco_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (utc, False)
+
+
+@pytest.mark.parametrize("zone", ["GMT+15", "UTC-13", "GMT+5:75", "GMT+", "GMTX4"])
+def test_cisco_zone_name_spelling_no_offset_in_use(zone: str) -> None:
+    assert profiles.parse_cisco_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (None, False)
+
+
+def cisco_stop_in_zone(
+    zone: str, offset: timedelta, call: traffic.Call, event: datetime | None = None
+) -> bytes:
+    """A Cisco Stop whose clock shows local time at `offset`, with the name `zone`."""
+
+    def stamp(number: int, name: str, when: datetime) -> bytes:
+        local = when.astimezone(UTC) + offset
+        text = f"{name}={local:%H:%M:%S}.{local.microsecond // 1000:03d} {zone} {local:%a %b %d %Y}"
+        return codec.encode_vsa(d.CISCO, number, text.encode())
+
+    assert call.connect is not None
+    parts = [
+        integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+        text_attribute(d.ACCT_SESSION_ID, "0000001A"),
+        codec.encode_vsa(d.CISCO, d.H323_CALL_ORIGIN, b"h323-call-origin=answer"),
+        stamp(d.H323_SETUP_TIME, "h323-setup-time", call.setup),
+        stamp(d.H323_CONNECT_TIME, "h323-connect-time", call.connect),
+        stamp(d.H323_DISCONNECT_TIME, "h323-disconnect-time", call.disconnect),
+        codec.encode_vsa(d.CISCO, d.H323_DISCONNECT_CAUSE, b"h323-disconnect-cause=10"),
+        integer_attribute(d.ACCT_SESSION_TIME, 61),
+    ]
+    if event is not None:
+        parts.append(integer_attribute(d.EVENT_TIMESTAMP, int(event.timestamp())))
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("zone", "offset"),
+    [
+        ("IST", timedelta(hours=5, minutes=30)),  # India
+        ("IST", timedelta(hours=1)),  # Irish Standard Time
+        ("IST", timedelta(hours=2)),  # Israel
+        ("CST", timedelta(hours=8)),  # China
+        ("CST", timedelta(hours=-6)),  # US Central
+        ("BST", timedelta(hours=6)),  # Bangladesh
+    ],
+)
+def test_cisco_ambiguous_zone_is_told_apart_by_the_arrival(zone: str, offset: timedelta) -> None:
+    call = answered_call(end=ARRIVAL - timedelta(seconds=1))
+    record = profiles.cisco(packet_of(cisco_stop_in_zone(zone, offset, call)), ctx())
+    assert (record.setup_time, record.connect_time, record.disconnect_time) == (
+        call.setup,
+        call.connect,
+        call.disconnect,
+    )
+    assert record.times_derived is False
+
+
+def test_cisco_ambiguous_zone_is_told_apart_by_event_timestamp_first() -> None:
+    # a Stop that waited two hours somewhere: Event-Timestamp still says when it was made
+    end = ARRIVAL - timedelta(hours=2)
+    call = answered_call(end=end)
+    attributes = cisco_stop_in_zone("IST", timedelta(hours=5, minutes=30), call, event=end)
+    record = profiles.cisco(packet_of(attributes), ctx())
+    assert record.disconnect_time == call.disconnect
+    assert record.setup_time == call.setup
+
+
+def test_cisco_ambiguous_zone_far_from_every_reading_keeps_the_usual_one() -> None:
+    call = answered_call(end=ARRIVAL - timedelta(hours=3, minutes=40))
+    record = profiles.cisco(packet_of(cisco_stop_in_zone("IST", timedelta(0), call)), ctx())
+    # IST's usual reading (+01:00), as before
+    assert record.disconnect_time == call.disconnect - timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("zone", "offset"),
+    [
+        ("BRT", timedelta(hours=-3)),
+        ("MEZ", timedelta(hours=1)),
+        ("NPT", timedelta(hours=5, minutes=45)),
+        ("LINT", timedelta(hours=14)),
+        ("SST", timedelta(hours=-11)),
+    ],
+)
+def test_cisco_unknown_zone_is_read_from_the_arrival(zone: str, offset: timedelta) -> None:
+    call = answered_call(end=ARRIVAL - timedelta(seconds=2))
+    record = profiles.cisco(packet_of(cisco_stop_in_zone(zone, offset, call)), ctx())
+    assert (record.setup_time, record.connect_time, record.disconnect_time) == (
+        call.setup,
+        call.connect,
+        call.disconnect,
+    )
+    assert record.times_derived is False
+
+
+def test_cisco_unknown_zone_without_a_disconnect_time_stays_unknown() -> None:
+    call = answered_call(end=ARRIVAL - timedelta(seconds=2))
+    packet = packet_of(cisco_stop_in_zone("BRT", timedelta(hours=-3), call))
+    del packet.vsas[codec.vendor_key(d.CISCO, d.H323_DISCONNECT_TIME)]
+    record = profiles.cisco(packet, ctx())
+    assert record.setup_time is None
+    assert record.disconnect_time == ARRIVAL
+    assert record.times_derived is True
+
+
+def test_cisco_start_resolves_its_zone_from_the_setup_time() -> None:
+    call = traffic.Call(
+        session_id="0000001B",
+        calling="+4930123456789",
+        called="+442071234567",
+        setup=ARRIVAL - timedelta(seconds=1),
+        connect=None,
+        disconnect=ARRIVAL,
+        cause=16,
+        leg="originate",
+        conf_id=CONF_ID,
+    )
+    local = ARRIVAL - timedelta(seconds=1) + timedelta(hours=8)
+    text = f"h323-setup-time={local:%H:%M:%S}.000 CST {local:%a %b %d %Y}"
+    attributes = traffic.cisco_attributes(call, status=d.STATUS_START).replace(
+        codec.encode_vsa(
+            d.CISCO,
+            d.H323_SETUP_TIME,
+            f"h323-setup-time={ARRIVAL - timedelta(seconds=1):%H:%M:%S}.000 UTC "
+            f"{ARRIVAL:%a %b %d %Y}".encode(),
+        ),
+        codec.encode_vsa(d.CISCO, d.H323_SETUP_TIME, text.encode()),
+    )
+    record = profiles.cisco(packet_of(attributes), ctx())
+    assert record.setup_time == call.setup
+
+
+def test_cisco_clock_flag_does_not_change_the_record_key() -> None:
+    # the clock lost its sync between the Start and the Stop of one call
+    call = answered_call(end=ARRIVAL - timedelta(seconds=1))
+    start = profiles.cisco(
+        packet_of(traffic.cisco_attributes(call, status=d.STATUS_START, clock_flag="*")), ctx()
+    )
+    stop = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    assert start.setup_stamp == stop.setup_stamp
+    assert start.setup_stamp is not None and start.setup_stamp[0].isdigit()
+    redact = redactor()
+    assert redact.redact(start, ARRIVAL).record_key == redact.redact(stop, ARRIVAL).record_key
+
+
+# -- Cisco: Start without connect time; sessions that are no calls --------------------------
+
+
+def test_cisco_start_without_connect_time_is_not_connected() -> None:
+    call = unanswered_call(end=ARRIVAL + timedelta(seconds=30))
+    record = profiles.cisco(packet_of(traffic.cisco_attributes(call, status=d.STATUS_START)), ctx())
+    assert record.kind is RecordKind.START
+    assert record.setup_time == call.setup
+    assert record.connect_time is None
+    answered = answered_call(end=ARRIVAL + timedelta(seconds=30))
+    connected = profiles.cisco(
+        packet_of(traffic.cisco_attributes(answered, status=d.STATUS_START)), ctx()
+    )
+    assert connected.connect_time == answered.connect
+
+
+def cisco_exec_stop() -> bytes:
+    """`aaa accounting exec`: an administrator's shell session on the router."""
+    return b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+            text_attribute(d.USER_NAME, "admin"),
+            text_attribute(d.ACCT_SESSION_ID, "00000012"),
+            text_attribute(d.CALLING_STATION_ID, "192.0.2.77"),
+            codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"task_id=18"),
+            codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"service=shell"),
+            codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"priv-lvl=15"),
+            integer_attribute(d.ACCT_SESSION_TIME, 300),
+        )
+    )
+
+
+@pytest.mark.parametrize("profile", ["auto", "cisco"])
+def test_cisco_login_session_is_not_a_call(profile: str) -> None:
+    with pytest.raises(NotACall) as caught:
+        profiles.interpret(packet_of(cisco_exec_stop()), profile, ctx())
+    assert caught.value.reason == profiles.UNSUPPORTED
+
+
+def test_cisco_voice_accounting_with_avpairs_only_is_a_call() -> None:
+    attributes = b"".join(
+        (
+            integer_attribute(d.ACCT_STATUS_TYPE, d.STATUS_STOP),
+            text_attribute(d.ACCT_SESSION_ID, "00000013"),
+            codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"call-id=abc@192.0.2.1"),
+            codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, b"session-protocol=sipv2"),
+            integer_attribute(d.ACCT_SESSION_TIME, 30),
+        )
+    )
+    record = profiles.cisco(packet_of(attributes), ctx())
+    assert record.duration_ms == 30_000
+
+
+# -- FreeSWITCH: offsets cut short, one key per call, other leg, own causes -----------------
+
+
+def mod_radius_cdr_date(utc: datetime, gmtoff: int) -> str:
+    """A date as mod_radius_cdr prints it: "%+03d%02d" of C's gmtoff / 3600 and
+    gmtoff % 3600 (both truncating toward zero), kept to 31 characters."""
+    hours = int(gmtoff / 3600)
+    rest = gmtoff - hours * 3600
+    local = utc + timedelta(seconds=gmtoff)
+    return (f"{local:%Y-%m-%dT%H:%M:%S.%f}" + f"{hours:+03d}" + f"{rest:02d}")[:31]
+
+
+@pytest.mark.parametrize(
+    ("gmtoff", "printed"),
+    [
+        (5 * 3600 + 1800, "+0518"),  # India
+        (5 * 3600 + 2700, "+0527"),  # Nepal
+        (9 * 3600 + 1800, "+0918"),  # Australian Central
+        (-(3 * 3600 + 1800), "-03-1"),  # Newfoundland
+        (-(4 * 3600 + 2700), "-04-2"),
+        (-1800, "+00-1"),
+        (3600, "+0100"),
+        (-5 * 3600, "-0500"),
+    ],
+)
+def test_freeswitch_offsets_as_the_32_byte_buffer_leaves_them(gmtoff: int, printed: str) -> None:
+    utc = datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=UTC)
+    text = mod_radius_cdr_date(utc, gmtoff)
+    assert text.endswith(printed)
+    assert profiles.parse_freeswitch_time(text) == utc
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-05-01T08:30:00.000000-03-3", "2024-05-01T08:30:00.000000-03-18"],
+)
+def test_freeswitch_cut_offsets_that_cannot_be(text: str) -> None:
+    assert profiles.parse_freeswitch_time(text) is None
+
+
+def freeswitch_leg(status: int, start: str, extra: bytes = b"") -> bytes:
+    parts = [
+        integer_attribute(d.ACCT_STATUS_TYPE, status),
+        text_attribute(d.ACCT_SESSION_ID, "5d0f9c2e-1111-2222-3333-444455556666"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_SRC, b"+4930123456789"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_DST, b"+442071234567"),
+        codec.encode_vsa(d.FREESWITCH, d.FS_CALLSTARTDATE, start.encode()),
+    ]
+    if status == d.STATUS_STOP:
+        parts += [
+            codec.encode_vsa(d.FREESWITCH, d.FS_CALLENDDATE, b"2026-07-01T13:00:30.000000+0100"),
+            codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(17)),
+            integer_attribute(d.ACCT_SESSION_TIME, 0),
+            codec.encode_vsa(d.FREESWITCH, d.FS_DIRECTION, b"inbound"),
+        ]
+    return b"".join(parts) + extra
+
+
+def test_freeswitch_start_and_stop_with_different_offsets_share_the_record_key() -> None:
+    # the Start prints the summer offset; the Stop the offset of January 1970
+    start = profiles.interpret(
+        packet_of(freeswitch_leg(d.STATUS_START, "2026-07-01T14:00:00.000000+0200")),
+        "auto",
+        ctx(),
+    )
+    stop = profiles.interpret(
+        packet_of(freeswitch_leg(d.STATUS_STOP, "2026-07-01T13:00:00.000000+0100")),
+        "auto",
+        ctx(),
+    )
+    assert start.setup_time == stop.setup_time == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    redact = redactor()
+    key = redact.redact(start, ARRIVAL).record_key
+    assert key == redact.redact(stop, ARRIVAL).record_key
+    # a later call reusing the uuid is another record
+    later = profiles.freeswitch(
+        packet_of(freeswitch_leg(d.STATUS_STOP, "2026-07-02T13:00:00.000000+0100")), ctx()
+    )
+    assert redact.redact(later, ARRIVAL).record_key != key
+
+
+def test_freeswitch_other_leg_id_is_the_correlation_and_never_stored_raw() -> None:
+    other = "0a1b2c3d-aaaa-bbbb-cccc-ddddeeeeffff"
+    extra = codec.encode_vsa(d.FREESWITCH, d.FS_OTHER_LEG_ID, other.encode())
+    start = profiles.freeswitch(
+        packet_of(freeswitch_leg(d.STATUS_START, "2026-07-01T14:00:00.000000+0200", extra)),
+        ctx(),
+    )
+    assert start.correlation == other
+    stored = redactor().redact(start, ARRIVAL)
+    assert stored.correlation_hmac is not None
+    assert other not in repr(stored)
+    alone = profiles.freeswitch(
+        packet_of(freeswitch_leg(d.STATUS_START, "2026-07-01T14:00:00.000000+0200")), ctx()
+    )
+    assert alone.correlation is None
+
+
+def test_freeswitch_direction_only_in_the_stop_does_not_split_the_call() -> None:
+    # mod_radius_cdr sends Freeswitch-Direction in the Stop alone, and the leg
+    # joins the record key: the Start and the Stop must still make one key
+    stop_packet = packet_of(freeswitch_leg(d.STATUS_STOP, "2026-07-01T13:00:00.000000+0100"))
+    assert stop_packet.vendor_text(d.FREESWITCH, d.FS_DIRECTION) == "inbound"
+    start = profiles.freeswitch(
+        packet_of(freeswitch_leg(d.STATUS_START, "2026-07-01T13:00:00.000000+0100")), ctx()
+    )
+    stop = profiles.freeswitch(stop_packet, ctx())
+    assert start.leg == stop.leg
+    redact = redactor()
+    assert redact.redact(start, ARRIVAL).record_key == redact.redact(stop, ARRIVAL).record_key
+
+
+@pytest.mark.parametrize(
+    ("hangup", "answered", "cause", "outcome"),
+    [
+        (502, False, 26, CallOutcome.CANCELLED),  # LOSE_RACE: another fork leg answered
+        (605, False, 26, CallOutcome.CANCELLED),  # PICKED_OFF: picked up at another phone
+        (487, False, 16, CallOutcome.CANCELLED),  # ORIGINATOR_CANCEL
+        (600, True, 16, CallOutcome.ANSWERED),  # BLIND_TRANSFER
+        (601, True, 16, CallOutcome.ANSWERED),  # ATTENDED_TRANSFER
+        (142, True, 16, CallOutcome.ANSWERED),  # SUCCESS
+        (500, False, None, CallOutcome.FAILED),  # CRASH
+    ],
+)
+def test_freeswitch_own_hangup_causes(
+    hangup: int, answered: bool, cause: int | None, outcome: CallOutcome
+) -> None:
+    attributes = freeswitch_stop(
+        60 if answered else 0, None, answer=answered, start="2024-05-01T11:58:00.000000+0000"
+    ).replace(
+        codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(16)),
+        codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(hangup)),
+    )
+    record = profiles.freeswitch(packet_of(attributes), ctx())
+    assert record.answered is answered
+    assert record.disconnect_cause == cause
+    assert call_outcome(record) is outcome
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0663\u0660\u0660", "12345678901"])
+def test_kamailio_response_code_text_that_is_no_number_is_ignored(text: str) -> None:
+    attributes = kamailio_event(d.STATUS_START, d.SIP_METHOD_INVITE, 200).replace(
+        integer_attribute(d.SIP_RESPONSE_CODE, 200), text_attribute(d.SIP_RESPONSE_CODE, text)
+    )
+    assert profiles.kamailio(packet_of(attributes), ctx()).sip_code is None

@@ -42,6 +42,17 @@ Freeswitch-Billusec = 150500000
 Acct-Session-Time = 150
 """
 
+#: `aaa accounting exec` from the same router: an administrator's shell session
+CISCO_EXEC_STOP = """Acct-Status-Type = Stop
+Acct-Session-Id = "00000012"
+User-Name = "admin"
+Calling-Station-Id = "192.0.2.77"
+Cisco-AVPair = "task_id=18"
+Cisco-AVPair = "service=shell"
+Cisco-AVPair = "priv-lvl=15"
+Acct-Session-Time = 300
+"""
+
 NUMBERS = ("4930123456789", "442071234567", "33612345678", "15125550123")
 
 
@@ -253,3 +264,22 @@ async def test_malformed_datagrams_are_counted_and_the_daemon_keeps_serving(
         assert result.returncode == 0
         assert collector.process is not None and collector.process.poll() is None
     assert len(await fetch_rows(dsn)) == 1
+
+
+async def test_cisco_login_accounting_is_answered_and_not_stored(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    with running_collector(collector_config) as collector:
+        result = radclient_send(
+            radclient, collector.radius_address, "acct", SECRET, CISCO_EXEC_STOP
+        )
+        # answered, so the router stops resending it
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert collector.metric("cdr_collector_packets_total", outcome="unsupported") >= 1
+        assert collector.metric("cdr_collector_packets_total", outcome="malformed") == 0
+        call = radclient_send(radclient, collector.radius_address, "acct", SECRET, CISCO_STOP)
+        assert call.returncode == 0, call.stdout + call.stderr
+    # the call's row alone: the login session left nothing behind
+    rows = await fetch_rows(dsn)
+    assert len(rows) == 1
+    assert rows[0]["answered"] is True

@@ -60,6 +60,10 @@ FS_CALLSTARTDATE = 20
 FS_CALLANSWERDATE = 21
 FS_CALLTRANSFERDATE = 22
 FS_CALLENDDATE = 23
+# FreeSWITCH's own dictionary (mod_radius_cdr/radius/dictionary); FreeRADIUS's
+# dictionary.freeswitch calls 24 "Freeswitch-Signalbond" and lacks 25
+FS_DIRECTION = 24  # "inbound" / "outbound", in the Stop
+FS_OTHER_LEG_ID = 25  # the bridged leg's uuid, in the Start when already bridged
 
 # Kamailio acc_radius (standard-space attributes of its radcli dictionary)
 SIP_METHOD = 101

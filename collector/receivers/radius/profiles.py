@@ -40,45 +40,71 @@ _MONTHS = {
     )
 }
 
-#: offsets of the time zone names Cisco IOS prints (configured with `clock timezone`)
-_ZONES = {
-    "UTC": 0,
-    "GMT": 0,
-    "Z": 0,
-    "UT": 0,
-    "WET": 0,
-    "WEST": 60,
-    "BST": 60,
-    "IST": 60,
-    "CET": 60,
-    "CEST": 120,
-    "MET": 60,
-    "MEST": 120,
-    "EET": 120,
-    "EEST": 180,
-    "MSK": 180,
-    "EST": -300,
-    "EDT": -240,
-    "CST": -360,
-    "CDT": -300,
-    "MST": -420,
-    "MDT": -360,
-    "PST": -480,
-    "PDT": -420,
-    "AKST": -540,
-    "AKDT": -480,
-    "HST": -600,
-    "JST": 540,
-    "KST": 540,
-    "HKT": 480,
-    "SGT": 480,
-    "AWST": 480,
-    "AEST": 600,
-    "AEDT": 660,
-    "NZST": 720,
-    "NZDT": 780,
-    "SAST": 120,
+#: offsets (minutes east of UTC) of the time zone names Cisco IOS prints. IOS
+#: prints whatever name `clock timezone NAME h m` was given, so some names stand
+#: for several zones: the first offset is the usual reading, the others are
+#: zones that share the abbreviation, told apart by the packet's reference time
+#: (see `_resolve_offset`).
+_ZONES: dict[str, tuple[int, ...]] = {
+    "UTC": (0,),
+    "GMT": (0,),
+    "Z": (0,),
+    "UT": (0,),
+    "WET": (0,),
+    "WEST": (60,),
+    "BST": (60, 360),  # British Summer Time; Bangladesh Standard Time
+    "IST": (60, 330, 120),  # Irish Standard Time (summer); India; Israel
+    "CET": (60,),
+    "CEST": (120,),
+    "MET": (60,),
+    "MEST": (120,),
+    "EET": (120,),
+    "EEST": (180,),
+    "MSK": (180,),
+    "AST": (-240, 180),  # Atlantic; Arabia
+    "ADT": (-180,),
+    "EST": (-300, 600),  # US Eastern; Australian Eastern (older name)
+    "EDT": (-240, 660),  # US Eastern Daylight; Australian Eastern Daylight (older name)
+    "CST": (-360, 480, -300),  # US Central; China; Cuba
+    "CDT": (-300, -240),  # US Central Daylight; Cuba Daylight
+    "MST": (-420, 480),  # US Mountain; Malaysia
+    "MDT": (-360,),
+    "PST": (-480, 480),  # US Pacific; Philippines
+    "PDT": (-420,),
+    "AKST": (-540,),
+    "AKDT": (-480,),
+    "HST": (-600,),
+    "JST": (540,),
+    "KST": (540,),
+    "HKT": (480,),
+    "SGT": (480,),
+    "AWST": (480,),
+    "AEST": (600,),
+    "AEDT": (660,),
+    "NZST": (720,),
+    "NZDT": (780,),
+    "SAST": (120,),
 }
+
+#: "GMT+4", "UTC-3", "GMT+5:30", "UTC+0530": a name that spells its own offset
+_SPELLED_ZONE = re.compile(r"(?:GMT|UTC|UT)([+-])(\d{1,2})(?::?(\d{2}))?")
+
+#: the widest offsets in use, in minutes (UTC-12:00 to UTC+14:00)
+_MIN_OFFSET, _MAX_OFFSET = -12 * 60, 14 * 60
+
+#: an ambiguous zone name takes the reading that puts the packet's anchor time
+#: within this distance of the reference time (the readings differ by an hour
+#: or more, so this cannot pick the wrong one on a synced clock)
+AMBIGUOUS_ZONE_TOLERANCE = timedelta(minutes=30)
+#: an unknown zone name takes the whole quarter-hour offset that puts the anchor
+#: time within this distance of the reference time (less than half of 15 minutes)
+UNKNOWN_ZONE_TOLERANCE = timedelta(minutes=5)
+
+#: the NotACall reason of valid accounting that describes no call (an
+#: unsupported status type, a Kamailio CANCEL or in-dialog request, a Cisco
+#: login session): the receiver answers it, so the client stops resending,
+#: counts it as "unsupported" and stores nothing
+UNSUPPORTED = "unsupported_status_type"
 
 
 class NotACall(Exception):
@@ -101,12 +127,62 @@ def _strip_name(value: str) -> str:
     return value.strip()
 
 
-#: UTC midnight of a Cisco "ZONE Www Mmm DD YYYY" date, cached (a few distinct values a day)
-_CISCO_DAYS: dict[str, datetime | None] = {}
+#: midnight of a Cisco "ZONE Www Mmm DD YYYY" date as a wall clock (read as if
+#: UTC) and its zone name, cached (a few distinct values a day)
+_CISCO_DAYS: dict[str, tuple[datetime, str] | None] = {}
+
+
+def zone_offsets(zone: str) -> tuple[int, ...]:
+    """The offsets (minutes east of UTC) a Cisco zone name may stand for, usual first.
+
+    Empty for a name we cannot read. A spelled offset ("GMT+4") is read the
+    way people write it (UTC+4); the POSIX reading (UTC-4) is the alternative.
+    """
+    zone = zone.upper()
+    offsets = _ZONES.get(zone)
+    if offsets is not None:
+        return offsets
+    match = _SPELLED_ZONE.fullmatch(zone)
+    if match is None:
+        return ()
+    sign_text, hours_text, minutes_text = match.groups()
+    minutes = int(minutes_text or 0)
+    offset = (int(hours_text) * 60 + minutes) * (-1 if sign_text == "-" else 1)
+    if minutes >= 60 or not _MIN_OFFSET <= offset <= _MAX_OFFSET:
+        return ()
+    if offset == 0 or not _MIN_OFFSET <= -offset <= _MAX_OFFSET:
+        return (offset,)
+    return (offset, -offset)
+
+
+def _to_utc(wall: datetime, offset: int) -> datetime | None:
+    """The instant of a wall clock (held as if UTC) at `offset` minutes east of UTC."""
+    try:
+        return wall - timedelta(minutes=offset)
+    except OverflowError:
+        return None
 
 
 def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
-    """Parse Cisco's "HH:MM:SS.mmm ZONE Www Mmm DD YYYY" (optional */. flag) to UTC."""
+    """Parse Cisco's "HH:MM:SS.mmm ZONE Www Mmm DD YYYY" (optional */. flag) to UTC.
+
+    A zone name with several readings takes its usual one; an unknown name
+    gives None. The cisco profile resolves those against the packet (see
+    `_resolve_offset`).
+    """
+    wall, zone, flagged = cisco_wall_clock(value)
+    if wall is None:
+        return None, flagged
+    offsets = zone_offsets(zone)
+    return (_to_utc(wall, offsets[0]) if offsets else None), flagged
+
+
+def cisco_wall_clock(value: str) -> tuple[datetime | None, str, bool]:
+    """Cisco's "HH:MM:SS.mmm ZONE Www Mmm DD YYYY" (optional */. flag) as it reads.
+
+    Returns the wall clock held in a UTC datetime (not yet an instant: its zone
+    is applied later), the zone name and whether the clock flag was set.
+    """
     text = value.strip()
     flagged = False
     while text[:1] in ("*", "."):
@@ -114,12 +190,13 @@ def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
         text = text[1:]
     # fast path: "HH:MM:SS.mmm " then a date seen before
     if len(text) > 13 and text[2] == ":" and text[5] == ":" and text[8] == "." and text[12] == " ":
-        day = _CISCO_DAYS.get(text[13:])
-        if day is None and text[13:] not in _CISCO_DAYS:
-            day = _cisco_day(text[13:])
+        date_text = text[13:]
+        day = _CISCO_DAYS.get(date_text)
+        if day is None and date_text not in _CISCO_DAYS:
+            day = _cisco_day(date_text)
             if len(_CISCO_DAYS) > 1000:
                 _CISCO_DAYS.clear()
-            _CISCO_DAYS[text[13:]] = day
+            _CISCO_DAYS[date_text] = day
         clock = text[:12]
         if (
             day is not None
@@ -130,73 +207,116 @@ def parse_cisco_timestamp(value: str) -> tuple[datetime | None, bool]:
         ):
             hour, minute, second = int(clock[:2]), int(clock[3:5]), int(clock[6:8])
             if hour > 23 or minute > 59 or second > 59:
-                return None, flagged
+                return None, day[1], flagged
             try:
-                return day + timedelta(
-                    seconds=hour * 3600 + minute * 60 + second, milliseconds=int(clock[9:12])
-                ), flagged
+                return (
+                    day[0]
+                    + timedelta(
+                        seconds=hour * 3600 + minute * 60 + second,
+                        milliseconds=int(clock[9:12]),
+                    ),
+                    day[1],
+                    flagged,
+                )
             except OverflowError:
-                return None, flagged
-    return _parse_cisco_slow(text), flagged
+                return None, day[1], flagged
+    wall, zone = _parse_cisco_slow(text)
+    return wall, zone, flagged
 
 
-def _cisco_day(date_text: str) -> datetime | None:
-    """UTC instant of local midnight of "ZONE Www Mmm DD YYYY", or None."""
-    parsed = _parse_cisco_slow("00:00:00.000 " + date_text)
-    return parsed
+def _cisco_day(date_text: str) -> tuple[datetime, str] | None:
+    """Midnight of "ZONE Www Mmm DD YYYY" as a wall clock, and the zone name; or None."""
+    wall, zone = _parse_cisco_slow("00:00:00.000 " + date_text)
+    return (wall, zone) if wall is not None else None
 
 
-def _parse_cisco_slow(text: str) -> datetime | None:
+def _parse_cisco_slow(text: str) -> tuple[datetime | None, str]:
     parts = text.split()
     if len(parts) != 6:
-        return None
+        return None, ""
     clock, zone, _weekday, month_name, day, year = parts
-    offset = _ZONES.get(zone.upper())
+    zone = zone.upper()
     month = _MONTHS.get(month_name[:3].lower())
-    if offset is None or month is None:
-        return None
+    if month is None:
+        return None, zone
     hms, _, fraction = clock.partition(".")
     pieces = hms.split(":")
     if len(pieces) != 3:
-        return None
+        return None, zone
     try:
         hour, minute, second = (int(p) for p in pieces)
         micro = int((fraction + "000000")[:6]) if fraction else 0
-        local = datetime(
-            int(year),
-            month,
-            int(day),
-            hour,
-            minute,
-            second,
-            micro,
-            tzinfo=timezone(timedelta(minutes=offset)),
-        )
-        return local.astimezone(UTC)
+        wall = datetime(int(year), month, int(day), hour, minute, second, micro, tzinfo=UTC)
     except (ValueError, OverflowError):
+        return None, zone
+    return wall, zone
+
+
+def _resolve_offset(wall: datetime, offsets: tuple[int, ...], reference: datetime) -> int | None:
+    """The offset of an ambiguous or unknown zone, from a time that should be near `reference`.
+
+    An ambiguous name takes the reading that puts `wall` closest to the
+    reference when it is within AMBIGUOUS_ZONE_TOLERANCE, else its usual one.
+    An unknown name (no offsets) takes the whole quarter-hour offset between
+    UTC-12:00 and UTC+14:00 that puts `wall` within UNKNOWN_ZONE_TOLERANCE of
+    the reference, else None.
+    """
+    ahead = wall - reference  # how far the wall clock reads ahead of UTC
+    if offsets:
+        best = min(offsets, key=lambda offset: abs(ahead - timedelta(minutes=offset)))
+        if abs(ahead - timedelta(minutes=best)) <= AMBIGUOUS_ZONE_TOLERANCE:
+            return best
+        return offsets[0]
+    quarters = round(ahead.total_seconds() / 900)
+    offset = quarters * 15
+    if not _MIN_OFFSET <= offset <= _MAX_OFFSET:
         return None
+    if abs(ahead - timedelta(minutes=offset)) > UNKNOWN_ZONE_TOLERANCE:
+        return None
+    return offset
 
 
 _FS_TIME = re.compile(
-    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)([+-])(\d{2})(-?)(\d{2}|\d{4})?"
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)([+-])(\d{2})(?:(\d{4}|\d{2})|-(\d{4}|\d))?"
 )
+
+#: what mod_radius_cdr's 32-byte buffer leaves of a remainder of 1800 or 2700
+#: seconds after a positive hour ("+05" "1800" -> "+0518"), as minutes
+_FS_TRUNCATED_MINUTES = {"18": 30, "27": 45}
+#: the same after a negative hour ("-03" "-1800" -> "-03-1")
+_FS_TRUNCATED_NEGATIVE_MINUTES = {"1": 30, "2": 45}
 
 
 def parse_freeswitch_time(value: str) -> datetime | None:
     """Parse mod_radius_cdr's "2026-11-30T12:00:01.123456+0100" to UTC.
 
     It prints the offset with C's "%+03d%02d" of (gmtoff / 3600, gmtoff % 3600):
-    hours, then the remainder in seconds with its own sign, so +05:30 arrives
-    as "+051800" and -03:30 as "-03-1800"; the plain "+0530" form is accepted too.
+    hours, then the remainder in seconds with its own sign, into a 32-byte
+    buffer that keeps 31 characters. So +05:30 arrives as "+0518" (the "1800"
+    cut to two digits), +05:45 as "+0527", -03:30 as "-03-1" and -04:45 as
+    "-04-2". The uncut forms ("+051800", "-03-1800") and the plain "+0530"
+    are accepted too.
     """
     match = _FS_TIME.fullmatch(value.strip())
     if match is None:
         return None
-    stamp, sign_text, hours_text, rest_sign, rest_text = match.groups()
+    stamp, sign_text, hours_text, rest_text, negative_text = match.groups()
     sign = -1 if sign_text == "-" else 1
-    rest = int(rest_text or 0)
-    rest_minutes = rest // 60 if len(rest_text or "") == 4 else rest
-    offset = sign * int(hours_text) * 60 + (-1 if rest_sign else sign) * rest_minutes
+    if negative_text is not None:
+        if len(negative_text) == 4:
+            rest_minutes, rest_sign = int(negative_text) // 60, -1
+        else:
+            cut = _FS_TRUNCATED_NEGATIVE_MINUTES.get(negative_text)
+            if cut is None:
+                return None
+            rest_minutes, rest_sign = cut, -1
+    elif rest_text is not None and len(rest_text) == 4:
+        rest_minutes, rest_sign = int(rest_text) // 60, sign
+    elif rest_text is not None:
+        rest_minutes, rest_sign = _FS_TRUNCATED_MINUTES.get(rest_text, int(rest_text)), sign
+    else:
+        rest_minutes, rest_sign = 0, sign
+    offset = sign * int(hours_text) * 60 + rest_sign * rest_minutes
     if not -24 * 60 < offset < 24 * 60 or rest_minutes >= 60:
         return None
     try:
@@ -216,11 +336,36 @@ class Context:
         self.arrival = arrival
 
 
+#: Event-Timestamp as text, as Kamailio's acc_radius sends it with rad_time_mode=1
+_DECIMAL_STAMP = re.compile(rb"\s*(\d{1,10})(?:\.(\d{1,9}))?\s*")
+
+
+def _decimal_stamp(raw: bytes) -> datetime | None:
+    """A "1782907100.123456" Event-Timestamp (seconds since the epoch, as text), or None."""
+    match = _DECIMAL_STAMP.fullmatch(raw)
+    if match is None:
+        return None
+    seconds = int(match.group(1))
+    if seconds >= 2**32:  # no further than the integer form reaches
+        return None
+    fraction = (match.group(2) or b"").decode()
+    return _epoch(seconds) + timedelta(microseconds=int((fraction + "000000")[:6]))
+
+
 def _base(packet: Packet, ctx: Context, kind: RecordKind) -> tuple[datetime, bool]:
-    """The event time: Event-Timestamp when present, else arrival minus Acct-Delay-Time."""
+    """The event time: Event-Timestamp when present, else arrival minus Acct-Delay-Time.
+
+    Event-Timestamp is a 32-bit integer, or decimal text with a fraction
+    ("1782907100.123456", Kamailio's rad_time_mode=1).
+    """
     stamp = packet.integer(d.EVENT_TIMESTAMP)
     if stamp is not None:
         return _epoch(stamp), False
+    raw = packet.attrs.get(d.EVENT_TIMESTAMP)
+    if raw is not None:
+        decimal = _decimal_stamp(raw)
+        if decimal is not None:
+            return decimal, False
     delay = packet.integer(d.ACCT_DELAY_TIME) or 0
     return ctx.arrival - timedelta(seconds=delay), True
 
@@ -238,7 +383,7 @@ def _status(packet: Packet) -> tuple[int, RecordKind]:
         raise NotACall("no_status_type")
     kind = _STATUS_KINDS.get(status)
     if kind is None:
-        raise NotACall("unsupported_status_type")
+        raise NotACall(UNSUPPORTED)
     return status, kind
 
 
@@ -288,27 +433,27 @@ def generic(packet: Packet, ctx: Context) -> CallRecord:
 
 
 def cisco(packet: Packet, ctx: Context) -> CallRecord:
-    """Cisco IOS voice gateways and CUBE: h323-* VSAs, hex Q.850 cause, call origin as leg."""
+    """Cisco IOS voice gateways and CUBE: h323-* VSAs, hex Q.850 cause, call origin as leg.
+
+    The same router also accounts logins and network sessions (`aaa accounting
+    exec`/`network`): a packet with neither an h323-* VSA nor a voice
+    Cisco-AVPair is no call.
+    """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
         return _reset(packet, ctx)
+    session = _session(packet)
+    if not _cisco_voice(packet):
+        raise NotACall(UNSUPPORTED)
     event_time, derived = _base(packet, ctx, kind)
-    values = _cisco_values(packet)
-    vsa = values.get
+    vsa = _cisco_values(packet).get
 
     setup_text = vsa(d.H323_SETUP_TIME)
     connect_text = vsa(d.H323_CONNECT_TIME)
     disconnect_text = vsa(d.H323_DISCONNECT_TIME)
-    flagged = False
-    times: list[datetime | None] = []
-    for text in (setup_text, connect_text, disconnect_text):
-        if text:
-            parsed, flag = parse_cisco_timestamp(text)
-            flagged = flagged or flag
-            times.append(parsed)
-        else:
-            times.append(None)
-    setup_time, connect_time, disconnect_time = times
+    setup_time, connect_time, disconnect_time, flagged = _cisco_times(
+        kind, event_time, (setup_text, connect_text, disconnect_text)
+    )
     cause_text = vsa(d.H323_DISCONNECT_CAUSE)
     cause: int | None = None
     if cause_text:
@@ -326,10 +471,11 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
         kind=kind,
         source=ctx.source,
         protocol=Protocol.RADIUS,
-        session_id=_session(packet),
+        session_id=session,
         event_time=event_time,
         leg=origin,
-        setup_stamp=setup_text or None,
+        # the clock flag can change between the Start and the Stop of one call
+        setup_stamp=(setup_text or "").lstrip("*. ") or None,
         account=_cisco_account(packet),
         calling=packet.text(d.CALLING_STATION_ID),
         called=packet.text(d.CALLED_STATION_ID),
@@ -360,6 +506,81 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
             connect_time = None
     _place_times(record, ctx, setup_time, connect_time, disconnect_time, flagged)
     return record
+
+
+def _cisco_times(
+    kind: RecordKind, reference: datetime, texts: tuple[str | None, str | None, str | None]
+) -> tuple[datetime | None, datetime | None, datetime | None, bool]:
+    """Setup, connect and disconnect time in UTC, and whether a clock flag was set.
+
+    A zone name with one reading is applied as it is. An ambiguous or unknown
+    name is resolved once per packet, from the time sent closest to the
+    packet itself (the disconnect time of a Stop, the connect or else setup
+    time of a Start) against the reference time (Event-Timestamp, else
+    arrival minus Acct-Delay-Time), and the offset found applies to every time
+    of the packet with that name. An Interim-Update comes long after those
+    times and resolves nothing: ambiguous names keep their usual reading,
+    unknown ones give no time.
+    """
+    walls = [cisco_wall_clock(text) if text else (None, "", False) for text in texts]
+    flagged = any(flag for _wall, _zone, flag in walls)
+    if kind is RecordKind.STOP:
+        anchor = walls[2]
+    elif kind is RecordKind.START:
+        anchor = walls[1] if walls[1][0] is not None else walls[0]
+    else:
+        anchor = (None, "", False)
+    anchor_wall, anchor_zone, _flag = anchor
+    resolved: dict[str, int | None] = {}
+    times: list[datetime | None] = []
+    for wall, zone, _flag in walls:
+        if wall is None:
+            times.append(None)
+            continue
+        if zone not in resolved:
+            offsets = zone_offsets(zone)
+            if len(offsets) == 1:
+                resolved[zone] = offsets[0]
+            elif anchor_wall is not None and zone == anchor_zone:
+                resolved[zone] = _resolve_offset(anchor_wall, offsets, reference)
+            else:
+                resolved[zone] = offsets[0] if offsets else None
+        offset = resolved[zone]
+        times.append(_to_utc(wall, offset) if offset is not None else None)
+    return times[0], times[1], times[2], flagged
+
+
+#: Cisco-AVPair names only voice accounting carries (CUBE and IOS voice gateways)
+_VOICE_AVPAIRS = (
+    b"h323-",
+    b"call-id",
+    b"session-protocol",
+    b"conf-id",
+    b"incoming-req-uri",
+    b"outgoing-req-uri",
+    b"in-trunkgroup-label",
+    b"out-trunkgroup-label",
+    b"remote-media-",
+    b"release-source",
+    b"feature-vsa",
+    b"gw-",
+)
+
+
+def _cisco_voice(packet: Packet) -> bool:
+    """Whether a Cisco packet is voice accounting: an h323-* VSA or a voice Cisco-AVPair."""
+    for key, items in packet.vsas.items():
+        if key[:4] != _CISCO_PREFIX:
+            continue
+        if key[4] == d.CISCO_AVPAIR:
+            voice = any(raw.lstrip().lower().startswith(_VOICE_AVPAIRS) for raw in items)
+        else:
+            voice = d.H323_REMOTE_ADDRESS <= key[4] <= d.H323_INCOMING_CONF_ID or items[
+                0
+            ].lstrip().lower().startswith(b"h323-")
+        if voice:
+            return True
+    return False
 
 
 _CISCO_PREFIX = d.CISCO.to_bytes(4, "big")
@@ -409,7 +630,8 @@ def _place_times(
     know (Event-Timestamp, else arrival) is not trusted: its times are shifted
     onto that event time, keeping their differences so durations stay right,
     and the record says its times were derived. Missing times are filled from
-    the event time and the duration.
+    the event time and the duration (a Stop's; a Start's connect time is never
+    made up).
     """
     del ctx
     reference = record.event_time
@@ -424,8 +646,6 @@ def _place_times(
         # times that cannot be placed on the calendar are not times: keep none of them
         record.setup_time = record.connect_time = None
         record.disconnect_time = reference if record.kind is RecordKind.STOP else None
-        if record.kind is RecordKind.START:
-            record.connect_time = reference
         record.times_derived = True
 
 
@@ -448,12 +668,49 @@ def _shift_and_fill(
                 milliseconds=record.duration_ms
             )
             record.times_derived = True
-    elif record.kind is RecordKind.START and record.connect_time is None:
-        record.connect_time = reference
+    # a Start is connected only when it says so (h323-connect-time): one sent at
+    # setup is a call not answered yet
+
+
+#: FreeSWITCH's own hangup causes (above 127, switch_types.h) that say how a leg
+#: ended normally or was answered elsewhere, as the Q.850 cause meaning the same.
+#: The other ones (CRASH 500, SYSTEM_SHUTDOWN 501, MANAGER_REQUEST 503,
+#: ALLOTTED_TIMEOUT 602, MEDIA_TIMEOUT 604, USER_NOT_REGISTERED 606, ...) are
+#: failures of FreeSWITCH's own and keep no cause.
+_FS_OWN_CAUSES: dict[int, int] = {
+    142: 16,  # SUCCESS: normal clearing
+    487: 16,  # ORIGINATOR_CANCEL: the caller hung up before answer (as ISUP reports it)
+    502: 26,  # LOSE_RACE: another leg of the same fork answered: non-selected user clearing
+    600: 16,  # BLIND_TRANSFER: the leg was handed on: normal clearing
+    601: 16,  # ATTENDED_TRANSFER: likewise
+    605: 26,  # PICKED_OFF: the ringing leg was picked up at another phone: non-selected user
+}
+#: causes whose leg FreeSWITCH ended with a CANCEL, so its INVITE got 487 Request
+#: Terminated (which is how the record tells a cancelled leg from a failed one)
+_FS_CANCELLED_CAUSES = frozenset({487, 502, 605})
+_FS_CANCELLED_SIP_CODE = 487
+
+
+def _freeswitch_setup_stamp(start_text: str | None, setup_time: datetime | None) -> str | None:
+    """Freeswitch-Callstartdate as it joins the record key: the UTC instant it names.
+
+    The Start and the Stop of one call may print the same instant with different
+    local offsets (the Stop takes the offset of January 1970 in a zone with
+    daylight saving time), so the text as sent would split one call in two.
+    """
+    if setup_time is not None:
+        return setup_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return start_text or None
 
 
 def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
-    """FreeSWITCH mod_radius_cdr: vendor 27880 attributes, Acct-Session-Time preferred."""
+    """FreeSWITCH mod_radius_cdr: vendor 27880 attributes, Acct-Session-Time preferred.
+
+    Freeswitch-Other-Leg-Id (sent in a Start when the leg is already bridged)
+    becomes the correlation. Freeswitch-Direction is not read: only the Stop
+    carries it, and the leg joins the record key, which must be the same for
+    the Start and the Stop of one call.
+    """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
         return _reset(packet, ctx)
@@ -466,14 +723,18 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     connect_time = parse_freeswitch_time(answer_text) if answer_text else None
     disconnect_time = parse_freeswitch_time(end_text) if end_text else None
     hangup = packet.vendor_integer(fs, d.FS_HANGUPCAUSE)
-    cause = hangup if hangup is not None and 0 < hangup <= 127 else None
+    if hangup is not None and 0 < hangup <= 127:
+        cause: int | None = hangup
+    else:
+        cause = _FS_OWN_CAUSES.get(hangup) if hangup is not None else None
+    other_leg = (packet.vendor_text(fs, d.FS_OTHER_LEG_ID) or "").strip()
     record = CallRecord(
         kind=kind,
         source=ctx.source,
         protocol=Protocol.RADIUS,
         session_id=_session(packet),
         event_time=event_time,
-        setup_stamp=start_text or None,
+        setup_stamp=_freeswitch_setup_stamp(start_text, setup_time),
         account=packet.text(d.USER_NAME),
         calling=packet.vendor_text(fs, d.FS_SRC) or packet.text(d.CALLING_STATION_ID),
         called=packet.vendor_text(fs, d.FS_DST) or packet.text(d.CALLED_STATION_ID),
@@ -481,9 +742,12 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         connect_time=connect_time,
         disconnect_time=disconnect_time,
         disconnect_cause=cause,
-        sip_code=487 if hangup == 487 else None,
+        sip_code=_FS_CANCELLED_SIP_CODE if hangup in _FS_CANCELLED_CAUSES else None,
         times_derived=derived
         and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
+        # a pointer to the other leg of a bridged call; the pipeline only ever
+        # stores its keyed pseudonym
+        correlation=other_leg or None,
     )
     if kind is RecordKind.STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
@@ -532,17 +796,18 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     plus its two dialog tags, sorted so that a BYE from the callee (tags
     swapped) still finds its Start. The tags join the session id, which is
     only ever stored as part of the keyed record key, never in `leg`.
+    Transactions that are no event of a call (a CANCEL, an early-media 183, a
+    MESSAGE) raise NotACall (see `_kamailio_call_event`).
     """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
         return _reset(packet, ctx)
+    session = _session(packet)
+    code = _integer_or_digits(packet, d.SIP_RESPONSE_CODE)
+    _kamailio_call_event(status, kind, _integer_or_digits(packet, d.SIP_METHOD), code)
     event_time, derived = _base(packet, ctx, kind)
     from_tag = packet.text(d.SIP_FROM_TAG) or ""
     to_tag = packet.text(d.SIP_TO_TAG) or ""
-    code = packet.integer(d.SIP_RESPONSE_CODE)
-    if code is None:
-        text_code = packet.text(d.SIP_RESPONSE_CODE)
-        code = int(text_code) if text_code and text_code.isdigit() else None
     if from_tag and to_tag and status != d.STATUS_FAILED:
         tags = "|".join(sorted((from_tag, to_tag)))
     else:
@@ -551,7 +816,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         kind=kind,
         source=ctx.source,
         protocol=Protocol.RADIUS,
-        session_id=_session(packet) + "\x1f" + tags,
+        session_id=session + "\x1f" + tags,
         event_time=event_time,
         account=packet.text(d.USER_NAME),
         calling=packet.text(d.CALLING_STATION_ID),
@@ -578,6 +843,43 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         record.connect_time = event_time
         record.sip_code = code
     return record
+
+
+def _integer_or_digits(packet: Packet, number: int) -> int | None:
+    """An integer attribute, or one sent as decimal text; None otherwise."""
+    value = packet.integer(number)
+    if value is None:
+        text = packet.text(number)
+        value = (
+            int(text) if text and text.isascii() and text.isdigit() and len(text) <= 10 else None
+        )
+    return value
+
+
+def _kamailio_call_event(
+    status: int, kind: RecordKind, method: int | None, code: int | None
+) -> None:
+    """Raise NotACall for a Kamailio transaction that is no event of a call.
+
+    acc_radius picks Acct-Status-Type from the request alone: Start for the 2xx
+    to an initial INVITE, Stop for any BYE or CANCEL (whatever the reply),
+    Alive for any other in-dialog request, Failed for the rest, which with
+    early_media, report_cancels or the acc flag on other requests includes an
+    INVITE's 183, a CANCEL's 200 and a MESSAGE's 202. Only a BYE ends a call
+    (a CANCELled INVITE has its own Failed record with 487), only a failed
+    INVITE is a failed call (not one reported with a 1xx or 2xx), and only a
+    re-INVITE updates one. Without Sip-Method, every event counts.
+    """
+    if method is None:
+        return
+    if status == d.STATUS_FAILED:
+        if method != d.SIP_METHOD_INVITE or (code is not None and 100 <= code < 300):
+            raise NotACall(UNSUPPORTED)
+    elif kind is RecordKind.STOP:
+        if method != d.SIP_METHOD_BYE:
+            raise NotACall(UNSUPPORTED)
+    elif method != d.SIP_METHOD_INVITE:
+        raise NotACall(UNSUPPORTED)
 
 
 Profile = Callable[[Packet, Context], CallRecord]
