@@ -469,6 +469,220 @@ def test_messages_of_unknown_dialogs_are_ignored() -> None:
     assert t.open_dialogs == 0
 
 
+# -- forking and failover at a stateful proxy --------------------------------
+#
+# The proxy's capture agent mirrors both sides: `call.x()` is what the caller
+# and the proxy exchange (one Via), `forwarded(...)` what the proxy and a
+# branch exchange (one Via more). A branch's replies are mirrored as the proxy
+# receives them; only the best failure, or any 2xx, goes on upstream.
+
+
+def branch(tag: str) -> Call:
+    """The same call, answered by another branch (another To-tag)."""
+    return Call(callee_tag=tag)
+
+
+def test_failover_to_a_second_gateway_after_a_branch_503() -> None:
+    call = Call()
+    gw1, gw2 = branch("gw1"), branch("gw2")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (0.5, forwarded(gw1.response(503))),  # held by the proxy: failure_route tries gw2
+        (0.5, forwarded(gw1.request("ACK", 1))),
+        (0.51, forwarded(call.invite())),
+        (2.0, forwarded(gw2.response(180))),
+        (2.01, gw2.response(180)),
+        (5.0, forwarded(gw2.response(200))),
+        (5.01, gw2.response(200)),
+        (5.05, gw2.request("ACK", 1)),
+        (65.0, gw2.request("BYE", 2)),
+    ]
+    t = tracker()
+    assert play(t, steps[:-1]) == []
+    record = only(play(t, steps[-1:]))
+    assert (record.answered, record.sip_code, record.disconnect_cause) == (True, 200, 16)
+    assert record.duration_ms == 60_000
+    assert record.pdd_ms == 2_000
+    assert t.expire(at(10_000_000)) == []
+
+
+def test_voicemail_answers_after_the_phone_gave_480() -> None:
+    call = Call()
+    phone, voicemail = branch("phone"), branch("vm")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (1.0, forwarded(phone.response(180))),
+        (1.01, phone.response(180)),
+        (30.0, forwarded(phone.response(480, extra=["Reason: Q.850;cause=19"]))),
+        (30.01, forwarded(call.invite())),  # to voicemail, same CSeq
+        (31.0, forwarded(voicemail.response(200))),
+        (31.01, voicemail.response(200)),
+        (60.0, voicemail.request("BYE", 2)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.answered, record.sip_code) == (True, 200)
+    assert record.connect_time == at(31)
+    assert record.duration_ms == 29_000
+
+
+def test_parallel_fork_one_branch_busy_the_other_answers() -> None:
+    call = Call()
+    busy, answering = branch("a"), branch("b")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (0.02, forwarded(call.invite())),  # the second branch
+        (2.0, forwarded(busy.response(486))),
+        (5.0, forwarded(answering.response(200))),
+        (5.01, answering.response(200)),
+        (65.0, answering.request("BYE", 2)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.answered, record.sip_code, record.duration_ms) == (True, 200, 60_000)
+    assert call_outcome(record) is CallOutcome.ANSWERED
+
+
+def test_ring_timeout_the_proxy_cancels_the_phone_then_voicemail_answers() -> None:
+    call = Call()
+    phone, voicemail = branch("phone"), branch("vm")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (1.0, forwarded(phone.response(180))),
+        (1.01, phone.response(180)),
+        (20.0, forwarded(call.request("CANCEL", 1))),  # the proxy's CANCEL, not the caller's
+        (20.01, forwarded(phone.response(200, method="CANCEL"))),
+        (20.02, forwarded(phone.response(487))),
+        (20.03, forwarded(call.invite())),
+        (21.0, forwarded(voicemail.response(200))),
+        (21.01, voicemail.response(200)),
+        (50.0, voicemail.request("BYE", 2)),
+    ]
+    t = tracker()
+    record = only(play(t, steps))
+    assert (record.answered, record.sip_code, record.duration_ms) == (True, 200, 29_000)
+    assert t.expire(at(10_000_000)) == []
+
+
+def test_caller_cancel_still_ends_the_call_when_the_proxy_cancels_branches_too() -> None:
+    call = Call()
+    phone = branch("phone")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (1.0, forwarded(phone.response(180))),
+        (9.0, call.request("CANCEL", 1)),
+        (9.01, forwarded(call.request("CANCEL", 1))),
+        (9.02, forwarded(phone.response(487))),
+        (9.03, phone.response(487)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.sip_code, record.incomplete) == (487, False)
+    assert record.disconnect_time == at(9)
+    assert call_outcome(record) is CallOutcome.CANCELLED
+
+
+def test_redirect_followed_by_the_proxy_ends_with_the_new_targets_answer() -> None:
+    call = Call()
+    first, second = branch("r"), branch("n")
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (0.5, forwarded(first.response(302))),  # the proxy recurses on the Contact itself
+        (0.51, forwarded(call.invite())),
+        (3.0, forwarded(second.response(486))),
+        (3.01, second.response(486)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.sip_code, record.disconnect_cause) == (486, 17)
+    assert record.disconnect_time == at(3.01)
+    assert call_outcome(record) is CallOutcome.BUSY
+
+
+def test_only_forwarded_copies_mirrored_still_end_the_call() -> None:
+    call = Call()
+    steps = [
+        (0.0, forwarded(call.invite())),
+        (1.0, forwarded(call.response(180))),
+        (3.0, forwarded(call.response(486))),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.sip_code, record.incomplete) == (486, False)
+    assert record.disconnect_time == at(3)
+
+
+def test_forwarded_invite_seen_first_still_tells_branches_apart() -> None:
+    call = Call()
+    steps = [
+        (0.0, forwarded(call.invite())),
+        (0.001, call.invite()),
+        (2.0, forwarded(branch("a").response(486))),
+        (5.0, forwarded(branch("b").response(200))),
+        (65.0, branch("b").request("BYE", 2)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.answered, record.duration_ms) == (True, 60_000)
+
+
+def test_branch_failures_without_the_callers_final_expire_with_the_best() -> None:
+    call = Call()
+    t = tracker(max_dialog_age_s=3600.0)
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (2.0, forwarded(branch("a").response(503))),
+        (3.0, forwarded(branch("b").response(486, extra=["Reason: Q.850;cause=17"]))),
+        (4.0, forwarded(branch("c").response(487))),
+        # The caller's final response was lost in capture.
+    ]
+    assert play(t, steps) == []
+    assert t.expire(at(3599)) == []
+    record = only(t.expire(at(3600)))
+    assert (record.answered, record.sip_code, record.disconnect_cause) == (False, 486, 17)
+    assert record.incomplete is True
+    assert record.disconnect_time == at(4)  # when the last branch gave up
+    assert call_outcome(record) is CallOutcome.BUSY
+
+
+def test_a_6xx_branch_failure_beats_the_others() -> None:
+    call = Call()
+    t = tracker(max_dialog_age_s=60.0)
+    steps = [
+        (0.0, call.invite()),
+        (0.01, forwarded(call.invite())),
+        (2.0, forwarded(branch("a").response(486))),
+        (3.0, forwarded(branch("b").response(603))),
+        (4.0, forwarded(branch("c").response(404))),
+    ]
+    assert play(t, steps) == []
+    assert only(t.expire(at(61))).sip_code == 603
+
+
+def test_two_answers_from_parallel_forks_only_the_kept_dialogs_bye_ends_the_call() -> None:
+    call = Call()
+    kept, dropped = branch("a"), branch("b")
+    steps = [
+        (0.0, call.invite()),
+        (5.0, kept.response(200)),
+        (5.2, dropped.response(200)),
+        (5.3, kept.request("ACK", 1)),
+        (5.4, dropped.request("ACK", 1)),
+        (6.0, dropped.request("BYE", 2)),  # the caller drops the second answer at once
+        (6.01, dropped.response(200, cseq=2, method="BYE")),
+        (30.0, dropped.request("BYE", 1, from_callee=True)),  # a stray BYE of that dialog
+    ]
+    t = tracker()
+    assert play(t, steps) == []
+    assert t.open_dialogs == 1
+    record = only(play(t, [(120.0, kept.request("BYE", 1, from_callee=True))]))
+    assert record.connect_time == at(5)
+    assert record.duration_ms == 115_000
+    assert record.disconnect_time == at(120)
+    assert t.expire(at(10_000_000)) == []
+
+
 # -- retries after a challenge or redirect -----------------------------------
 
 
@@ -585,6 +799,15 @@ _SCENARIOS = {
     "callee_bye": answered_call(Call(), callee_hangs_up=True),
     "busy": failed_call(Call(), 486, reason="Q.850;cause=17"),
     "cancelled": cancelled_call(Call()),
+    "failover": [
+        (0.0, Call().invite()),
+        (0.01, forwarded(Call().invite())),
+        (0.5, forwarded(branch("gw1").response(503))),
+        (0.51, forwarded(Call().invite())),
+        (5.0, forwarded(Call().response(200))),
+        (5.01, Call().response(200)),
+        (65.0, Call().request("BYE", 2)),
+    ],
 }
 
 

@@ -18,8 +18,10 @@ from collector.receivers.sip.hep import (
     HepError,
     HepPacket,
     decode_hep,
+    decode_hep12,
     encode_chunks,
     encode_hep,
+    encode_hep12,
     hep_frame_length,
 )
 
@@ -189,6 +191,17 @@ def test_timestamp_absent_or_seconds_only() -> None:
     assert decode_hep(data).timestamp == datetime(2011, 8, 15, 20, 34, 19, tzinfo=UTC)
 
 
+def test_zero_timestamp_is_no_timestamp() -> None:
+    # An agent without a clock value sends zeros: the receiver then takes the arrival time.
+    zero = (0).to_bytes(4, "big")
+    assert decode_hep(encode_chunks([(0, 9, zero), (0, 10, zero), (0, 15, b"x")])).timestamp is None
+    assert decode_hep(encode_chunks([(0, 9, zero), (0, 15, b"x")])).timestamp is None
+    one = (1).to_bytes(4, "big")
+    assert decode_hep(encode_chunks([(0, 9, one), (0, 15, b"x")])).timestamp == EPOCH + timedelta(
+        seconds=1
+    )
+
+
 def test_largest_datagram() -> None:
     payload = b"x" * (65507 - 6 - 6)
     data = encode_chunks([(0, 15, payload)])
@@ -291,6 +304,143 @@ def test_frame_length_rejects(header: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+# -- HEPv1 / HEPv2 --------------------------------------------------------------
+
+# The specification example's call leg as an older agent sends it: a fixed
+# header (version, header length, family, protocol, ports in network order),
+# both addresses, for HEPv2 the time header Kamailio's siptrace writes
+# (seconds, microseconds and a 16-bit capture id, little-endian, padded to 12
+# bytes), then the SIP text. Octet for octet.
+HEP1_EXAMPLE = bytes.fromhex(
+    "01"  # version 1
+    "10"  # header length 16: fixed header and addresses
+    "02"  # family: IPv4
+    "11"  # protocol 17 (UDP)
+    "2eea"  # source port 12010
+    "13c4"  # destination port 5060
+    "d4ca0001"  # source 212.202.0.1
+    "527400d3"  # destination 82.116.0.211
+    "494e56495445207369703a626f62"  # payload "INVITE sip:bob"
+)
+HEP2_EXAMPLE = bytes.fromhex(
+    "02"  # version 2
+    "10"  # header length 16 (Kamailio leaves the time header out of it)
+    "02"  # family: IPv4
+    "11"  # protocol 17 (UDP)
+    "2eea"  # source port 12010
+    "13c4"  # destination port 5060
+    "d4ca0001"  # source 212.202.0.1
+    "527400d3"  # destination 82.116.0.211
+    "cb82494e"  # seconds 1313440459, little-endian
+    "c0d40100"  # microseconds 120000, little-endian
+    "e400"  # capture id 228, little-endian
+    "0000"  # struct padding
+    "494e56495445207369703a626f62"  # payload "INVITE sip:bob"
+)
+HEP2_IPV6_EXAMPLE = bytes.fromhex(
+    "02"  # version 2
+    "1c"  # header length 28, as FreeSWITCH counts it (time header included)
+    "0a"  # family: IPv6
+    "06"  # protocol 6 (TCP)
+    "13c4"  # source port 5060
+    "13c5"  # destination port 5061
+    "20010db8000000000000000000000001"  # source 2001:db8::1
+    "20010db8000000000000000000000002"  # destination 2001:db8::2
+    "00000000"  # seconds 0: no clock value
+    "00000000"  # microseconds 0
+    "0700"  # capture id 7
+    "0000"  # struct padding
+    "5349502f322e3020323030204f4b"  # payload "SIP/2.0 200 OK"
+)
+
+
+def hep12_error(data: bytes) -> str:
+    with pytest.raises(HepError) as caught:
+        decode_hep12(data)
+    assert caught.value.reason in HEP_ERROR_REASONS
+    return caught.value.reason
+
+
+def test_hep1_example_decodes() -> None:
+    packet = decode_hep12(HEP1_EXAMPLE)
+    assert packet.payload == b"INVITE sip:bob"
+    assert (packet.ip_family, packet.ip_protocol) == (2, 17)
+    assert (packet.src_port, packet.dst_port) == (12010, 5060)
+    assert packet.src_address is not None and packet.dst_address is not None
+    assert str(ipaddress.ip_address(packet.src_address)) == "212.202.0.1"
+    assert str(ipaddress.ip_address(packet.dst_address)) == "82.116.0.211"
+    assert packet.timestamp is None  # HEPv1 has no time: the receiver takes the arrival time
+    assert packet.capture_id is None
+    assert packet.auth_key is None  # nor an auth key
+    assert packet.protocol_type == 1  # always SIP
+
+
+def test_hep2_example_decodes() -> None:
+    packet = decode_hep12(HEP2_EXAMPLE)
+    assert packet.payload == b"INVITE sip:bob"
+    assert (packet.time_seconds, packet.time_micros) == (1313440459, 120000)
+    assert packet.timestamp == datetime(2011, 8, 15, 20, 34, 19, 120000, tzinfo=UTC)
+    assert packet.capture_id == 228
+    assert packet.auth_key is None
+    assert (packet.src_port, packet.dst_port) == (12010, 5060)
+    assert packet.src_address == bytes((212, 202, 0, 1))
+
+
+def test_hep2_ipv6_with_the_time_header_counted_in_the_header_length() -> None:
+    packet = decode_hep12(HEP2_IPV6_EXAMPLE)
+    assert packet.payload == b"SIP/2.0 200 OK"
+    assert (packet.ip_family, packet.ip_protocol) == (10, 6)
+    assert packet.src_address is not None
+    assert str(ipaddress.ip_address(packet.src_address)) == "2001:db8::1"
+    assert (packet.src_port, packet.dst_port) == (5060, 5061)
+    assert packet.capture_id == 7
+    assert packet.timestamp is None  # zero seconds: no clock value
+
+
+def test_hep12_examples_encode_octet_for_octet() -> None:
+    for data, version, header_length in (
+        (HEP1_EXAMPLE, 1, None),
+        (HEP2_EXAMPLE, 2, None),
+        (HEP2_IPV6_EXAMPLE, 2, 28),
+    ):
+        assert encode_hep12(decode_hep12(data), version=version, header_length=header_length) == (
+            data
+        )
+
+
+def test_hep12_is_not_hep3_and_back() -> None:
+    assert hep_error(HEP2_EXAMPLE) == "bad_magic"
+    assert hep12_error(SPEC_EXAMPLE) == "bad_magic"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "bad_magic"),
+        (b"\x02\x10\x02\x11\x2e", "truncated"),
+        (HEP1_EXAMPLE[:15], "truncated"),  # addresses cut short
+        (HEP2_EXAMPLE[:20], "truncated"),  # time header cut short
+        (HEP1_EXAMPLE[:16], "no_payload"),
+        (HEP2_EXAMPLE[:28], "no_payload"),
+        (b"\x03" + HEP1_EXAMPLE[1:], "bad_magic"),
+        (HEP1_EXAMPLE[:2] + b"\x07" + HEP1_EXAMPLE[3:], "bad_family"),
+        (HEP1_EXAMPLE[:2] + b"\x00" + HEP1_EXAMPLE[3:], "bad_family"),
+    ],
+)
+def test_hep12_malformed(data: bytes, reason: str) -> None:
+    assert hep12_error(data) == reason
+
+
+def test_hep12_encoder_refuses_what_it_cannot_encode() -> None:
+    packet = decode_hep12(HEP1_EXAMPLE)
+    with pytest.raises(ValueError, match="version"):
+        encode_hep12(packet, version=3)
+    with pytest.raises(ValueError, match="addresses"):
+        encode_hep12(HepPacket(b"x", ip_family=2))
+    with pytest.raises(ValueError, match="family"):
+        encode_hep12(HepPacket(b"x", ip_family=2, src_address=bytes(16), dst_address=bytes(16)))
+
+
 # -- properties ---------------------------------------------------------------
 
 _optional_u8 = st.none() | st.integers(0, 255)
@@ -323,7 +473,9 @@ def test_round_trip(packet: HepPacket, compress: bool, seed: int) -> None:
     random.Random(seed).shuffle(chunks)
     decoded = decode_hep(encode_chunks(chunks))
     assert decoded == packet
-    if packet.time_seconds is not None:
+    if not packet.time_seconds:
+        assert decoded.timestamp is None  # absent, or zero: the receiver takes the arrival time
+    else:
         assert decoded.timestamp is not None
         micros = (decoded.timestamp - EPOCH) // timedelta(microseconds=1)
         assert micros == packet.time_seconds * 1_000_000 + (packet.time_micros or 0)
@@ -370,3 +522,78 @@ def test_fuzz_mutated_valid_packets(
     if fix_length and len(truncated) >= 6:
         truncated = truncated[:4] + len(truncated).to_bytes(2, "big") + truncated[6:]
     _check_total(truncated)
+
+
+# -- HEPv1 / HEPv2 properties ---------------------------------------------------
+
+_v4 = st.tuples(st.just(2), st.binary(min_size=4, max_size=4), st.binary(min_size=4, max_size=4))
+_v6 = st.tuples(
+    st.just(10), st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16)
+)
+
+
+@st.composite
+def legacy_packets(draw: st.DrawFn) -> tuple[HepPacket, int]:
+    """A HEPv1 or HEPv2 packet as an agent would fill it in, and its version."""
+    version = draw(st.sampled_from([1, 2]))
+    family, src, dst = draw(_v4 | _v6)
+    timed = version == 2
+    packet = HepPacket(
+        payload=draw(st.binary(min_size=1, max_size=2000)),
+        time_seconds=draw(st.integers(0, 0xFFFFFFFF)) if timed else None,
+        time_micros=draw(st.integers(0, 0xFFFFFFFF)) if timed else None,
+        protocol_type=1,
+        capture_id=draw(st.integers(0, 0xFFFF)) if timed else None,
+        ip_family=family,
+        ip_protocol=draw(st.integers(0, 255)),
+        src_address=src,
+        dst_address=dst,
+        src_port=draw(st.integers(0, 0xFFFF)),
+        dst_port=draw(st.integers(0, 0xFFFF)),
+    )
+    return packet, version
+
+
+@settings(max_examples=300)
+@given(legacy=legacy_packets(), header_length=st.none() | st.integers(0, 255))
+def test_hep12_round_trip(legacy: tuple[HepPacket, int], header_length: int | None) -> None:
+    packet, version = legacy
+    data = encode_hep12(packet, version=version, header_length=header_length)
+    assert decode_hep12(data) == packet
+
+
+def _check_total_hep12(data: bytes) -> None:
+    try:
+        packet = decode_hep12(data)
+    except HepError as error:
+        reason: str | None = error.reason
+    else:
+        reason = None
+        assert isinstance(packet.payload, bytes) and packet.payload
+        assert packet.auth_key is None
+        _ = packet.timestamp  # must not raise either
+    assert reason is None or reason in HEP_ERROR_REASONS
+
+
+@settings(max_examples=1000)
+@given(version=st.sampled_from([b"\x01", b"\x02"]), data=st.binary(max_size=200))
+def test_hep12_fuzz_any_bytes(version: bytes, data: bytes) -> None:
+    _check_total_hep12(data)
+    _check_total_hep12(version + data)
+
+
+@settings(max_examples=1000)
+@given(
+    legacy=legacy_packets(),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.integers(0, 10_000),
+)
+def test_hep12_fuzz_mutated_valid_packets(
+    legacy: tuple[HepPacket, int], edits: list[tuple[int, int]], cut: int
+) -> None:
+    packet, version = legacy
+    data = bytearray(encode_hep12(packet, version=version))
+    for position, value in edits:
+        data[position % len(data)] = value
+    _check_total_hep12(bytes(data))
+    _check_total_hep12(bytes(data[: cut % (len(data) + 1)]))

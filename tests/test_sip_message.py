@@ -212,6 +212,15 @@ def test_from_header_forms(value: str, user: str | None, tag: str | None) -> Non
         ("sip:%2B4930123@example.org", "+4930123"),
         ("sip:example.org", None),
         ("sip:@example.org", None),
+        # RFC 3966 5.1.5: a global-number context prefixes a local number.
+        ("tel:5550101;phone-context=+1-212", "+12125550101"),
+        ("tel:555-0101;phone-context=+1-212;ext=7", "+1212555-0101"),
+        ("sip:5550101;phone-context=+1212@h.example.net;user=phone", "+12125550101"),
+        ("sip:5550101;npdi;phone-context=%2B1.212@h;user=phone", "+12125550101"),
+        ("tel:5550101;phone-context=example.com", "5550101"),
+        ("sip:5550101;phone-context=+1-2x2@h", "5550101"),
+        ("tel:5550101;phone-context=+", "5550101"),
+        ("tel:5550101;xphone-context=+1212", "5550101"),
         ("http://example.org/", None),
         ("", None),
     ],
@@ -227,6 +236,77 @@ def test_pai_falls_back_to_the_second_identity() -> None:
         "P-Asserted-Identity: <sip:gateway.example.org>, <tel:+4930111999>",
     )
     assert parse_sip(data).pai_user == "+4930111999"
+
+
+@pytest.mark.parametrize(
+    ("headers", "number"),
+    [
+        # A name in the first identity, the number in a second header.
+        (
+            [
+                "P-Asserted-Identity: <sip:alice@pbx.example.org>",
+                "P-Asserted-Identity: <tel:+4930111999>",
+            ],
+            "+4930111999",
+        ),
+        # A display name with a comma does not split the identity.
+        (['P-Asserted-Identity: "Doe, John" <sip:+4930111999@pbx.example.org>'], "+4930111999"),
+        (
+            ['P-Asserted-Identity: "Doe, J" <sip:john@x.example>, <sip:+4930111998@x.example>'],
+            "+4930111998",
+        ),
+        # No number in P-Asserted-Identity: Remote-Party-ID.
+        (
+            [
+                "P-Asserted-Identity: <sip:alice@pbx.example.org>",
+                'Remote-Party-ID: "Bob" <sip:+4930111997@gw.example.org>;party=calling',
+            ],
+            "+4930111997",
+        ),
+        (
+            ["Remote-Party-ID: <sip:4930111996@gw.example.org;user=phone>;party=calling"],
+            "4930111996",
+        ),
+        # P-Asserted-Identity wins over Remote-Party-ID.
+        (
+            [
+                "Remote-Party-ID: <sip:+4930111996@gw.example.org>;party=calling",
+                "P-Asserted-Identity: <sip:+4930111995@pbx.example.org>",
+            ],
+            "+4930111995",
+        ),
+        # Only names: no asserted number, the From user is the caller.
+        (["P-Asserted-Identity: <sip:alice@pbx.example.org>"], None),
+        ([], None),
+    ],
+)
+def test_asserted_number_reads_every_identity(headers: list[str], number: str | None) -> None:
+    data = message("INVITE sip:1@example.net SIP/2.0", *BASE, *headers)
+    assert parse_sip(data).pai_user == number
+    # The same with "Name :" spacing, which takes the line-by-line reader.
+    spaced = message(
+        "INVITE sip:1@example.net SIP/2.0",
+        "From : <sip:alice@example.org>;tag=f1",
+        *BASE[1:],
+        *(header.replace(":", " :", 1) for header in headers),
+    )
+    assert parse_sip(spaced).pai_user == number
+
+
+@pytest.mark.parametrize(
+    ("vias", "count"),
+    [
+        ([], 0),
+        (["Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"], 1),
+        (["Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1", "v: SIP/2.0/UDP [2001:db8::1]:5060"], 2),
+        (["Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK2", "VIA: x"], 3),
+    ],
+)
+def test_via_count(vias: list[str], count: int) -> None:
+    data = message("SIP/2.0 486 Busy Here", *vias, *BASE)
+    assert parse_sip(data).via_count == count
+    spaced = message("SIP/2.0 486 Busy Here", *(v.replace(":", " :", 1) for v in vias), *BASE)
+    assert parse_sip(spaced).via_count == count
 
 
 def test_request_uri_user() -> None:
@@ -249,6 +329,17 @@ def test_request_uri_user() -> None:
         (["Q.850;cause=abc"], None),
         (["Q.850;text=no-cause"], None),
         (["Q.850;cause=31", "Q.850;cause=16"], 31),
+        # Parameters in any order, a quoted text holding commas and semicolons.
+        (['Q.850;text="Normal, cleared";cause=16'], 16),
+        (['Q.850 ;text="a;cause=3, b" ; cause=17'], 17),
+        (['Q.850;text="say \\"hi, there\\"";cause=18'], 18),
+        # Q.850 causes are 1-127: 0 is no cause (the RFC 3398 mapping applies).
+        (["Q.850;cause=0"], None),
+        (["Q.850;cause=0, Q.850;cause=21"], 21),
+        # Both a SIP and a Q.850 value: the Q.850 one, in one header or two, either order.
+        (['SIP;cause=600;text="Busy, everywhere", Q.850;cause=17'], 17),
+        (['Q.850;cause=17;text="x", SIP;cause=600'], 17),
+        (["SIP;cause=600", 'Q.850;text="User, busy";cause=17'], 17),
     ],
 )
 def test_reason_q850_cause(reasons: list[str], cause: int | None) -> None:
@@ -307,7 +398,8 @@ def _check_total(data: bytes) -> None:
             assert user is None or isinstance(user, str)
         assert msg.call_id
         assert msg.status == 0 or 100 <= msg.status <= 699
-        assert msg.reason_cause is None or 0 <= msg.reason_cause <= 127
+        assert msg.reason_cause is None or 1 <= msg.reason_cause <= 127
+        assert msg.via_count >= 0
 
 
 @settings(max_examples=800)
@@ -327,8 +419,10 @@ _HEADER_NAMES = st.sampled_from(
         "CSeq",
         "Reason",
         "P-Asserted-Identity",
+        "Remote-Party-ID",
         "X-CID",
         "Via",
+        "v",
     ]
 )
 _VALUE_ALPHABET = st.sampled_from(

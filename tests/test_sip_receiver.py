@@ -23,8 +23,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from collector.config import PrivacyConfig, ServiceConfig, SipConfig, SipSource
+from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
-from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep
+from collector.pipeline.redact import Redactor
+from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
+from collector.receivers.sip.receiver import SipReceiver
+from collector.sink.writer import Ack, Writer
+from collector.telemetry import Health, Telemetry
 from tests.daemon import (
     PSEUDONYM_KEY,
     Collector,
@@ -633,3 +639,122 @@ async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: 
     calls = by_callee(rows)
     assert calls["answered"]["duration_ms"] == 3000
     assert calls["reloaded"]["source"] == "proxy-late"
+
+
+# --- in process: HEPv1/v2 and capture times -----------------------------------
+
+
+class RowsWriter(Writer):
+    """Keeps the redacted rows the receiver submits, instead of storing them."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__(ServiceConfig(), None, None, None, telemetry, Health())
+        self.rows: list[StoredCdr] = []
+
+    def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
+        self.rows.append(row)
+        return True
+
+
+def in_process_receiver() -> tuple[SipReceiver, RowsWriter, Telemetry]:
+    """A receiver fed by calling its datagram handler directly (no socket, no daemon)."""
+    telemetry = Telemetry()
+    privacy = PrivacyConfig(
+        keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),), record_secret=b"r" * 32
+    )
+    config = SipConfig(
+        listen=("127.0.0.1:0",),
+        sources=(
+            SipSource(PROXY, "127.0.0.1"),
+            SipSource(KEYED, KEYED_ADDRESS, hep_auth_key=HEP_KEY),
+        ),
+    )
+    writer = RowsWriter(telemetry)
+    return SipReceiver(config, Redactor(privacy), writer, telemetry), writer, telemetry
+
+
+def legacy_flow(steps: Iterable[Step], start: datetime | None, version: int) -> list[bytes]:
+    """Every step mirrored twice and wrapped in HEPv1 (no time) or HEPv2 (capture time)."""
+    packets = []
+    for offset, message in steps:
+        for index, copy in enumerate(mirrored(message)):
+            seconds = micros = None
+            if start is not None:
+                when = start + timedelta(seconds=offset, microseconds=150 * index)
+                seconds, micros = int(when.timestamp()), when.microsecond
+            packet = HepPacket(
+                payload=copy,
+                time_seconds=seconds,
+                time_micros=micros,
+                capture_id=2001,
+                ip_family=2,
+                ip_protocol=17,
+                src_address=bytes((198, 51, 100, 7)),
+                dst_address=bytes((192, 0, 2, 20)),
+                src_port=5060,
+                dst_port=5060,
+            )
+            packets.append(encode_hep12(packet, version=version))
+    return packets
+
+
+def outcome_count(telemetry: Telemetry, source: str, outcome: str) -> float:
+    labels = {"listener": "sip", "source": source, "outcome": outcome}
+    return telemetry.registry.get_sample_value(PACKETS, labels) or 0.0
+
+
+def test_hep_v1_and_v2_packets_become_records() -> None:
+    receiver, writer, telemetry = in_process_receiver()
+    start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    v2_call = Call("hep2-call@pbx.example.org", CALLEES["answered"])
+    v1_call = Call("hep1-call@pbx.example.org", CALLEES["busy"])
+    packets = legacy_flow(answered(v2_call, 3.0), start, 2) + legacy_flow(busy(v1_call), None, 1)
+    before = datetime.now(UTC)
+    for packet in packets:
+        receiver._datagram(packet, ("127.0.0.1", 40000))
+    after = datetime.now(UTC)
+    assert outcome_count(telemetry, PROXY, "accepted") == len(packets)
+    assert outcome_count(telemetry, PROXY, "malformed") == 0
+    rows = {row.called_hmac: row for row in writer.rows}
+    assert len(rows) == 2
+    v2 = rows[called_hmac(v2_call.callee)]
+    assert (v2.answered, v2.sip_code, v2.duration_ms) == (True, 200, 3000)
+    assert v2.setup_time == start  # the HEPv2 capture time
+    assert v2.connect_time == start + timedelta(seconds=1.5)
+    v1 = rows[called_hmac(v1_call.callee)]
+    assert (v1.answered, v1.sip_code, v1.disconnect_cause) == (False, 486, 17)
+    assert v1.setup_time is not None and before <= v1.setup_time <= after  # arrival time
+
+
+def test_legacy_hep_is_refused_where_an_auth_key_is_required() -> None:
+    receiver, writer, telemetry = in_process_receiver()
+    call = Call("keyed-legacy@pbx.example.org", CALLEES["keyed"])
+    packets = legacy_flow(busy(call), datetime(2024, 5, 1, tzinfo=UTC), 2)
+    for packet in packets:
+        receiver._datagram(packet, (KEYED_ADDRESS, 40000))
+    assert outcome_count(telemetry, KEYED, "bad_authenticator") == len(packets)
+    assert outcome_count(telemetry, KEYED, "accepted") == 0
+    assert writer.rows == []
+
+
+def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
+    receiver, writer, telemetry = in_process_receiver()
+    call = Call("zero-time@pbx.example.org", CALLEES["no_answer"])
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    steps = no_answer(call)
+    before = datetime.now(UTC)
+    for _offset, message in steps[:2]:
+        # heplify and some agents send seconds 0 and micros 0 when they have no time
+        receiver._datagram(hep(message, epoch), ("127.0.0.1", 40000))
+    # A call set up in 1970 would be expired (incomplete) by the next housekeeping run.
+    assert receiver.tracker.expire(datetime.now(UTC)) == []
+    assert receiver.tracker.open_dialogs == 1
+    for _offset, message in steps[2:]:
+        receiver._datagram(hep(message, epoch), ("127.0.0.1", 40000))
+    after = datetime.now(UTC)
+    assert len(writer.rows) == 1
+    row = writer.rows[0]
+    assert (row.sip_code, row.incomplete) == (480, False)
+    assert row.setup_time is not None and before <= row.setup_time <= after
+    assert row.disconnect_time is not None and before <= row.disconnect_time <= after
+    assert outcome_count(telemetry, PROXY, "accepted") == 4

@@ -44,9 +44,24 @@ Choices the records depend on:
   seen in it (a lower bound, so `times_derived=True`). A BYE without a seen
   2xx proves an answer whose time was lost: answered, no connect time, no
   duration, incomplete.
-- Known limit: with parallel forking at the capture point, a branch's
-  failure response can be seen before the winning branch answers, and
-  closes the call as failed.
+- Forking and failover at the capture point. A stateful proxy (RFC 3261
+  16.7) passes 1xx and 2xx upstream at once but holds every branch's
+  failure until all branches are done, then sends the caller only the best
+  one; serial forking and failover (voicemail after no answer, the next
+  gateway after a 503, a redirect the proxy follows itself) send a new
+  branch with the same Call-ID, From-tag and CSeq. A capture agent mirrors
+  the replies of every branch and the CANCELs the proxy sends to branches.
+  They are told apart by their Via count: a copy of a request the proxy
+  forwards, and the replies to it, carry one Via more than those on the
+  caller's side. The dialog remembers the fewest Vias seen on a copy of its
+  initial INVITE; a failure response or a CANCEL with more Vias than that
+  belongs to a branch and never ends the call (a branch failure is kept,
+  the best one per RFC 3261 16.7, in case the dialog expires without the
+  caller's final response ever being seen). When only the forwarded copies
+  are mirrored, every copy has the same count and all of them count.
+- Two 2xx from parallel branches. The caller acknowledges both and hangs up
+  the one it does not keep with a BYE. The To-tag of the first 2xx names
+  the call's dialog: only a BYE of that dialog (from either side) ends it.
 """
 
 from __future__ import annotations
@@ -67,6 +82,23 @@ RETRYABLE_STATUSES = frozenset({401, 407, 422, 494} | set(range(300, 400)))
 _CANCELLED = 487
 _ONE_MS = timedelta(milliseconds=1)
 
+
+def _branch_rank(status: int) -> int:
+    """How good a branch's failure is as the call's outcome (lower is better), per RFC 3261 16.7.
+
+    Any 6xx wins; then the lowest class, a 3xx last because a proxy that
+    gets one usually follows it itself, and a 487 after other 4xx because
+    it is mostly the answer to the proxy's own CANCEL of a losing branch.
+    """
+    if status >= 600:
+        return 0
+    if status < 400:
+        return 4
+    if status < 500:
+        return 2 if status == _CANCELLED else 1
+    return 3
+
+
 _DialogKey = tuple[str, str, str]
 
 
@@ -84,6 +116,10 @@ class _Dialog:
 
     __slots__ = (
         "answer",
+        "answer_tag",
+        "branch_cause",
+        "branch_status",
+        "branch_time",
         "call_id",
         "called",
         "calling",
@@ -102,6 +138,7 @@ class _Dialog:
         "setup",
         "source",
         "to_user",
+        "vias",
     )
 
     def __init__(self, key: _DialogKey, msg: SipMessage, ts: datetime, source: str) -> None:
@@ -124,6 +161,14 @@ class _Dialog:
         self.called = msg.ruri_user
         self.to_user = msg.to_user
         self.correlation = msg.correlation
+        #: the To-tag of the first 2xx: the dialog a BYE must belong to
+        self.answer_tag: str | None = None
+        #: the fewest Vias on a copy of the initial INVITE (the caller's side)
+        self.vias = msg.via_count
+        # The best failure a branch sent the proxy, and when the last one came.
+        self.branch_status: int | None = None
+        self.branch_time: datetime | None = None
+        self.branch_cause: int | None = None
 
     def fill_from_copy(self, msg: SipMessage) -> None:
         """Take identity fields that an earlier copy of the INVITE lacked."""
@@ -208,6 +253,14 @@ class DialogTracker:
         if status == 0:
             method = msg.method
             if method == "BYE":
+                answer_tag = dialog.answer_tag
+                if answer_tag is not None:
+                    # Only the answered dialog's BYE ends the call, whichever side sends it.
+                    if tag == dialog.from_tag:
+                        if msg.to_tag != answer_tag:
+                            return []
+                    elif tag != answer_tag:
+                        return []
                 return [self._close_by_bye(dialog, msg, ts)]
             if method == "INVITE":
                 self._another_invite(dialog, msg)
@@ -225,9 +278,15 @@ class DialogTracker:
         if status < 300:
             if dialog.answer is None:
                 dialog.answer = ts
+                dialog.answer_tag = msg.to_tag
             return []
         if dialog.answer is not None or dialog.final_status is not None:
             # A 487 to a forked branch after another branch answered, or a copy.
+            return []
+        vias = dialog.vias
+        if msg.count_vias(vias + 1) > vias:
+            # What a branch answered the proxy, not what the caller got.
+            self._branch_failed(dialog, status, ts, msg)
             return []
         if status in RETRYABLE_STATUSES:
             dialog.final_status = status
@@ -315,17 +374,41 @@ class DialogTracker:
             return  # a re-INVITE inside the dialog: timing never moves
         if msg.cseq == dialog.cseq:
             dialog.fill_from_copy(msg)
+            vias = msg.count_vias(dialog.vias)
+            if vias < dialog.vias:
+                dialog.vias = vias  # the forwarded copy came first
         elif msg.cseq > dialog.cseq and dialog.answer is None:
             # The caller retried (credentials after 401/407, new target after 3xx):
             # the same call goes on under the new CSeq, from the same setup time.
             dialog.cseq = msg.cseq
             dialog.final_status = dialog.final_time = dialog.final_cause = None
+            dialog.branch_status = dialog.branch_time = dialog.branch_cause = None
             self._deadlines.pop(dialog.key, None)
             dialog.fill_from_copy(msg)
 
+    @staticmethod
+    def _branch_failed(dialog: _Dialog, status: int, ts: datetime, msg: SipMessage) -> None:
+        """Keep a branch's failure, in case the caller's final response is never seen."""
+        best = dialog.branch_status
+        if best is None or _branch_rank(status) < _branch_rank(best):
+            dialog.branch_status = status
+            dialog.branch_cause = msg.reason_cause
+        if dialog.branch_time is None or ts > dialog.branch_time:
+            dialog.branch_time = ts
+
     def _cancel(self, dialog: _Dialog, msg: SipMessage, ts: datetime) -> None:
-        """The caller gives up before answer: wait for the 487 that will end the call."""
-        if dialog.answer is None and dialog.cancel is None and msg.cseq == dialog.cseq:
+        """The caller gives up before answer: wait for the 487 that will end the call.
+
+        A CANCEL with more Vias than the caller's INVITE is the proxy
+        cancelling a branch (ring timeout, another branch answered): the call
+        goes on.
+        """
+        if (
+            dialog.answer is None
+            and dialog.cancel is None
+            and msg.cseq == dialog.cseq
+            and msg.count_vias(dialog.vias + 1) <= dialog.vias
+        ):
             dialog.cancel = ts
             dialog.cancel_cause = msg.reason_cause
             self._set_deadline(dialog.key, ts + self.retry_window)
@@ -396,6 +479,20 @@ class DialogTracker:
                 answered=False,
                 sip_code=_CANCELLED,
                 cause=q850_from_sip_status(_CANCELLED) if cause is None else cause,
+                incomplete=True,
+                derived=False,
+                clock=clock,
+            )
+        status = dialog.branch_status
+        if status is not None and dialog.branch_time is not None:
+            # Branches failed but the caller's final response was never seen.
+            cause = dialog.branch_cause
+            return self._close(
+                dialog,
+                end=dialog.branch_time,
+                answered=False,
+                sip_code=status,
+                cause=q850_from_sip_status(status) if cause is None else cause,
                 incomplete=True,
                 derived=False,
                 clock=clock,

@@ -1,4 +1,4 @@
-"""HEPv3 codec: the envelope in which capture agents mirror SIP to the collector.
+"""HEP codec: the envelope in which capture agents mirror SIP to the collector.
 
 Kamailio's siptrace, heplify, OpenSIPS and FreeSWITCH wrap every SIP message
 they see in a HEPv3 packet: the "HEP3" magic, a 16-bit total length and a run
@@ -10,6 +10,26 @@ untrusted bytes, so it must never raise anything but `HepError` (whose
 `reason` is one of the short fixed tokens in `HEP_ERROR_REASONS`, fit for a
 metric label), never inflate a compressed payload past a fixed cap, and never
 hand the addresses it decodes to anything that stores them.
+
+Older agents (Kamailio's siptrace with its default `hep_version=1`,
+FreeSWITCH with `capture-server` on hep v1/v2, old OpenSIPS) send HEPv1 or
+HEPv2 instead: a fixed binary header and the SIP text, with no magic, no
+length field, no chunks and no auth key. `decode_hep12` reads those:
+
+    byte 0      version (1 or 2)
+    byte 1      header length as the agent counts it (not relied upon)
+    byte 2      address family (2 = IPv4, 10 = IPv6)
+    byte 3      IP protocol (17 = UDP, 6 = TCP)
+    bytes 4-7   source and destination port, network order
+    then        source and destination address, 4 or 16 bytes each
+    HEPv2 only  time header: seconds (4), microseconds (4), capture id (2),
+                little-endian as the C struct is laid out on the agents, and
+                2 bytes of struct padding (12 bytes in all)
+    then        the SIP message
+
+(as Kamailio's siptrace writes it and its sipcapture reads it). Every
+packet of either version starts with byte 1 or 2, which neither SIP text nor
+HEPv3 ever does.
 """
 
 from __future__ import annotations
@@ -22,6 +42,8 @@ from datetime import UTC, datetime
 
 #: the four bytes every HEPv3 packet starts with
 HEP_MAGIC = b"HEP3"
+#: the first byte of a HEPv1 or HEPv2 packet (its version), as a one-byte prefix
+LEGACY_HEP_VERSIONS = (b"\x01", b"\x02")
 #: magic + total length: what a TCP reader needs before it knows the frame size
 HEP_HEADER_BYTES = 6
 #: the largest UDP payload over IPv4; a receive buffer of this size never truncates
@@ -61,6 +83,7 @@ HEP_ERROR_REASONS = frozenset(
         "bad_compression",  # compressed payload that does not inflate
         "too_large",  # compressed payload inflating past the cap
         "no_payload",  # no captured payload at all (keep-alives, stats)
+        "bad_family",  # HEPv1/v2 address family neither IPv4 (2) nor IPv6 (10)
     }
 )
 
@@ -73,6 +96,13 @@ _LAST_KEPT_TYPE = 17
 _chunk_header = struct.Struct(">HHH")
 _unpack_chunk_header = struct.Struct(">IH").unpack_from
 _unpack_u32 = struct.Struct(">I").unpack_from
+# HEPv1/v2: version, header length, family, protocol, source port, destination port
+_legacy_header = struct.Struct(">BBBBHH")
+# HEPv2 time header: seconds, microseconds, capture id, struct padding
+_legacy_time = struct.Struct("<IIH2x")
+_LEGACY_HEADER_BYTES = 8
+#: address family -> bytes of one address, in HEPv1/v2
+_LEGACY_ADDRESS_BYTES = {2: 4, 10: 16}
 _from_timestamp = datetime.fromtimestamp
 
 
@@ -125,6 +155,10 @@ class HepPacket:
     def timestamp(self) -> datetime | None:
         """The capture time as a UTC datetime, or None when the agent sent none.
 
+        Zero seconds count as none: an agent without a clock value sends
+        zeros (heplify-server, too, takes the arrival time then), and a time
+        in the first second of 1970 is never a capture time.
+
         Exact to the microsecond, so that two collectors given the same
         packet agree: for any 32-bit seconds value the float sum is within
         half a microsecond of the true time, and `fromtimestamp` rounds to
@@ -132,7 +166,7 @@ class HepPacket:
         tests).
         """
         seconds = self.time_seconds
-        if seconds is None:
+        if not seconds:
             return None
         micros = self.time_micros
         if not micros:
@@ -260,6 +294,105 @@ def decode_hep(data: bytes, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> He
         src_port,
         dst_port,
     )
+
+
+def decode_hep12(data: bytes) -> HepPacket:
+    """Decode one HEPv1 or HEPv2 packet (a UDP datagram; these versions have no framing).
+
+    The layout is in the module docstring. The header length byte is not
+    used to find the payload, since agents disagree on what it counts
+    (Kamailio leaves the HEPv2 time header out of it, FreeSWITCH counts it);
+    the payload starts after the fixed parts the version and family imply.
+    A HEPv1/v2 packet carries no auth key (`auth_key` is None) and always
+    SIP (`protocol_type` is 1). Raises HepError, and nothing else, for every
+    malformed input.
+    """
+    size = len(data)
+    if size < _LEGACY_HEADER_BYTES:
+        raise HepError("truncated" if data[:1] in LEGACY_HEP_VERSIONS else "bad_magic")
+    version, _header_length, family, ip_protocol, src_port, dst_port = _legacy_header.unpack_from(
+        data
+    )
+    if version != 1 and version != 2:
+        raise HepError("bad_magic")
+    width = _LEGACY_ADDRESS_BYTES.get(family)
+    if width is None:
+        raise HepError("bad_family")
+    offset = _LEGACY_HEADER_BYTES + 2 * width
+    seconds: int | None = None
+    micros: int | None = None
+    capture_id: int | None = None
+    if version == 2:
+        if size < offset + _legacy_time.size:
+            raise HepError("truncated")
+        seconds, micros, capture_id = _legacy_time.unpack_from(data, offset)
+        src_address = data[_LEGACY_HEADER_BYTES : _LEGACY_HEADER_BYTES + width]
+        dst_address = data[_LEGACY_HEADER_BYTES + width : offset]
+        offset += _legacy_time.size
+    else:
+        if size < offset:
+            raise HepError("truncated")
+        src_address = data[_LEGACY_HEADER_BYTES : _LEGACY_HEADER_BYTES + width]
+        dst_address = data[_LEGACY_HEADER_BYTES + width : offset]
+    if offset >= size:
+        raise HepError("no_payload")
+    return HepPacket(
+        data[offset:],
+        seconds,
+        micros,
+        PROTO_SIP,
+        capture_id,
+        None,
+        None,
+        family,
+        ip_protocol,
+        src_address,
+        dst_address,
+        src_port,
+        dst_port,
+    )
+
+
+def encode_hep12(packet: HepPacket, *, version: int = 2, header_length: int | None = None) -> bytes:
+    """Encode `packet` as HEPv1 or HEPv2, the way an older capture agent would.
+
+    Needs `ip_family`, both addresses and both ports; HEPv2 also takes the
+    time and the capture id (0 when None). `header_length` is the value of
+    byte 1 (by default the fixed header and the addresses, as Kamailio
+    writes it). Only for tests and benchmarks. Raises ValueError when a
+    field is missing or does not fit.
+    """
+    if version not in (1, 2):
+        raise ValueError("version is 1 or 2")
+    family = packet.ip_family
+    src, dst = packet.src_address, packet.dst_address
+    if family is None or src is None or dst is None:
+        raise ValueError("ip_family and both addresses are needed")
+    width = _LEGACY_ADDRESS_BYTES.get(family)
+    if width is None or len(src) != width or len(dst) != width:
+        raise ValueError("family 2 takes 4-byte addresses, family 10 16-byte ones")
+    if header_length is None:
+        header_length = _LEGACY_HEADER_BYTES + 2 * width
+    parts = [
+        _legacy_header.pack(
+            version,
+            header_length,
+            family,
+            17 if packet.ip_protocol is None else packet.ip_protocol,
+            packet.src_port or 0,
+            packet.dst_port or 0,
+        ),
+        src,
+        dst,
+    ]
+    if version == 2:
+        parts.append(
+            _legacy_time.pack(
+                packet.time_seconds or 0, packet.time_micros or 0, packet.capture_id or 0
+            )
+        )
+    parts.append(packet.payload)
+    return b"".join(parts)
 
 
 def _inflate(compressed: bytes, limit: int) -> bytes:

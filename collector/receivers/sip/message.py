@@ -3,11 +3,12 @@
 `parse_sip` takes one SIP message as captured (request or response) and pulls
 out only what the dialog tracker uses: the start line (method and
 Request-URI, or status code), Call-ID, the From/To tags and URIs, CSeq, the
-`Reason` values, the P-Asserted-Identity URI and, when configured, one
-correlation header. User parts, P-Asserted-Identity, the Q.850 cause and
-the correlation header are worked out only when asked for, because the
-tracker needs them from a few messages of each call (the INVITE, the one that
-ends it), not from every 100 Trying and ACK. It
+`Reason` values, the number of Via entries, the asserted calling number
+(P-Asserted-Identity, else Remote-Party-ID) and, when configured, one
+correlation header. User parts, the asserted number, the Via count, the
+Q.850 cause and the correlation header are worked out only when asked for,
+because the tracker needs them from a few messages of each call (the
+INVITE, the one that ends it), not from every 100 Trying and ACK. It
 reads with `str.find` and slicing rather than regular expressions, accepts
 compact header names, any header-name case, bare-LF line ends and folded
 lines, and stops at the blank line that ends the headers. It must never
@@ -35,7 +36,7 @@ SIP_ERROR_REASONS = frozenset(
 )
 
 # Slots of the header values parse_sip keeps, indexed by these numbers.
-_CALL_ID, _FROM, _TO, _CSEQ, _REASON, _PAI, _CORRELATION = range(7)
+_CALL_ID, _FROM, _TO, _CSEQ, _REASON, _CORRELATION = range(6)
 
 #: header names (lower case, compact forms included) -> slot, for the line-by-line reader
 _BASE_HEADERS: dict[str, int] = {
@@ -47,7 +48,6 @@ _BASE_HEADERS: dict[str, int] = {
     "t": _TO,
     "cseq": _CSEQ,
     "reason": _REASON,
-    "p-asserted-identity": _PAI,
 }
 _headers_by_correlation: dict[str | None, dict[str, int]] = {None: _BASE_HEADERS}
 
@@ -62,6 +62,12 @@ _correlation_patterns: dict[str, str] = {}
 
 #: what a folded continuation line starts with
 _FOLD_STARTS = (" ", "\t")
+
+# Headers whose every occurrence counts (lower-case names), for the line-by-line reader.
+_PAI_NAMES = frozenset({"p-asserted-identity"})
+_RPID_NAMES = frozenset({"remote-party-id"})
+#: visual separators a telephone number may carry (RFC 3966 5.1.1)
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
 
 # A CSeq number is below 2**31 (RFC 3261 8.1.1.5); ten digits is more than
 # enough and keeps int() far from its digit limit on hostile input.
@@ -173,16 +179,65 @@ class SipMessage:
 
     @property
     def pai_user(self) -> str | None:
-        """The first user part in P-Asserted-Identity: the identity the network vouches for."""
+        """The calling number the network vouches for, or None.
+
+        Every P-Asserted-Identity header and every comma-separated identity
+        in it is read; the first tel: URI or sip: URI whose user part is a
+        number wins (a sip: identity with a name is skipped). Without such an
+        identity, Remote-Party-ID is read the same way. None leaves the
+        caller to the From header.
+        """
+        user = _asserted_number(self._all_values(_PAI_NAMES, "\np-asserted-identity:"))
+        if user is None:
+            user = _asserted_number(self._all_values(_RPID_NAMES, "\nremote-party-id:"))
+        return user
+
+    @property
+    def via_count(self) -> int:
+        """How many Via entries the message carries (one per hop it went through)."""
+        return self.count_vias()
+
+    def count_vias(self, stop: int = 1 << 30) -> int:
+        """The number of Via entries, counting no further than `stop`.
+
+        Each Via line ("Via:", "v:", "Via :") holds one entry and one more
+        per comma, folded continuation lines included. Stopping early spares
+        reading the rest of the header block when the caller only needs to
+        know whether there are at least `stop` entries.
+        """
+        lowered = self._lowered
+        size = len(lowered)
+        count = 0
+        found = lowered.find("\nv")
+        while found >= 0:
+            index = found + 2
+            if lowered.startswith("ia", index):
+                index += 2
+            while index < size and lowered[index] in " \t":
+                index += 1
+            if not lowered.startswith(":", index):
+                found = lowered.find("\nv", index)
+                continue
+            end = lowered.find("\n", index)
+            while end >= 0 and lowered.startswith(_FOLD_STARTS, end + 1):
+                end = lowered.find("\n", end + 1)
+            if end < 0:
+                end = size
+            count += 1 + lowered.count(",", index, end)
+            if count >= stop:
+                return stop
+            found = lowered.find("\nv", end)
+        return count
+
+    def _all_values(self, names: frozenset[str], pattern: str) -> list[str] | None:
+        """Every value of one header, in order, or None."""
         if self._scanned is not None:
-            value = self._scanned[0][_PAI]
-        else:
-            value = _find_value(self._head, self._lowered, "\np-asserted-identity:")
-        return _identity_user(value) if value else None
+            return _line_values(self._head, names)
+        return _find_values(self._head, self._lowered, pattern)
 
     @property
     def reason_cause(self) -> int | None:
-        """The Q.850 cause of the first `Reason: Q.850;cause=N`, or None."""
+        """The Q.850 cause of the first `Reason: Q.850;cause=N` (N from 1 to 127), or None."""
         if self._scanned is not None:
             reasons = self._scanned[1]
         else:
@@ -338,7 +393,7 @@ def _scan_lines(
     if wanted is None:
         wanted = _with_correlation(correlation_header)
     lines = head.split("\n")
-    values: list[str | None] = [None, None, None, None, None, None, None]
+    values: list[str | None] = [None, None, None, None, None, None]
     reasons: list[str] | None = None
     current = -1  # slot of the header a folded line continues, -1 for none
     for index in range(1, len(lines)):
@@ -374,6 +429,27 @@ def _scan_lines(
         else:
             current = -1  # a repeated header: the first one counts
     return values, reasons
+
+
+def _line_values(head: str, names: frozenset[str]) -> list[str] | None:
+    """Every value of the headers called `names`, reading line by line ("Name :" too), or None."""
+    values: list[str] | None = None
+    current = False  # whether the previous line was one of them (for folded lines)
+    for line in head.split("\n")[1:]:
+        if not line:
+            current = False
+            continue
+        if line[0] == " " or line[0] == "\t":
+            if current and values:
+                values[-1] += " " + line.strip()
+            continue
+        colon = line.find(":")
+        current = colon > 0 and line[:colon].rstrip().lower() in names
+        if current:
+            if values is None:
+                values = []
+            values.append(line[colon + 1 :].strip())
+    return values
 
 
 def _with_correlation(header: str | None) -> dict[str, int]:
@@ -507,7 +583,7 @@ def uri_user(uri: str) -> str | None:
         user = uri[4:]
         cut = user.find(";")
         if cut >= 0:
-            user = user[:cut]
+            user = _in_context(user[:cut].strip(), user[cut + 1 :])
         user = user.strip()
         return (unquote(user) if "%" in user else user) or None
     else:
@@ -517,47 +593,139 @@ def uri_user(uri: str) -> str | None:
         return None
     user = rest[:at]
     # "+4930123;npdi;rn=..." carries telephone-subscriber parameters; "user:password" a password.
-    for stop in (";", ":"):
-        cut = user.find(stop)
-        if cut >= 0:
-            user = user[:cut]
+    cut = user.find(";")
+    if cut >= 0:
+        params = user[cut + 1 :]
+        user = user[:cut]
+    else:
+        params = ""
+    cut = user.find(":")
+    if cut >= 0:
+        user = user[:cut]
+    if params:
+        user = _in_context(user, params)
     if "%" in user:
         user = unquote(user)
     return user or None
 
 
-def _identity_user(value: str) -> str | None:
-    """The first user part in a P-Asserted-Identity value (which may list a sip: and a tel: URI)."""
-    uri, _ = _split_name_addr(value)
-    user = uri_user(uri)
-    if user is None and "," in value:
-        for entry in value.split(",")[1:]:
+def _in_context(number: str, params: str) -> str:
+    """A local number made global by its `phone-context` parameter (RFC 3966 5.1.5).
+
+    `params` are the telephone-subscriber parameters after the number. A
+    context that is a global number ("+1-212") prefixes its digits:
+    5550101 in context +1-212 is +12125550101. A domain-name context, a
+    number that is global already, or a context that is not a number leave
+    the number as it is.
+    """
+    if not number or number[0] == "+":
+        return number
+    lowered = params.lower()
+    found = lowered.find("phone-context=")
+    while found > 0 and lowered[found - 1] != ";":
+        found = lowered.find("phone-context=", found + 1)
+    if found < 0:
+        return number
+    context = params[found + 14 :]
+    cut = context.find(";")
+    if cut >= 0:
+        context = context[:cut]
+    if "%" in context:
+        context = unquote(context)
+    context = context.strip()
+    if context[:1] != "+":
+        return number
+    digits = context[1:].translate(_VISUAL_SEPARATORS)
+    if not (digits.isdecimal() and digits.isascii()):
+        return number
+    return "+" + digits + number
+
+
+def _split_outside(value: str, separator: str, *, angles: bool = False) -> list[str]:
+    """Split `value` at `separator`, except inside a quoted string (or <...> with `angles`).
+
+    A quoted string may hold the separator and backslash-escaped quotes
+    (RFC 3261 25.1); an unterminated one runs to the end.
+    """
+    if separator not in value:
+        return [value]
+    if '"' not in value and not (angles and "<" in value):
+        return value.split(separator)
+    parts: list[str] = []
+    start = 0
+    index = 0
+    size = len(value)
+    while index < size:
+        char = value[index]
+        if char == '"':
+            index += 1
+            while index < size:
+                char = value[index]
+                if char == "\\":
+                    index += 1
+                elif char == '"':
+                    break
+                index += 1
+        elif char == "<" and angles:
+            closing = value.find(">", index + 1)
+            index = size if closing < 0 else closing
+        elif char == separator:
+            parts.append(value[start:index])
+            start = index + 1
+        index += 1
+    parts.append(value[start:])
+    return parts
+
+
+def _is_number(user: str) -> bool:
+    """Whether a user part is a telephone number: digits, an optional '+', visual separators."""
+    digits = user[1:] if user[:1] == "+" else user
+    if not digits.isdecimal():
+        digits = digits.translate(_VISUAL_SEPARATORS)
+        if not digits.isdecimal():
+            return False
+    return digits.isascii()
+
+
+def _asserted_number(values: list[str] | None) -> str | None:
+    """The first number among identity header values (P-Asserted-Identity, Remote-Party-ID).
+
+    Each value may list several identities, comma-separated (a sip: and a
+    tel: URI, typically); a tel: URI, or a sip: URI whose user part is a
+    number, counts.
+    """
+    if not values:
+        return None
+    for value in values:
+        for entry in _split_outside(value, ",", angles=True):
             uri, _ = _split_name_addr(entry.strip())
             user = uri_user(uri)
-            if user is not None:
-                break
-    return user
+            if user is not None and (uri[:4].lower() == "tel:" or _is_number(user)):
+                return user
+    return None
 
 
 def _q850_cause(reasons: list[str]) -> int | None:
     """The Q.850 cause of the first `Reason: Q.850;cause=N` among the Reason values.
 
-    Reason values of other protocols (`SIP;cause=200`) are skipped, as are
-    causes outside the Q.850 range 0-127.
+    Values are split at commas and parameters at semicolons outside quoted
+    strings (`text="Normal, cleared"`), and parameters may come in any
+    order. Reason values of other protocols (`SIP;cause=487`) are skipped,
+    whatever their place, as are causes outside the Q.850 range 1-127.
     """
     for value in reasons:
-        for entry in value.split(","):
+        for entry in _split_outside(value, ","):
             protocol, _, params = entry.partition(";")
             if protocol.strip().upper() != "Q.850":
                 continue
-            for param in params.split(";"):
+            for param in _split_outside(params, ";"):
                 name, equals, text = param.partition("=")
                 if not equals or name.strip().lower() != "cause":
                     continue
                 text = text.strip()
-                if 0 < len(text) <= 3 and text.isdecimal():
+                if 0 < len(text) <= 3 and text.isdecimal() and text.isascii():
                     cause = int(text)
-                    if cause <= 127:
+                    if 1 <= cause <= 127:
                         return cause
                 break
     return None

@@ -1,9 +1,10 @@
-"""The SIP capture listener: HEPv3 or raw SIP over UDP, HEPv3 over TCP, into CDRs.
+"""The SIP capture listener: HEPv3, HEPv1/v2 or raw SIP over UDP, HEPv3 over TCP, into CDRs.
 
 Capture agents (Kamailio/OpenSIPS `siptrace`, heplify, FreeSWITCH) mirror
-every SIP message a proxy handles to `[sip].listen`, wrapped in HEPv3 or as
-bare SIP datagrams; over TCP the same HEPv3 packets come back to back, each
-framed by its own 6-byte header. For every packet the receiver finds the
+every SIP message a proxy handles to `[sip].listen`, wrapped in HEPv3 (or
+the older HEPv1/v2, which carry no auth key: a source that requires one
+refuses them) or as bare SIP datagrams; over TCP the same HEPv3 packets
+come back to back, each framed by its own 6-byte header. For every packet the receiver finds the
 configured source by address, decodes and checks it (auth key, payload
 type), parses the SIP headers and feeds one shared `DialogTracker`; each call
 the tracker closes is redacted and handed to the writer. Nobody waits for an
@@ -40,9 +41,11 @@ from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import (
     HEP_HEADER_BYTES,
     HEP_MAGIC,
+    LEGACY_HEP_VERSIONS,
     PROTO_SIP,
     HepError,
     decode_hep,
+    decode_hep12,
     hep_frame_length,
 )
 from collector.receivers.sip.message import SipError, parse_sip
@@ -195,7 +198,8 @@ class SipReceiver:
 
     One `DialogTracker` serves every source (the tracker keys dialogs by
     source name, so two agents never mix their calls). Time is the HEP
-    capture timestamp when the agent sent one, else the arrival time.
+    capture timestamp when the agent sent one (a zero timestamp counts as
+    none), else the arrival time.
     """
 
     #: the configuration section this receiver reloads from
@@ -406,10 +410,10 @@ class SipReceiver:
             self._internal_error(exc)
 
     def _packet(self, data: bytes, source: _Source) -> None:
-        """Decode one HEPv3 packet or raw SIP message and feed the tracker."""
-        if data.startswith(HEP_MAGIC):
+        """Decode one HEP packet (v3, or v1/v2) or raw SIP message and feed the tracker."""
+        if data.startswith(HEP_MAGIC) or data[:1] in LEGACY_HEP_VERSIONS:
             try:
-                packet = decode_hep(data)
+                packet = decode_hep(data) if data[0] == 0x48 else decode_hep12(data)
             except HepError as exc:
                 source.malformed.inc()
                 self._limited.warning(
