@@ -143,8 +143,15 @@ def play(
     *,
     source: str = SOURCE,
     mirror: bool = False,
+    starts: bool = False,
 ) -> list[CallRecord]:
-    """Feed steps (capture second, message); with `mirror`, each also as the forwarded copy."""
+    """Feed steps (capture second, message); with `mirror`, each also as the forwarded copy.
+
+    Returns the STOP records, which end calls; with `starts`, also the START
+    each answered call emits when it is answered and the ENDs of BYEs of
+    dialogs the tracker never saw begin (both only reach the sink's
+    open-call bookkeeping).
+    """
     records: list[CallRecord] = []
     header = tracker.correlation_header
     for seconds, data in steps:
@@ -152,7 +159,9 @@ def play(
         if mirror:
             copy = forwarded(data)
             records += tracker.feed(parse_sip(copy, header), at(seconds + 0.002), source)
-    return records
+    if starts:
+        return records
+    return [record for record in records if record.kind is RecordKind.STOP]
 
 
 def tracker(
@@ -461,12 +470,52 @@ def test_bye_without_a_seen_answer() -> None:
     assert record.duration_ms is None
 
 
-def test_messages_of_unknown_dialogs_are_ignored() -> None:
+def test_messages_of_unknown_dialogs_open_nothing_and_their_bye_asks_for_an_end() -> None:
     call = Call()
     t = tracker()
     steps = answered_call(call)[1:]  # joined mid-call: the INVITE was never seen
     assert play(t, steps) == []
     assert t.open_dialogs == 0
+    # all the BYE can do: ask the sink to close a durable START, either orientation
+    t = tracker()
+    records = play(t, steps, starts=True)
+    assert [r.kind for r in records] == [RecordKind.END, RecordKind.END]
+    assert {r.session_id for r in records} == {
+        dialog_session_id(call.call_id, call.caller_tag),
+        dialog_session_id(call.call_id, call.callee_tag),
+    }
+    for record in records:
+        assert (record.sip_code, record.disconnect_cause) == (200, 16)
+        assert record.disconnect_time == at(65.0)
+        assert record.calling is None and record.called is None
+        assert record.connect_time is None and record.duration_ms is None
+    assert t.open_dialogs == 0
+
+
+def test_an_answered_call_emits_a_start_with_the_stops_key() -> None:
+    call = Call()
+    t = tracker()
+    records = play(t, answered_call(call), starts=True, mirror=True)
+    assert [r.kind for r in records] == [RecordKind.START, RecordKind.STOP]
+    start, stop = records
+    assert start.session_id == stop.session_id
+    assert (start.setup_time, start.connect_time) == (at(0.0), at(5.0))
+    assert start.event_time == at(5.0)
+    assert (start.calling, start.called) == (stop.calling, stop.called) == (call.pai, call.dialled)
+    assert start.setup_stamp == stop.setup_stamp  # same record key in the pipeline
+
+
+def test_unanswered_calls_emit_no_start() -> None:
+    t = tracker()
+    records = play(t, failed_call(Call(), 486), starts=True, mirror=True)
+    assert [r.kind for r in records] == [RecordKind.STOP]
+
+
+def test_the_closing_bye_and_its_copies_ask_for_no_end() -> None:
+    t = tracker()
+    steps = answered_call(Call(), callee_hangs_up=True)
+    records = play(t, steps + steps[-2:], starts=True, mirror=True)
+    assert [r.kind for r in records] == [RecordKind.START, RecordKind.STOP]
 
 
 # -- forking and failover at a stateful proxy --------------------------------

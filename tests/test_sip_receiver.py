@@ -429,7 +429,12 @@ async def test_captured_calls_become_redacted_rows(tmp_path: Path, dsn: str) -> 
     # The open call was not turned into an incomplete row at stop.
     rows = await fetch_rows(dsn)
     assert len(rows) == 7
-    assert "sip dialogs open at stop are not recorded" in collector.log_text()
+    assert "sip dialogs open at stop" in collector.log_text()
+    async with connected(dsn) as conn:
+        # answered before the stop: kept as an open call, for its BYE after a restart
+        open_calls = await conn.fetch("SELECT * FROM open_calls")
+    assert [r["called_hmac"] for r in open_calls] == [called_hmac(CALLEES["left_open"])]
+    assert open_calls[0]["connect_time"] == start + timedelta(seconds=1.5)
 
     calls = by_callee(rows)
     assert set(calls) == {
@@ -482,6 +487,55 @@ async def test_captured_calls_become_redacted_rows(tmp_path: Path, dsn: str) -> 
     assert calls["cancelled"]["disconnect_time"] == start + timedelta(seconds=4.4)  # the CANCEL
     assert_nothing_identifying(repr(rows))
     assert_nothing_identifying(collector.log_text())
+
+
+async def test_a_call_answered_before_a_restart_ends_with_its_bye_after_it(
+    tmp_path: Path, dsn: str
+) -> None:
+    """SIGTERM or SIGKILL mid-call: the BYE seen by the next process still bills the call."""
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    caller_bye = answered(Call("c-restart-1@pbx", CALLEES["answered"]), 42.5)
+    callee_bye = answered(
+        Call("c-restart-2@pbx", CALLEES["callee_bye"]), 17.25, callee_hangs_up=True
+    )
+    with running_collector(config) as collector:
+        sender = Sender(config.sip_port)
+        try:
+            for steps in (caller_bye, callee_bye):
+                sender.send(hep_flow(steps[:5], start))  # up to the ACK
+            async with connected(dsn) as conn:
+
+                async def both_open() -> bool:
+                    return int(await conn.fetchval("SELECT count(*) FROM open_calls")) == 2
+
+                await wait_for(both_open, 10.0)
+            collector.kill()  # no goodbye: only what is durable survives
+            await collector.start_async()
+            sender.send(hep_flow(caller_bye[5:], start))
+            collector.stop()
+            await collector.start_async()
+            sender.send(hep_flow(callee_bye[5:], start))
+            rows = await wait_rows(dsn, 2)
+            await asyncio.sleep(0.5)  # a late copy would show as a third row
+        finally:
+            sender.close()
+    rows = await fetch_rows(dsn)
+    assert len(rows) == 2
+    calls = by_callee(rows)
+    for name, duration_ms in (("answered", 42_500), ("callee_bye", 17_250)):
+        row = calls[name]
+        assert row["answered"] is True, name
+        assert row["incomplete"] is False, name
+        assert row["duration_ms"] == duration_ms, name
+        assert row["setup_time"] == start, name
+        assert row["connect_time"] == start + timedelta(seconds=1.5), name
+        assert (row["sip_code"], row["disconnect_cause"]) == (200, 16), name
+        assert row["calling_hmac"] == called_hmac(PAI), name
+        assert row["called_prefix"] == "+4420", name
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM open_calls") == 0
 
 
 def fuzzed(valid: Sequence[bytes], count: int, seed: int) -> list[bytes]:

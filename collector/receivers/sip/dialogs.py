@@ -5,7 +5,8 @@ copy received and the copy forwarded), with retransmissions, re-INVITEs and
 in-dialog chatter mixed in. `DialogTracker` follows each call, identified by
 its Call-ID and the From-tag of its initial INVITE, from that INVITE through
 ringing and answer to its end (a BYE from either side, a CANCEL answered by
-487, or a failure response), and emits exactly one STOP record for it. It is
+487, or a failure response), and emits exactly one STOP record for it (plus,
+for an answered call, a START when it is answered: see "Restarts"). It is
 pure and synchronous: no I/O, no clock of its own (capture timestamps come in
 with the messages and `expire` is told the time), memory bounded by
 `max_dialogs`. It must never emit a second record for a dialog it has already
@@ -14,6 +15,14 @@ anything but the raw user parts a CallRecord carries (the pipeline redacts
 them).
 
 Choices the records depend on:
+
+- Restarts. The tracker's state lives in memory, but a carrier bills the
+  long calls that span a restart or an upgrade of the collector. So an
+  answered call emits a START (same key as its STOP) that the sink keeps
+  durably as an open call, and a BYE of a dialog the tracker never saw begin
+  emits an END for each orientation of its tags: the sink completes the one
+  whose START it holds (connect time, numbers) and drops the other without
+  a trace. Calls still ringing at a restart are not recorded.
 
 - Record key. SIP carries no setup time of its own, so `setup_stamp` is None,
   `leg` is "" and `session_id` is Call-ID and From-tag joined by a unit
@@ -225,6 +234,11 @@ class DialogTracker:
         """How many calls are being followed now (for a gauge)."""
         return len(self._dialogs)
 
+    @property
+    def answered_dialogs(self) -> int:
+        """How many of the open dialogs were answered (their START was emitted)."""
+        return sum(1 for dialog in self._dialogs.values() if dialog.answer is not None)
+
     def feed(self, msg: SipMessage, ts: datetime, source: str) -> list[CallRecord]:
         """Account for one captured SIP message; return the records of calls it ended.
 
@@ -243,8 +257,12 @@ class DialogTracker:
                 # A request from the callee (BYE, re-INVITE): the tags are swapped.
                 dialog = dialogs.get((source, msg.call_id, other))
             if dialog is None:
-                if msg.status == 0 and to_tag is None and msg.method == "INVITE":
-                    return self._open(key, msg, ts, source)
+                if msg.status == 0:
+                    method = msg.method
+                    if to_tag is None and method == "INVITE":
+                        return self._open(key, msg, ts, source)
+                    if method == "BYE" and to_tag is not None:
+                        return self._end_unknown(msg, ts, source, tag, to_tag)
                 return []
         if ts > dialog.last:
             dialog.last = ts
@@ -279,6 +297,7 @@ class DialogTracker:
             if dialog.answer is None:
                 dialog.answer = ts
                 dialog.answer_tag = msg.to_tag
+                return [self._start_record(dialog)]
             return []
         if dialog.answer is not None or dialog.final_status is not None:
             # A 487 to a forked branch after another branch answered, or a copy.
@@ -417,6 +436,57 @@ class DialogTracker:
         deadlines = self._deadlines
         deadlines.pop(key, None)  # re-insert at the end: the dict stays roughly time-ordered
         deadlines[key] = when
+
+    # -- durable starts ----------------------------------------------------
+
+    def _start_record(self, dialog: _Dialog) -> CallRecord:
+        """The START of an answered call: the sink keeps it as an open call, so a
+        BYE seen after a restart of the collector still completes the call."""
+        return CallRecord(
+            kind=RecordKind.START,
+            source=dialog.source,
+            protocol=Protocol.SIP,
+            session_id=dialog_session_id(dialog.call_id, dialog.from_tag),
+            event_time=dialog.answer or dialog.setup,
+            calling=dialog.pai if dialog.pai is not None else dialog.calling,
+            called=dialog.called if dialog.called is not None else dialog.to_user,
+            setup_time=dialog.setup,
+            connect_time=dialog.answer,
+            correlation=dialog.correlation if self.correlation_header else None,
+        )
+
+    def _end_unknown(
+        self, msg: SipMessage, ts: datetime, source: str, from_tag: str, to_tag: str
+    ) -> list[CallRecord]:
+        """A BYE of a dialog this tracker never saw begin (it started before a restart).
+
+        Which side sends it is unknown, so one END per orientation: the sink
+        stores the one whose key has a durable START and drops the other
+        without a trace (as it drops the ENDs of the BYE's other copies once
+        the call is stored). Nothing is tombstoned: an INVITE that arrives
+        after its own BYE (reordered capture) is still followed.
+        """
+        closed = self._closed
+        call_id = msg.call_id
+        keys = [(source, call_id, from_tag), (source, call_id, to_tag)]
+        if any(key in closed for key in keys):
+            return []  # a late copy of the BYE that closed the call here
+        cause = msg.reason_cause
+        records = []
+        for key in keys:
+            records.append(
+                CallRecord(
+                    kind=RecordKind.END,
+                    source=source,
+                    protocol=Protocol.SIP,
+                    session_id=dialog_session_id(call_id, key[2]),
+                    event_time=ts,
+                    disconnect_time=ts,
+                    sip_code=200,
+                    disconnect_cause=CAUSE_NORMAL_CLEARING if cause is None else cause,
+                )
+            )
+        return records
 
     # -- closing ---------------------------------------------------------
 

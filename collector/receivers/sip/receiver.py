@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from collector.config import SipConfig, SipSource, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
-from collector.model import CallRecord
+from collector.model import CallRecord, RecordKind
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import (
     ClientTable,
@@ -328,10 +328,14 @@ class SipReceiver:
             self._stopped = True
             still_open = self.tracker.open_dialogs
             if still_open:
+                answered = self.tracker.answered_dialogs
+                # answered calls have a durable START: their BYE after a restart completes them
                 log.info(
-                    "sip dialogs open at stop are not recorded",
+                    "sip dialogs open at stop: answered calls end when their BYE comes,"
+                    " calls not yet answered are not recorded",
                     listener=self.listener,
-                    dialogs=still_open,
+                    answered=answered,
+                    not_answered=still_open - answered,
                 )
 
     def reload(self, config: SipConfig) -> None:
@@ -471,7 +475,7 @@ class SipReceiver:
         submit = self.writer.submit
         for record in records:
             try:
-                if record.pdd_ms is not None:
+                if record.pdd_ms is not None and record.kind is RecordKind.STOP:
                     pdd.observe(record.pdd_ms / 1000)
                 if not submit(redact(record, received_at)):
                     self._count_overloaded(record.source)
