@@ -28,7 +28,7 @@ from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
-from collector.receivers.sip.receiver import SipReceiver
+from collector.receivers.sip.receiver import MAX_TCP_STREAMS, SipReceiver
 from collector.sink.writer import Ack, Writer
 from collector.telemetry import Health, Telemetry
 from tests.daemon import (
@@ -812,3 +812,32 @@ def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
     assert row.setup_time is not None and before <= row.setup_time <= after
     assert row.disconnect_time is not None and before <= row.disconnect_time <= after
     assert outcome_count(telemetry, PROXY, "accepted") == 4
+
+
+async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> None:
+    receiver, writer, telemetry = in_process_receiver()
+    await receiver.start()
+    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        host, port = receiver.addresses[0]
+        for _ in range(MAX_TCP_STREAMS):
+            streams.append(await asyncio.open_connection(host, port))
+        await wait_for(lambda: len(receiver.streams) == MAX_TCP_STREAMS, 5.0)
+        reader, extra = await asyncio.open_connection(host, port)
+        # refused: the daemon closes it at once
+        assert await asyncio.wait_for(reader.read(1), 5.0) == b""
+        extra.close()
+        assert outcome_count(telemetry, PROXY, "overloaded") == 1
+        assert len(receiver.streams) == MAX_TCP_STREAMS
+        # the connections already open keep serving
+        start = datetime.now(UTC).replace(microsecond=0)
+        call = Call("tcp-capped@pbx.example.org", CALLEES["tcp"])
+        _first_reader, first = streams[0]
+        first.write(b"".join(hep_flow(busy(call), start)))
+        await first.drain()
+        await wait_for(lambda: len(writer.rows) == 1, 5.0)
+        assert writer.rows[0].sip_code == 486
+    finally:
+        for _reader, stream in streams:
+            stream.close()
+        await receiver.stop()

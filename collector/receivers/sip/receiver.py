@@ -58,6 +58,9 @@ log = get_logger(__name__)
 HOUSEKEEPING_INTERVAL_S = 1.0
 #: pending TCP connections the kernel queues for us
 TCP_BACKLOG = 128
+#: HEP-over-TCP connections served at once per listener; a capture agent holds
+#: one or two, so more means a misbehaving agent, refused before it costs memory
+MAX_TCP_STREAMS = 256
 #: the label of packets from an address no source owns
 UNKNOWN_SOURCE = "unknown"
 
@@ -130,9 +133,15 @@ class _HepStream(asyncio.Protocol):
         peer = stream.get_extra_info("peername")
         self.address = peer[0] if peer else ""
         receiver = self.receiver
-        if receiver.paused or receiver.find_source(self.address) is None:
+        source = None if receiver.paused else receiver.find_source(self.address)
+        if source is None:
             if not receiver.paused:
                 receiver.count_unknown()
+            stream.abort()
+            self.transport = None
+            return
+        if len(receiver.streams) >= MAX_TCP_STREAMS:
+            receiver.count_too_many_streams(self.address)
             stream.abort()
             self.transport = None
             return
@@ -372,6 +381,18 @@ class SipReceiver:
         self._unknown.inc()
         self._limited.warning(
             "unknown_client", "packet from an unknown address dropped", listener=self.listener
+        )
+
+    def count_too_many_streams(self, address: str) -> None:
+        """A connection refused because MAX_TCP_STREAMS are open: counted overloaded."""
+        source = self._find(address)
+        if source is not None:
+            source.overloaded.inc()
+        self._limited.warning(
+            "hep_streams",
+            "too many HEP TCP connections: new one refused",
+            listener=self.listener,
+            open=len(self.streams),
         )
 
     def count_broken_stream(self, address: str, reason: str) -> None:
