@@ -16,12 +16,14 @@ import json
 import signal
 import socket
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
+import pytest
 
+from collector.receivers.json_cdr import JsonCdrError, decode_body, json_record
 from tests.conftest import require_program
 from tests.daemon import (
     Collector,
@@ -73,9 +75,29 @@ def url(config: CollectorConfig, uuid: str | None = None) -> str:
     return f"http://127.0.0.1:{config.json_port}/cdr{suffix}"
 
 
+#: what switch_url_encode (switch_utils.c) escapes besides bytes outside 0x20-0x7e
+FS_URL_UNSAFE = frozenset(b'\r\n #%&+:;<=>?@[\\]^`{|}"')
+_HEX = b"0123456789ABCDEF"
+
+
+def fs_url_encode(data: bytes) -> bytes:
+    """switch_url_encode: `%XX` upper-case, and a `%` already followed by two
+    upper-case hex digits is left alone (it does not encode twice)."""
+    out = bytearray()
+    for at, byte in enumerate(data):
+        if byte == 0x25 and len(data) - at > 2 and data[at + 1] in _HEX and data[at + 2] in _HEX:
+            out.append(byte)
+        elif byte < 0x20 or byte > 0x7E or byte in FS_URL_UNSAFE:
+            out += b"%" + _HEX[byte >> 4 : (byte >> 4) + 1] + _HEX[byte & 15 : (byte & 15) + 1]
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
 def form_urlencoded(document: str) -> bytes:
-    """The body mod_json_cdr posts with `encode = true`: cdr= and the URL-encoded JSON."""
-    return b"cdr=" + quote(document, safe="").encode()
+    """The body mod_json_cdr posts with `encode = true`: cdr= and the JSON through
+    switch_url_encode (so a value already URL-encoded by `encode-values` keeps its %XX)."""
+    return b"cdr=" + fs_url_encode(document.encode())
 
 
 def form_base64(document: str) -> bytes:
@@ -118,8 +140,23 @@ def assert_nothing_identifying(text: str) -> None:
     assert "Alice" not in text
 
 
-def curl_post(curl: str, target: str, body_path: Path) -> tuple[int, str]:
+#: the headers mod_json_cdr sets with `encode = true` (curl adds Expect for a large body)
+FORM_HEADERS = ("Content-Type: application/x-www-form-urlencoded", "Expect: 100-continue")
+#: with `disable-100-continue` mod_json_cdr replaces its header list with this one
+#: alone: the Content-Type it set is gone, and curl labels the body form-urlencoded
+NO_CONTINUE_HEADERS = ("Expect:",)
+
+
+def curl_post(
+    curl: str,
+    target: str,
+    body_path: Path,
+    headers: tuple[str, ...] = FORM_HEADERS,
+    options: tuple[str, ...] = (),
+) -> tuple[int, str]:
     """POST as mod_json_cdr does through libcurl (`encode = true`); (status, body)."""
+    header_options = [option for header in headers for option in ("-H", header)]
+    header_options += options
     result = subprocess.run(
         [
             curl,
@@ -128,10 +165,7 @@ def curl_post(curl: str, target: str, body_path: Path) -> tuple[int, str]:
             "-",
             "-w",
             "\n%{http_code}",
-            "-H",
-            "Content-Type: application/x-www-form-urlencoded",
-            "-H",
-            "Expect: 100-continue",
+            *header_options,
             "-A",
             "freeswitch-json/1.0",
             "--data-binary",
@@ -321,3 +355,351 @@ async def test_unreachable_database_without_spool_answers_503(
         assert "not stored" in text
         assert packets(collector, "not_durable") == 1
         assert packets(collector, "accepted") == 0
+
+
+# --- what mod_json_cdr really puts on the wire ------------------------------
+
+
+def b_leg_of(a_uuid: str, busy: str, *, with_variables: bool = True) -> dict[str, Any]:
+    """The busy fixture as the B-leg of the call whose A-leg is `a_uuid`."""
+    document: dict[str, Any] = json.loads(busy)
+    variables = document["variables"]
+    variables["originator"] = variables["originating_leg_uuid"] = a_uuid
+    variables["call_uuid"] = a_uuid  # FreeSWITCH gives the B-leg the A-leg's call_uuid
+    profile = document["callflow"][0]["caller_profile"]
+    profile["originator"]["originator_caller_profiles"][0]["uuid"] = a_uuid
+    profile["network_addr"] = ADDRESSES[2]
+    if not with_variables:
+        del document["variables"]
+    return document
+
+
+async def test_disable_100_continue_leaves_every_body_labelled_form_urlencoded(
+    tmp_path: Path, dsn: str, data_dir: Path
+) -> None:
+    """`disable-100-continue` drops mod_json_cdr's Content-Type: base64 and plain JSON
+    bodies then arrive as application/x-www-form-urlencoded, and are still read."""
+    curl = require_program("curl")
+    config = json_config(tmp_path / "collector", dsn)
+    answered = (data_dir / "json" / "answered_a_leg_encoded.json").read_text()
+    busy = (data_dir / "json" / "busy_b_leg.json").read_text()
+    # a user agent whose base64 holds `+` and `/`, which form decoding would spoil
+    busy = busy.replace('"digits_dialed": "none"', '"sip_user_agent": "UA>>>/1.0???"')
+    base64_body = tmp_path / "busy.b64"
+    base64_body.write_bytes(form_base64(busy))
+    assert b"+" in base64_body.read_bytes()
+    plain = tmp_path / "answered.json"
+    plain.write_text(answered)
+    with running_collector(config) as collector:
+        status, text = curl_post(curl, url(config, BUSY_UUID), base64_body, NO_CONTINUE_HEADERS)
+        assert (status, text) == (200, '{"status": "stored"}')
+        status, text = curl_post(curl, url(config, ANSWERED_UUID), plain, NO_CONTINUE_HEADERS)
+        assert (status, text) == (200, '{"status": "stored"}')
+        assert packets(collector, "accepted") == 2
+        log_text = collector.log_text()
+    rows = await json_rows(dsn)
+    assert [row["duration_ms"] for row in rows] == [62920, 0]
+    assert [row["calling_country"] for row in rows] == ["DE", "FR"]
+    assert_nothing_identifying(log_text)
+
+
+class RawHttp:
+    """One HTTP/1.1 connection driven by hand, to see every byte of the exchange."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def head(self, target: str, length: int, *headers: str) -> None:
+        lines = [
+            f"POST {target} HTTP/1.1",
+            "Host: 127.0.0.1",
+            "User-Agent: freeswitch-json/1.0",
+            "Accept: */*",
+            f"Content-Length: {length}",
+            *headers,
+        ]
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, headers (lower-case names), body."""
+        while b"\r\n\r\n" not in self.buffer:
+            assert self._fill(), "connection closed before a response"
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            assert self._fill(), "connection closed inside a response"
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(status_line.split()[1]), headers, body
+
+    def closed_by_peer(self) -> bool:
+        return not self.buffer and not self._fill()
+
+
+def basic(user: str, password: str) -> str:
+    return "Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_expect_100_continue_and_keep_alive(tmp_path: Path, dsn: str, data_dir: Path) -> None:
+    """curl's `Expect: 100-continue` gets 100 Continue before the body, or the refusal
+    itself (the body is then never sent); several posts share one connection."""
+    config = json_config(tmp_path / "collector", dsn, auth=True, max_body_bytes=65536)
+    assert config.json_port is not None
+    answered = form_urlencoded((data_dir / "json" / "answered_a_leg_encoded.json").read_text())
+    busy = (data_dir / "json" / "busy_b_leg.json").read_bytes()
+    form = "Content-Type: application/x-www-form-urlencoded"
+    good, bad = basic(USER, PASSWORD), basic(USER, "wrong")
+    target = f"/cdr?uuid={ANSWERED_UUID}"
+    body_path = tmp_path / "answered.form"
+    body_path.write_bytes(answered)
+    with running_collector(config) as collector:
+        http = RawHttp(config.json_port)
+        try:
+            # the body goes only once the server said 100 Continue
+            http.head(target, len(answered), good, form, "Expect: 100-continue")
+            status, _, _ = http.response()
+            assert status == 100
+            http.send(answered)
+            status, headers, body = http.response()
+            assert (status, json.loads(body)) == (200, {"status": "stored"})
+            assert headers.get("connection", "keep-alive").lower() != "close"
+            # the same connection: another leg, a refused post, then a repost
+            http.head(f"/cdr?uuid={BUSY_UUID}", len(busy), good, "Content-Type: application/json")
+            http.send(busy)
+            assert http.response()[0] == 200
+            http.head(target, len(answered), bad, form)
+            http.send(answered)
+            assert http.response()[0] == 401
+            http.head(target, len(answered), good, form)
+            http.send(answered)
+            assert http.response()[0] == 200
+        finally:
+            http.close()
+        assert len(await json_rows(dsn)) == 2
+
+        # refused on its headers: the final answer instead of 100 Continue, then close
+        for credentials, length, expected in ((bad, len(answered), 401), (good, 70000, 413)):
+            http = RawHttp(config.json_port)
+            try:
+                http.head(target, length, credentials, form, "Expect: 100-continue")
+                status, headers, _ = http.response()
+                assert status == expected
+                assert headers["connection"].lower() == "close"
+                assert http.closed_by_peer()
+            finally:
+                http.close()
+        # curl with `auth-scheme = any` asks without credentials first, then with them
+        status, text = curl_post(
+            require_program("curl"),
+            url(config, ANSWERED_UUID),
+            body_path,
+            options=("--anyauth", "-u", f"{USER}:{PASSWORD}"),
+        )
+        assert (status, text) == (200, '{"status": "stored"}')
+        assert packets(collector, "accepted") == 4
+        assert packets(collector, "bad_authenticator") == 3
+        log_text = collector.log_text()
+    assert_nothing_identifying(log_text)
+
+
+async def test_a_leg_and_b_leg_are_two_records_joined_by_a_pseudonymous_correlation(
+    tmp_path: Path, dsn: str, data_dir: Path
+) -> None:
+    """log-b-leg: each leg posts its own CDR (own uuid, same call_uuid); each is one row,
+    both carry the keyed hash of the A-leg's uuid. The B-leg here has no `variables`:
+    its caller profile and times stand in."""
+    config = json_config(tmp_path / "collector", dsn)
+    answered = (data_dir / "json" / "answered_a_leg_encoded.json").read_text()
+    b_leg = json.dumps(
+        b_leg_of(
+            ANSWERED_UUID, (data_dir / "json" / "busy_b_leg.json").read_text(), with_variables=False
+        )
+    )
+    with running_collector(config) as collector:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):  # the second round: reposts
+                status, _, _ = await post(session, url(config, ANSWERED_UUID), answered.encode())
+                assert status == 200
+                status, _, _ = await post(session, url(config, BUSY_UUID), b_leg.encode())
+                assert status == 200
+        log_text = collector.log_text()
+    rows = await json_rows(dsn)
+    assert len(rows) == 2
+    a_row, b_row = rows
+    assert (a_row["leg"], b_row["leg"]) == ("inbound", "outbound")
+    assert a_row["correlation"] is not None
+    assert a_row["correlation"] == b_row["correlation"]
+    assert b_row["setup_time"].isoformat() == "2026-11-30T12:05:10.112233+00:00"
+    assert b_row["disconnect_time"].isoformat() == "2026-11-30T12:05:11.004455+00:00"
+    assert b_row["connect_time"] is None
+    assert (b_row["answered"], b_row["duration_ms"]) == (False, 0)
+    assert b_row["called_masked"] == "+442079460***"
+    assert b_row["calling_country"] == "FR"
+    for uuid in (ANSWERED_UUID, BUSY_UUID):
+        assert uuid not in repr(rows)
+        assert uuid not in log_text
+    assert_nothing_identifying(repr(rows))
+    assert_nothing_identifying(log_text)
+
+
+# --- reading documents ------------------------------------------------------
+
+RECEIVED = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
+
+
+def encode_values(variables: dict[str, str]) -> dict[str, str]:
+    """`encode-values = true` (the default): each variable value through switch_url_encode."""
+    return {name: fs_url_encode(value.encode()).decode() for name, value in variables.items()}
+
+
+def test_url_encoded_body_with_encoded_values_is_read_back() -> None:
+    """Once `encode = true` is undone, values URL-encoded by `encode-values` hold bare
+    quotes, backslashes and line breaks: the document is still read, values intact."""
+    raw = {
+        "uuid": ANSWERED_UUID,
+        "sip_full_from": '"Alice" <sip:+493012345678@pbx.example.org>;tag=9f',
+        "caller_id": '"Alice, Example" <+493012345678>',
+        "quoted": '"only quotes"',
+        "windows_path": "C:\\dir\\x.wav",
+        "switch_r_sdp": "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\n",
+        "percent": "100%",
+        "display": "Zo\u00eb",
+    }
+    profile = {"caller_id_name": 'Bob "the" Builder', "destination_number": "+442079460123"}
+    document = {"variables": encode_values(raw), "callflow": [{"caller_profile": profile}]}
+    body = form_urlencoded(json.dumps(document, ensure_ascii=False))
+    decoded = decode_body(body, "application/x-www-form-urlencoded")
+    assert decoded["variables"] == raw
+    assert decoded["callflow"][0]["caller_profile"] == profile
+
+
+def test_body_shape_decides_the_encoding() -> None:
+    """Plain JSON, base64 (with `+`, `/`, `=`) and form bodies, whatever the Content-Type."""
+    document = {"variables": {"uuid": BUSY_UUID, "note": "\u00ff\u00fe>>>???"}}
+    text = json.dumps(document)
+    encoded = form_base64(text)
+    assert b"+" in encoded and b"/" in encoded
+    for content_type in (
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-base64-encoded",
+        "application/json",
+        "application/octet-stream",
+    ):
+        assert decode_body(text.encode(), content_type) == document
+        assert decode_body(encoded, content_type) == document
+        assert decode_body(form_urlencoded(text), content_type) == document
+    # a Latin-1 display name (raw JSON, `encode-values = false`) does not lose the call
+    latin1 = b'{"variables": {"uuid": "u-1", "caller_id_name": "Zo\xeb"}}'
+    assert decode_body(latin1, "application/json")["variables"]["uuid"] == "u-1"
+
+
+def test_repeated_callflow_keys_are_all_read() -> None:
+    """Older mod_json_cdr writes `callflow` once per profile: the numbers come from the
+    first profile, the times from the last one."""
+    text = (
+        '{"variables": {"uuid": "u-1"},'
+        ' "callflow": {"profile_index": "2", "caller_profile": {"destination_number": "route-x"},'
+        ' "times": {"created_time": "1796040000385581", "answered_time": "1796040002285587",'
+        ' "hangup_time": "1796040065205563"}},'
+        ' "callflow": {"profile_index": "1", "caller_profile": {"destination_number":'
+        ' "+442079460123", "caller_id_number": "+493012345678"},'
+        ' "times": {"created_time": "1796040000385581", "answered_time": "0",'
+        ' "hangup_time": "0", "transfer_time": "1796040000385581"}}}'
+    )
+    document = decode_body(text.encode(), "application/json")
+    assert [flow["profile_index"] for flow in document["callflow"]] == ["2", "1"]
+    record = json_record(document, SOURCE, RECEIVED)
+    assert (record.called, record.calling) == ("+442079460123", "+493012345678")
+    assert record.setup_stamp == "1796040000385581"
+    assert record.duration_ms == 62920
+    assert record.answered is True
+    assert record.pdd_ms == 1900
+    assert record.times_derived is False
+
+
+def test_document_without_variables_uses_the_caller_profile() -> None:
+    """No `variables`: the uuid, numbers and times of the current caller profile."""
+    document = {
+        "channel_data": {"direction": "inbound"},
+        "callflow": [
+            {
+                "profile_index": "1",
+                "caller_profile": {
+                    "caller_id_number": "004930123456",
+                    "destination_number": "sip:+442079460123@carrier.example.net;user=phone",
+                    "network_addr": ADDRESSES[0],
+                    "uuid": ANSWERED_UUID,
+                },
+                "times": {
+                    "created_time": "1796040000000000",
+                    "progress_time": "1796040000250000",
+                    "answered_time": "1796040001000000",
+                    "hangup_time": "1796040031500000",
+                },
+            }
+        ],
+    }
+    record = json_record(document, SOURCE, RECEIVED)
+    assert record.session_id == ANSWERED_UUID
+    assert record.setup_stamp == "1796040000000000"
+    assert record.leg == "inbound"
+    assert (record.calling, record.called) == ("004930123456", "+442079460123")
+    assert record.duration_ms == 30500
+    assert record.pdd_ms == 250
+    assert record.event_time.isoformat() == "2026-11-30T12:00:31.500000+00:00"
+    assert record.correlation == ANSWERED_UUID
+    del document["callflow"]
+    with pytest.raises(JsonCdrError, match=r"^variables is missing or not an object$"):
+        json_record(document, SOURCE, RECEIVED)
+
+
+def test_numbers_as_sip_and_tel_uris() -> None:
+    """A number given as a SIP or tel URI (percent-encoded or not) is still the number."""
+    document = {
+        "variables": {
+            "uuid": "u-1",
+            "effective_caller_id_number": "sip%3A%2B493012345678%40pbx.example.org",
+            "sip_req_user": "alice",
+            "sip_to_user": "tel:+442079460123",
+        }
+    }
+    record = json_record(document, SOURCE, RECEIVED)
+    assert (record.calling, record.called) == ("+493012345678", "+442079460123")
+
+
+def test_b_leg_correlates_to_its_a_leg(data_dir: Path) -> None:
+    """An A-leg correlates under its own uuid, a B-leg under its originator's, found in
+    `originating_leg_uuid`/`originator` or the caller profile's originator."""
+    busy = (data_dir / "json" / "busy_b_leg.json").read_text()
+    answered = decode_body(
+        (data_dir / "json" / "answered_a_leg_encoded.json").read_bytes(), "application/json"
+    )
+    assert json_record(answered, SOURCE, RECEIVED).correlation == ANSWERED_UUID
+    for with_variables in (True, False):
+        b_leg = b_leg_of(ANSWERED_UUID, busy, with_variables=with_variables)
+        record = json_record(b_leg, SOURCE, RECEIVED)
+        assert (record.session_id, record.correlation) == (BUSY_UUID, ANSWERED_UUID)
+
+
+def test_freeswitch_own_hangup_causes_count_as_normal_clearing() -> None:
+    """Without hangup_cause_q850, a cause of FreeSWITCH's own (above 127) is 16, as
+    switch_channel_cause_q850 has it; a Q.850 name is its value."""
+    for name, expected in (("BUSY_EVERYWHERE", 16), ("GATEWAY_DOWN", 16), ("USER_BUSY", 17)):
+        document = {"variables": {"uuid": "u-1", "hangup_cause": name}}
+        assert json_record(document, SOURCE, RECEIVED).disconnect_cause == expected

@@ -1,24 +1,33 @@
 """JSON CDR ingest over HTTP: `POST /cdr` as FreeSWITCH `mod_json_cdr` sends it.
 
-mod_json_cdr posts one document per call leg when the leg is reported: a JSON
-object whose `variables` block holds the channel variables (uuid, caller and
-destination numbers, start/answer/end as `*_epoch` seconds and `*_uepoch`
-microseconds, billsec/billmsec/billusec, hangup_cause and
-hangup_cause_q850, sip_term_status, ...), usually as strings and, with its
-default `encode-values`, URL-encoded; beside it `callflow` (one caller
-profile per transfer, an object repeated under the same key in older
-versions, an array in newer ones). The body is the document itself
-(`application/json`), or a form field `cdr=` URL-encoded
-(`application/x-www-form-urlencoded`) or base64 (`encode = base64`).
+mod_json_cdr posts one document per call leg when the leg is reported (the
+B-leg too, unless `log-b-leg = false`), through libcurl, to the configured
+URL with `?uuid=<leg uuid>` appended. The document's `variables` block holds
+the channel variables (uuid, start/answer/end as `*_epoch` seconds and
+`*_uepoch` microseconds, billsec/billmsec/billusec, hangup_cause and
+hangup_cause_q850, sip_term_status, ...) as strings, each URL-encoded with
+the default `encode-values = true`; beside it `callflow` (one caller profile
+and its `times` in microseconds per transfer: an array, newest first, or in
+older versions one object under a repeated key) and `channel_data`.
+
+The body is the document itself (`encode = false`, `application/json`), or
+the form field `cdr=` holding it URL-encoded (`encode = true`,
+`application/x-www-form-urlencoded`) or base64 (`encode = base64`,
+`application/x-www-form-base64-encoded`). With `disable-100-continue` the
+module's own headers are dropped and curl labels every body
+form-urlencoded, so the body's shape, not its label, decides.
 
 The endpoint answers 200 only once the record is durable (committed, or
 fsync'd to the spool); 503 with Retry-After when it is not, so that the
 switch keeps the CDR and posts it again (the record key makes the repeat one
-row). It only serves the configured networks (403), checks HTTP basic
-credentials when configured (401), refuses bodies over `max_body_bytes`
-(413) and documents it cannot read (400, with a one-line reason naming the
-field). It never echoes, logs or counts a value taken from a document: no
-number, address or URI reaches a response, a log line or a label.
+row); anything but 2xx makes mod_json_cdr retry and then write the CDR to
+its err-log-dir. It only serves the configured networks (403), checks HTTP
+basic credentials when configured (401), refuses bodies over
+`max_body_bytes` (413) and documents it cannot read (400, with a one-line
+reason naming the field). A request with `Expect: 100-continue` that would
+be refused gets that answer before its body is sent. It never echoes, logs
+or counts a value taken from a document: no number, address or URI reaches
+a response, a log line or a label.
 """
 
 from __future__ import annotations
@@ -28,18 +37,20 @@ import base64
 import binascii
 import hmac
 import json
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote, unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from collector.config import JsonConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, Protocol, RecordKind
+from collector.pipeline.numbers import strip_uri
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable
 from collector.sink.writer import Writer
@@ -117,6 +128,39 @@ HANGUP_CAUSES: dict[str, int] = {
     "USER_NOT_REGISTERED": 16,
     "CALL_REJECTED_BY_ANSWERING_MACHINE": 16,
 }
+HANGUP_CAUSES.update(
+    dict.fromkeys(
+        (
+            "SUCCESS",
+            "CRASH",
+            "SYSTEM_SHUTDOWN",
+            "MANAGER_REQUEST",
+            "BLIND_TRANSFER",
+            "ATTENDED_TRANSFER",
+            "USER_CHALLENGE",
+            "PICKED_OFF",
+            "INVALID_GATEWAY",
+            "GATEWAY_DOWN",
+            "INVALID_URL",
+            "INVALID_PROFILE",
+            "NO_PICKUP",
+            "SRTP_READ_ERROR",
+            "BOWOUT",
+            "BUSY_EVERYWHERE",
+            "DECLINE",
+            "DOES_NOT_EXIST_ANYWHERE",
+            "NOT_ACCEPTABLE",
+            "UNWANTED",
+            "NO_IDENTITY",
+            "BAD_IDENTITY_INFO",
+            "UNSUPPORTED_CERTIFICATE",
+            "INVALID_IDENTITY",
+            "STALE_DATE",
+            "REJECT_ALL",
+        ),
+        16,
+    )
+)
 _ORIGINATOR_CANCEL = "ORIGINATOR_CANCEL"
 _CANCELLED_SIP_CODE = 487
 
@@ -126,6 +170,8 @@ _CALLING_VARIABLES = ("caller_id_number", "effective_caller_id_number", "ani")
 _CALLED_VARIABLES = ("destination_number",)
 _CALLED_FALLBACK_VARIABLES = ("callee_id_number", "sip_req_user", "sip_to_user")
 _NUMBER_CHARACTERS = frozenset("+0123456789 -().")
+#: variables FreeSWITCH sets on a B-leg to the uuid of the leg that originated it
+_ORIGINATOR_VARIABLES = ("originating_leg_uuid", "originator")
 
 
 class JsonCdrError(ValueError):
@@ -138,39 +184,127 @@ class JsonCdrError(ValueError):
 
 # --- reading a document ----------------------------------------------------
 
+_FORM_URLENCODED = "application/x-www-form-urlencoded"
+_FORM_BASE64 = "application/x-www-form-base64-encoded"
+#: a quote that ends a JSON string is followed by one of these (or the end)
+_STRING_END = re.compile(r"\s*(?:[,:}\]]|\Z)")
+_QUOTE_OR_BACKSLASH = re.compile(r'["\\]')
+_JSON_ESCAPES = frozenset('"\\/bfnrt')
+_HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
+
 
 def decode_body(body: bytes, content_type: str) -> Any:
     """The JSON value a POST body carries, in any of mod_json_cdr's encodings.
 
-    `application/x-www-form-urlencoded`: the `cdr` form field, URL-encoded;
-    `application/x-www-form-base64-encoded`: `cdr=` then base64; anything
-    else: the JSON text itself. Raises JsonCdrError.
+    The body's shape decides, not the Content-Type: with
+    `disable-100-continue` mod_json_cdr replaces its header list, so curl
+    labels every body `application/x-www-form-urlencoded`. A body that
+    starts with `{` is the document itself (`encode = false`); otherwise the
+    `cdr` form field holds it, URL-encoded (`encode = true`: starts with
+    `%7B`) or base64 (`encode = base64`). Raises JsonCdrError.
     """
-    if content_type == "application/x-www-form-base64-encoded":
-        if not body.startswith(b"cdr="):
-            raise JsonCdrError("no cdr form field")
-        try:
-            text = base64.b64decode(body[4:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise JsonCdrError("cdr is not valid base64") from None
+    text = body.strip()
+    if text[:1] in (b"{", b"["):
         return _load_json(text)
-    if content_type == "application/x-www-form-urlencoded" or (
-        content_type != "application/json" and body.startswith(b"cdr=")
-    ):
-        try:
-            form = parse_qs(body.decode("utf-8"), max_num_fields=64, strict_parsing=False)
-        except (UnicodeDecodeError, ValueError):
-            raise JsonCdrError("the form is not valid") from None
-        values = form.get("cdr")
-        if not values:
+    value = _cdr_field(text)
+    if value is None:
+        if content_type in (_FORM_URLENCODED, _FORM_BASE64):
             raise JsonCdrError("no cdr form field")
-        return _load_json(values[0].encode("utf-8"))
-    return _load_json(body)
+        return _load_json(text)
+    if value[:1] == b"{" or value[:3].upper() == b"%7B":
+        return _load_form_json(value)
+    if b"%" in value:  # base64 that was form-encoded on its way
+        value = unquote_to_bytes(value)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise JsonCdrError("cdr is not valid base64") from None
+    return _load_json(decoded)
+
+
+def _cdr_field(text: bytes) -> bytes | None:
+    """The raw (still encoded) value of the `cdr` form field, or None."""
+    for part in text.split(b"&"):
+        name, sep, value = part.partition(b"=")
+        if sep and unquote_to_bytes(name.replace(b"+", b" ")).strip() == b"cdr":
+            return value
+    return None
+
+
+def _load_form_json(value: bytes) -> Any:
+    """The document of an `encode = true` body.
+
+    switch_url_encode leaves a `%XX` that is already in its input alone, and
+    with `encode-values` (the default) every variable value is itself
+    URL-encoded: once the form is decoded, a value can hold a bare `"`, `\\`
+    or line break (a display name, an SDP). Such a quote is one that does not
+    end the string, and is escaped again before the JSON is read.
+    """
+    text = _utf8(unquote_to_bytes(value.replace(b"+", b" ")))
+    try:
+        return _parse(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return _parse(_escape_stray_quotes(text))
+    except (ValueError, RecursionError):
+        raise JsonCdrError("the body is not valid JSON") from None
+
+
+def _escape_stray_quotes(text: str) -> str:
+    """`text` with each quote and backslash inside a string that JSON cannot take escaped."""
+    pieces: list[str] = []
+    copied = resume = 0
+    inside = False
+    for match in _QUOTE_OR_BACKSLASH.finditer(text):
+        at = match.start()
+        if at < resume:  # the character after a valid escape
+            continue
+        resume = at + 1
+        if not inside:
+            inside = text[at] == '"'
+            continue
+        if text[at] == "\\":
+            after = text[at + 1 : at + 2]
+            if (after and after in _JSON_ESCAPES) or (
+                after == "u" and _HEX4.fullmatch(text, at + 2, at + 6)
+            ):
+                resume = at + 2
+                continue
+            pieces += (text[copied:at], "\\\\")
+        elif _STRING_END.match(text, at + 1):
+            inside = False
+            continue
+        else:
+            pieces += (text[copied:at], '\\"')
+        copied = at + 1
+    pieces.append(text[copied:])
+    return "".join(pieces)
+
+
+def _utf8(data: bytes) -> str:
+    # a display name or user agent in Latin-1 must not cost the call its record
+    return data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a `callflow` key repeated (older mod_json_cdr) keeps every value."""
+    result = dict(pairs)
+    if len(result) < len(pairs) and "callflow" in result:
+        flows = [value for key, value in pairs if key == "callflow"]
+        if len(flows) > 1:
+            result["callflow"] = flows
+    return result
+
+
+def _parse(text: str) -> Any:
+    # strict=False: a control character inside a string (a decoded line break) is kept
+    return json.loads(text, strict=False, object_pairs_hook=_object)
 
 
 def _load_json(text: bytes) -> Any:
     try:
-        return json.loads(text)
+        return _parse(_utf8(text))
     except (ValueError, RecursionError):
         raise JsonCdrError("the body is not valid JSON") from None
 
@@ -192,14 +326,25 @@ def _text(variables: Mapping[str, Any], name: str) -> str | None:
     raise JsonCdrError(f"variables.{name} has the wrong type")
 
 
-def _integer(variables: Mapping[str, Any], name: str) -> int | None:
-    """A variable as a non-negative integer, None when absent or empty."""
-    text = _text(variables, name)
+def _whole(text: str | None, field: str) -> int | None:
+    """A non-negative integer from its text; `field` names it in the error."""
     if text is None:
         return None
     if not text.isdecimal() or len(text) > 20:
-        raise JsonCdrError(f"variables.{name} is not a whole number")
+        raise JsonCdrError(f"{field} is not a whole number")
     return int(text)
+
+
+def _integer(variables: Mapping[str, Any], name: str) -> int | None:
+    """A variable as a non-negative integer, None when absent or empty."""
+    return _whole(_text(variables, name), f"variables.{name}")
+
+
+def _micro_moment(micros: int, field: str) -> datetime:
+    if micros >= MAX_EPOCH_S * 1_000_000:
+        raise JsonCdrError(f"{field} is out of range")
+    whole, rest = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(whole, UTC).replace(microsecond=rest)
 
 
 def _moment(variables: Mapping[str, Any], base: str) -> tuple[datetime | None, str | None]:
@@ -209,17 +354,26 @@ def _moment(variables: Mapping[str, Any], base: str) -> tuple[datetime | None, s
     """
     micros = _integer(variables, f"{base}_uepoch")
     if micros:
-        if micros >= MAX_EPOCH_S * 1_000_000:
-            raise JsonCdrError(f"variables.{base}_uepoch is out of range")
-        whole, rest = divmod(micros, 1_000_000)
-        moment = datetime.fromtimestamp(whole, UTC).replace(microsecond=rest)
-        return moment, str(micros)
+        return _micro_moment(micros, f"variables.{base}_uepoch"), str(micros)
     seconds = _integer(variables, f"{base}_epoch")
     if seconds:
         if seconds >= MAX_EPOCH_S:
             raise JsonCdrError(f"variables.{base}_epoch is out of range")
         return datetime.fromtimestamp(seconds, UTC), str(seconds)
     return None, None
+
+
+def _flow_moment(times: Mapping[str, Any], name: str) -> tuple[datetime | None, str | None]:
+    """A time from the callflow's `times` block (microseconds, "0" when it never happened)."""
+    value = times.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None, None
+    micros = _whole(value.strip() or None, f"callflow.times.{name}")
+    if not micros:
+        return None, None
+    return _micro_moment(micros, f"callflow.times.{name}"), str(micros)
 
 
 def _looks_like_number(value: str | None) -> bool:
@@ -229,72 +383,137 @@ def _looks_like_number(value: str | None) -> bool:
     return sum(ch.isdigit() for ch in value) >= 3
 
 
+def _as_number(value: str | None) -> str | None:
+    """The number in a value ("+4930...", "sip:+4930...@host", "tel:..."), or None."""
+    if not value:
+        return None
+    if not _NUMBER_CHARACTERS.issuperset(value):
+        value = strip_uri(value)
+    return value if _looks_like_number(value) else None
+
+
 def _first_number(variables: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
     for name in names:
-        value = _text(variables, name)
-        if _looks_like_number(value):
-            return value
+        number = _as_number(_text(variables, name))
+        if number:
+            return number
     return None
 
 
-def _original_profile(document: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The caller profile of the call as first routed (before transfers), or {}.
+@dataclass(frozen=True)
+class _Flow:
+    """One callflow entry: a caller profile and the times kept with it."""
 
-    `callflow` is one object (older mod_json_cdr writes the key once per
-    profile and a JSON parser keeps the last, which is the oldest) or an
-    array (newest first). The profile with the lowest profile_index wins.
+    index: int | None
+    profile: Mapping[str, Any]
+    times: Mapping[str, Any]
+
+
+def _callflows(document: Mapping[str, Any]) -> list[_Flow]:
+    """The document's caller profiles, newest first.
+
+    `callflow` is an array, newest first (current versions), or one object
+    per profile under a repeated key (older versions; the JSON reader keeps them
+    all). Ordered by profile_index where it is given.
     """
     callflow = document.get("callflow")
-    flows = callflow if isinstance(callflow, list) else [callflow]
-    best: Mapping[str, Any] = {}
-    best_index: int | None = None
-    for flow in flows:
-        if not isinstance(flow, dict):
+    entries = callflow if isinstance(callflow, list) else [callflow]
+    flows: list[_Flow] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
             continue
-        profile = flow.get("caller_profile")
+        profile = entry.get("caller_profile")
         if not isinstance(profile, dict):
             continue
-        index_text = flow.get("profile_index")
+        times = entry.get("times")
+        index_text = entry.get("profile_index")
         index = int(index_text) if isinstance(index_text, str) and index_text.isdecimal() else None
-        if not best or (index is not None and (best_index is None or index < best_index)):
-            best, best_index = profile, index
-    return best
+        flows.append(_Flow(index, profile, times if isinstance(times, dict) else {}))
+    if all(flow.index is not None for flow in flows):
+        flows.sort(key=lambda flow: -(flow.index or 0))
+    return flows
 
 
-def _profile_number(profile: Mapping[str, Any], name: str) -> str | None:
+def _profile_text(profile: Mapping[str, Any], name: str) -> str | None:
     value = profile.get(name)
     if not isinstance(value, str):
         return None
     if "%" in value:
         value = unquote(value)
-    value = value.strip()
-    return value if _looks_like_number(value) else None
+    return value.strip() or None
+
+
+def _identifier(value: str | None) -> str | None:
+    """A uuid as accepted for a session id or a correlation, else None."""
+    if value is None or len(value) > MAX_UUID_CHARS or not value.isprintable():
+        return None
+    return value
+
+
+def _a_leg_uuid(variables: Mapping[str, Any], flows: list[_Flow]) -> str | None:
+    """The uuid of the leg that originated this one, or None for an A-leg.
+
+    mod_json_cdr counts a leg as a B-leg when its caller profile has an
+    originator; FreeSWITCH also sets `originator` and `originating_leg_uuid`
+    on it.
+    """
+    for name in _ORIGINATOR_VARIABLES:
+        value = variables.get(name)
+        if isinstance(value, str) and value.strip():
+            return _identifier(unquote(value).strip())
+    for flow in flows:
+        originator = flow.profile.get("originator")
+        if not isinstance(originator, dict):
+            continue
+        profiles = originator.get("originator_caller_profiles")
+        for profile in profiles if isinstance(profiles, list) else [profiles]:
+            if isinstance(profile, dict):
+                uuid = _identifier(_profile_text(profile, "uuid"))
+                if uuid:
+                    return uuid
+    return None
 
 
 def json_record(document: Any, source: str, received_at: datetime) -> CallRecord:
     """The CallRecord of one mod_json_cdr document; raises JsonCdrError.
 
     session_id is the leg's uuid and setup_stamp its start time exactly as
-    sent (start_uepoch, else start_epoch), so a repost is one row while a
-    reused uuid is another. The billable duration is billmsec, else
-    billusec, else billsec (whole seconds), else answer to end. The cause is
-    hangup_cause_q850, else the Q.850 value of hangup_cause's name.
+    sent (start_uepoch, else start_epoch, else the callflow's created_time),
+    so a repost is one row while a reused uuid is another. The billable
+    duration is billmsec, else billusec, else billsec (whole seconds), else
+    answer to end. The cause is hangup_cause_q850, else the Q.850 value of
+    hangup_cause's name. Without `variables`, the caller profile and its
+    `times` stand in. Both legs of a bridged call carry the A-leg's uuid as
+    their correlation (stored only as a keyed hash).
     """
     if not isinstance(document, dict):
         raise JsonCdrError("the document is not a JSON object")
+    flows = _callflows(document)
     variables = document.get("variables")
+    if variables is None and flows:
+        variables = {}
     if not isinstance(variables, dict):
         raise JsonCdrError("variables is missing or not an object")
+    current = flows[0] if flows else _Flow(None, {}, {})
     uuid = variables.get("uuid")
+    if uuid is None:
+        uuid = current.profile.get("uuid")
     if not isinstance(uuid, str) or not uuid.strip():
         raise JsonCdrError("variables.uuid is missing")
-    uuid = unquote(uuid).strip() if "%" in uuid else uuid.strip()
-    if len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
+    uuid = _identifier(unquote(uuid).strip() if "%" in uuid else uuid.strip())
+    if uuid is None:
         raise JsonCdrError("variables.uuid is not a valid identifier")
 
+    times = current.times
     start, setup_stamp = _moment(variables, "start")
+    if start is None:
+        start, setup_stamp = _flow_moment(times, "created_time")
     answer, _ = _moment(variables, "answer")
+    if answer is None:
+        answer, _ = _flow_moment(times, "answered_time")
     end, _ = _moment(variables, "end")
+    if end is None:
+        end, _ = _flow_moment(times, "hangup_time")
 
     billmsec = _integer(variables, "billmsec")
     billusec = _integer(variables, "billusec")
@@ -324,19 +543,28 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     if sip_code is None and cause_name and cause_name.upper() == _ORIGINATOR_CANCEL:
         sip_code = _CANCELLED_SIP_CODE
 
-    profile = _original_profile(document)
-    calling = _first_number(variables, _CALLING_VARIABLES) or _profile_number(
-        profile, "caller_id_number"
+    # the number first dialled: the oldest profile, before any transfer
+    original = flows[-1].profile if flows else {}
+    calling = (
+        _first_number(variables, _CALLING_VARIABLES)
+        or _as_number(_profile_text(original, "caller_id_number"))
+        or _as_number(_profile_text(original, "ani"))
     )
     called = (
         _first_number(variables, _CALLED_VARIABLES)
-        or _profile_number(profile, "destination_number")
+        or _as_number(_profile_text(original, "destination_number"))
         or _first_number(variables, _CALLED_FALLBACK_VARIABLES)
     )
 
     pdd_ms = _integer(variables, "progressmsec") or _integer(variables, "progress_mediamsec")
     if not pdd_ms and answered:
         pdd_ms = _integer(variables, "answermsec")
+    if not pdd_ms and start is not None:
+        for name in ("progress_time", "progress_media_time", "answered_time"):
+            moment, _ = _flow_moment(times, name)
+            if moment is not None:
+                pdd_ms = max(0, round((moment - start).total_seconds() * 1000))
+                break
 
     direction = _text(variables, "direction")
     channel_data = document.get("channel_data")
@@ -365,6 +593,7 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
         sip_code=sip_code,
         pdd_ms=pdd_ms or None,
         times_derived=end is None,
+        correlation=_a_leg_uuid(variables, flows) or uuid,
     )
 
 
@@ -404,6 +633,23 @@ def _credentials_match(header: str | None, credentials: tuple[tuple[str, str], .
         )
         found = found or same
     return found
+
+
+class _LastResponse(web.Response):
+    """`answer`, after which the connection closes at once.
+
+    For a request refused before its body was sent: the server has nothing
+    left to read, so it neither waits for the body nor keeps the connection.
+    """
+
+    def __init__(self, answer: web.Response, close_connection: Callable[[], None]) -> None:
+        super().__init__(status=answer.status, body=answer.body, headers=answer.headers)
+        self._close_connection = close_connection
+        self.force_close()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self._close_connection()  # the transport still sends what it has buffered
 
 
 class JsonReceiver:
@@ -458,7 +704,7 @@ class JsonReceiver:
     async def start(self) -> None:
         """Listen on `listen` (or the adopted socket) and serve POST /cdr."""
         app = web.Application(client_max_size=self.config.max_body_bytes)
-        app.router.add_post("/cdr", self._post)
+        app.router.add_post("/cdr", self._post, expect_handler=self._expect)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site: web.BaseSite
@@ -513,7 +759,8 @@ class JsonReceiver:
             status=503, text=text + "\n", headers={"Retry-After": str(RETRY_AFTER_S)}
         )
 
-    async def _post(self, request: web.Request) -> web.Response:
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request refused on its headers alone, or None to go on."""
         config = self.config
         source = config.source
         if not request.remote or self.networks.find(request.remote) is None:
@@ -536,10 +783,39 @@ class JsonReceiver:
             )
         if self.paused:
             return self._unavailable("shutting down, post again later")
-        limit = config.max_body_bytes
         declared = request.content_length
-        if declared is not None and declared > limit:
+        if declared is not None and declared > config.max_body_bytes:
             return self._too_large(source)
+        return None
+
+    async def _expect(self, request: web.Request) -> web.Response | None:
+        """`Expect: 100-continue` (curl sends it before a large body): go on, or refuse now.
+
+        A request that would be refused gets its final answer instead of 100
+        Continue, so that the body is never sent; the connection then closes,
+        as the unsent body leaves it out of step.
+        """
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return _LastResponse(refusal, request.protocol.force_close)
+        if request.version != HttpVersion11:
+            return None  # an HTTP/1.0 client does not wait for 100 Continue
+        if request.headers.get("Expect", "").strip().lower() != "100-continue":
+            return _LastResponse(
+                web.Response(status=417, text="expectation not supported\n"),
+                request.protocol.force_close,
+            )
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+
+    async def _post(self, request: web.Request) -> web.Response:
+        config = self.config
+        source = config.source
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        limit = config.max_body_bytes
         body = bytearray()
         async for chunk in request.content.iter_chunked(_READ_CHUNK):
             body += chunk
