@@ -1201,6 +1201,39 @@ def test_freeswitch_other_leg_id_is_the_correlation_and_never_stored_raw() -> No
     assert alone.correlation is None
 
 
+def test_freeswitch_legs_of_a_bridged_call_share_the_a_legs_uuid_as_correlation() -> None:
+    a_leg = "5d0f9c2e-1111-2222-3333-444455556666"  # freeswitch_leg's Acct-Session-Id
+    b_leg = "9e8d7c6b-5555-4444-3333-222211110000"
+    # the A-leg's Stop says inbound: its own uuid
+    a_stop = profiles.freeswitch(
+        packet_of(freeswitch_leg(d.STATUS_STOP, "2026-07-01T13:00:00.000000+0100")), ctx()
+    )
+    # the B-leg's Start names the A-leg; its Stop says outbound
+    b_start_attrs = freeswitch_leg(
+        d.STATUS_START,
+        "2026-07-01T13:00:01.000000+0100",
+        codec.encode_vsa(d.FREESWITCH, d.FS_OTHER_LEG_ID, a_leg.encode()),
+    ).replace(a_leg.encode(), b_leg.encode(), 1)
+    b_start = profiles.freeswitch(packet_of(b_start_attrs), ctx())
+    b_stop_attrs = (
+        freeswitch_leg(d.STATUS_STOP, "2026-07-01T13:00:01.000000+0100")
+        .replace(a_leg.encode(), b_leg.encode(), 1)
+        .replace(
+            codec.encode_vsa(d.FREESWITCH, d.FS_DIRECTION, b"inbound"),
+            codec.encode_vsa(d.FREESWITCH, d.FS_DIRECTION, b"outbound"),
+        )
+    )
+    b_stop = profiles.freeswitch(packet_of(b_stop_attrs), ctx())
+    assert a_stop.correlation == b_start.correlation == a_leg
+    assert b_stop.correlation is None  # completed from its Start by the sink
+    redact = redactor()
+    assert (
+        redact.redact(a_stop, ARRIVAL).correlation_hmac
+        == redact.redact(b_start, ARRIVAL).correlation_hmac
+    )
+    assert redact.redact(a_stop, ARRIVAL).record_key != redact.redact(b_stop, ARRIVAL).record_key
+
+
 def test_freeswitch_direction_only_in_the_stop_does_not_split_the_call() -> None:
     # mod_radius_cdr sends Freeswitch-Direction in the Stop alone, and the leg
     # joins the record key: the Start and the Stop must still make one key

@@ -706,10 +706,12 @@ def _freeswitch_setup_stamp(start_text: str | None, setup_time: datetime | None)
 def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     """FreeSWITCH mod_radius_cdr: vendor 27880 attributes, Acct-Session-Time preferred.
 
-    Freeswitch-Other-Leg-Id (sent in a Start when the leg is already bridged)
-    becomes the correlation. Freeswitch-Direction is not read: only the Stop
-    carries it, and the leg joins the record key, which must be the same for
-    the Start and the Stop of one call.
+    The correlation of both legs of a bridged call is the A-leg's uuid (as
+    for JSON CDRs): an inbound leg's own Acct-Session-Id, an outbound leg's
+    Freeswitch-Other-Leg-Id (sent in its Start: it is bridged from birth);
+    the sink completes a Stop's missing correlation from its Start.
+    Freeswitch-Direction (Stop only) never reaches `leg`: the leg joins the
+    record key, which must be the same for the Start and the Stop of a call.
     """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
@@ -728,6 +730,10 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     else:
         cause = _FS_OWN_CAUSES.get(hangup) if hangup is not None else None
     other_leg = (packet.vendor_text(fs, d.FS_OTHER_LEG_ID) or "").strip()
+    if (packet.vendor_text(fs, d.FS_DIRECTION) or "").strip().lower() == "inbound":
+        a_leg = _session(packet)  # this is the A-leg: its own uuid
+    else:
+        a_leg = other_leg
     record = CallRecord(
         kind=kind,
         source=ctx.source,
@@ -745,9 +751,8 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         sip_code=_FS_CANCELLED_SIP_CODE if hangup in _FS_CANCELLED_CAUSES else None,
         times_derived=derived
         and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
-        # a pointer to the other leg of a bridged call; the pipeline only ever
-        # stores its keyed pseudonym
-        correlation=other_leg or None,
+        # the pipeline only ever stores its keyed pseudonym
+        correlation=a_leg or None,
     )
     if kind is RecordKind.STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
