@@ -283,3 +283,28 @@ async def test_cisco_login_accounting_is_answered_and_not_stored(
     rows = await fetch_rows(dsn)
     assert len(rows) == 1
     assert rows[0]["answered"] is True
+
+
+async def test_proxy_state_is_echoed_in_order_in_the_answer(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    """RFC 2865 5.33: a RADIUS proxy in front matches its answers by Proxy-State."""
+    request = (
+        FREESWITCH_STOP
+        + "Proxy-State = 0x70726f78792d31\n"  # "proxy-1"
+        + "Proxy-State = 0x0a0b0c\n"
+    )
+    with running_collector(collector_config) as collector:
+        result = radclient_send(radclient, collector.radius_address, "acct", SECRET, request)
+        assert result.returncode == 0, result.stdout + result.stderr
+        # sent again (a new request to the daemon, a duplicate to the database): echoed too
+        again = radclient_send(radclient, collector.radius_address, "acct", SECRET, request)
+        assert again.returncode == 0, again.stdout + again.stderr
+        rows = await fetch_rows(dsn)
+    assert len(rows) == 1
+    for output in (result.stdout, again.stdout):
+        answer = output.split("Received Accounting-Response", 1)[1]
+        states = [
+            line.split("=", 1)[1].strip() for line in answer.splitlines() if "Proxy-State" in line
+        ]
+        assert states == ["0x70726f78792d31", "0x0a0b0c"], answer

@@ -26,6 +26,8 @@ STATUS_SERVER = 12
 HEADER_LENGTH = 20
 MAX_PACKET_LENGTH = 4096
 ZERO_AUTHENTICATOR = bytes(16)
+#: RFC 2865 5.33: echoed unmodified, in order, in every response
+PROXY_STATE = 33
 
 
 class MalformedPacket(Exception):
@@ -200,6 +202,26 @@ def message_authenticator_ok(packet: Packet, secret: bytes) -> bool:
     zeroed = raw[:offset] + ZERO_AUTHENTICATOR + raw[offset + 16 :]
     expected = hmac.digest(secret, zeroed, "md5")
     return hmac.compare_digest(expected, raw[offset : offset + 16])
+
+
+def proxy_states(packet: Packet) -> bytes:
+    """The request's Proxy-State attributes, encoded, in their order.
+
+    RFC 2865 5.33 / RFC 2866 5: a server copies them unmodified and in order
+    into its response; a RADIUS proxy in front of the collector matches its
+    answers by them. Empty (and no scan) for the usual request without one.
+    """
+    if PROXY_STATE not in packet.attrs:
+        return b""
+    raw = packet.raw
+    found = []
+    pos, length = HEADER_LENGTH, len(raw)
+    while pos < length:
+        end = pos + raw[pos + 1]  # decode() has checked every attribute's framing
+        if raw[pos] == PROXY_STATE:
+            found.append(raw[pos:end])
+        pos = end
+    return b"".join(found)
 
 
 def encode_attribute(number: int, value: bytes) -> bytes:

@@ -221,6 +221,7 @@ class RadiusReceiver:
                 packet.identifier,
                 packet.authenticator,
                 secret,
+                codec.proxy_states(packet),
                 with_message_authenticator=True,
             )
             self._answer(key, response, addr, transport)
@@ -265,7 +266,11 @@ class RadiusReceiver:
     @staticmethod
     def _response(packet: codec.Packet, secret: bytes) -> bytes:
         return codec.encode_response(
-            codec.ACCOUNTING_RESPONSE, packet.identifier, packet.authenticator, secret
+            codec.ACCOUNTING_RESPONSE,
+            packet.identifier,
+            packet.authenticator,
+            secret,
+            codec.proxy_states(packet),
         )
 
     def _answer(
@@ -291,6 +296,7 @@ class RadiusReceiver:
         arrival: float,
     ) -> Callable[[bool], None]:
         identifier, authenticator = packet.identifier, packet.authenticator
+        echoed = codec.proxy_states(packet)
 
         def ack(durable: bool) -> None:
             if not durable:
@@ -298,7 +304,7 @@ class RadiusReceiver:
                 self._count(source, "not_durable")
                 return
             response = codec.encode_response(
-                codec.ACCOUNTING_RESPONSE, identifier, authenticator, secret
+                codec.ACCOUNTING_RESPONSE, identifier, authenticator, secret, echoed
             )
             self._dups[key] = response
             now = time.monotonic()
