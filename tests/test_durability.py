@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -391,3 +392,54 @@ async def test_sighup_under_load_drops_no_packet(tmp_path: Path, dsn: str) -> No
     assert stats.gave_up == 0
     assert stats.acknowledged == calls
     assert counts == {"rows": calls, "keys": calls, "doubles": 0}
+
+
+async def test_spool_directory_removed_while_the_database_is_down(tmp_path: Path, dsn: str) -> None:
+    calls = 1500
+    requests = requests_for(calls, 29)
+    async with pausable_proxy() as proxy:
+        await proxy.cut()
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        async with running_collector_async(config) as collector:
+            async with AccountingClient(
+                collector.radius_address, SECRET.encode(), timeout_s=0.5
+            ) as client:
+                await client.send_all(requests[:500], concurrency=64)
+                assert client.stats.acknowledged == 500  # from the spool
+                shutil.rmtree(config.directory / "spool")
+                # the spool comes back, with what was acknowledged before
+                await asyncio.wait_for(client.send_all(requests[500:], concurrency=64), 20)
+                await proxy.restore()
+                stats = client.stats
+            began = time.monotonic()
+            await wait_for(lambda: spool_empty(collector), timeout=20)
+            drain = time.monotonic() - began
+            status, _body = collector.readyz()
+        assert collector.process is not None and collector.process.returncode == 0
+    counts = await table_counts(dsn)
+    report("spool directory removed", calls, stats, counts, drain)
+    assert status == 200
+    assert stats.acknowledged == calls
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}
+
+
+async def test_database_dropped_and_created_again_while_running(tmp_path: Path, dsn: str) -> None:
+    calls = 1000
+    requests = requests_for(calls, 31)
+    name = dsn.rpartition("/")[2]
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, log_level="info")
+    async with running_collector_async(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            await client.send_all(requests[:200], concurrency=64)
+            async with connected(dsn.replace(f"/{name}", "/postgres")) as admin:
+                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                await admin.execute(f'CREATE DATABASE "{name}"')  # empty: no schema
+            stats = await client.send_all(requests[200:], concurrency=64)
+        began = time.monotonic()
+        await wait_for(lambda: spool_empty(collector), timeout=20)
+        drain = time.monotonic() - began
+    counts = await table_counts(dsn)
+    report("database dropped and created again", calls - 200, stats, counts, drain)
+    assert stats.acknowledged == calls
+    # the first 200 went with the old database; every later one is in the new one
+    assert counts == {"rows": calls - 200, "keys": calls - 200, "doubles": 0}

@@ -8,7 +8,9 @@ the damage and never hand back a row that was not written.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
@@ -362,3 +364,78 @@ def test_directory_is_private_and_segments_are_owner_only(tmp_path: Path) -> Non
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     (path,) = segment_files(directory)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# -- the directory or the disk failing under a running daemon ---------------------------
+
+
+def test_removed_directory_is_recreated_and_the_open_segment_written_back(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "spool"
+    spool = new_spool(directory)
+    spool.append(batch(0))
+    spool.append(batch(3))
+    shutil.rmtree(directory)  # the open segment lives on only through its descriptor
+    spool.append(batch(6))
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    spool.close()
+    batches, damage = read_all(new_spool(directory))
+    assert batches == [batch(0), batch(3), batch(6)]  # nothing acknowledged before is lost
+    assert damage == 0
+
+
+def test_open_segment_removed_before_replay_is_written_back(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = new_spool(directory)
+    spool.append(batch(0))
+    (path,) = segment_files(directory)
+    path.unlink()
+    oldest = spool.oldest()
+    assert oldest is not None
+    result = spool.read(oldest)
+    assert result.batches == [batch(0)] and not result.missing
+
+
+def test_sealed_segment_removed_is_reported_missing_and_can_be_deleted(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = new_spool(directory, segment=1)  # one frame per segment
+    spool.append(batch(0))
+    spool.append(batch(3))
+    shutil.rmtree(directory)
+    oldest = spool.oldest()
+    assert oldest is not None
+    result = spool.read(oldest)
+    assert result.missing and result.batches == []
+    spool.delete(oldest)  # the directory is gone too: no error
+    last = spool.oldest()
+    assert last is not None
+    assert spool.read(last).batches == [batch(3)]  # the open one was written back
+    spool.delete(last)
+    assert not spool.pending
+
+
+def test_failed_write_leaves_no_torn_frame_and_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "spool"
+    spool = new_spool(directory)
+    spool.append(batch(0))
+    real_write = os.write
+
+    def half_then_enospc(fd: int, data: bytes) -> int:
+        if len(data) > 8:
+            return real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_enospc)
+    with pytest.raises(OSError, match="No space left"):
+        spool.append(batch(3))
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.refusing and spool.full()  # /readyz reports it
+    spool.append(batch(6))
+    assert not spool.refusing
+    spool.close()
+    batches, damage = read_all(new_spool(directory))
+    assert batches == [batch(0), batch(6)]
+    assert damage == 0  # no half frame reported as damage on replay

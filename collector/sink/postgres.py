@@ -49,6 +49,10 @@ class PermanentError(SinkError):
 #: SQLSTATE classes that mean "this data is wrong": 22 data exception, 23 integrity violation
 _PERMANENT_CLASSES = ("22", "23")
 
+#: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
+#: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
+_SCHEMA_GONE = frozenset({"3D000", "3F000", "42P01"})
+
 
 def classify(exc: BaseException) -> SinkError:
     """Map any failure of a database operation to retryable or permanent, in one place."""
@@ -336,6 +340,7 @@ class PostgresSink:
                 },
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._forget_schema_if_gone(exc)
             raise classify(exc) from None
         try:
             if cfg.migrate and not self.migrated:
@@ -361,7 +366,14 @@ class PostgresSink:
             conn.terminate()
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            self._forget_schema_if_gone(exc)
             raise classify(exc) from None
+
+    def _forget_schema_if_gone(self, exc: BaseException) -> None:
+        """After the database or its tables vanished, the next connect creates them again."""
+        if getattr(exc, "sqlstate", None) in _SCHEMA_GONE and self.migrated:
+            log.warning("database schema missing: it is created again at the next connect")
+            self.migrated = False
 
     async def close(self) -> None:
         """Close the connection (gracefully if possible)."""

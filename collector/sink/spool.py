@@ -10,10 +10,18 @@ are committed. Frames carry a CRC32C over header and payload: a torn tail
 and skipped, never replayed as garbage. It holds only `StoredCdr` rows, which
 are already redacted. It never grows past `max_bytes` nor fills the disk:
 `append` raises `SpoolFull` instead, and the caller stops acknowledging.
+
+The directory may be removed under a running daemon (a clean-up script, an
+operator): the next write recreates it, and the segment still open for
+appending (its file unlinked but readable through the open descriptor) is
+written back under its name before anything more is acknowledged from it. A
+sealed segment whose file is gone is reported as lost, never an error that
+stops the replay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -64,6 +72,8 @@ class ReadResult:
     batches: list[list[StoredCdr]]
     corrupt_frames: int
     skipped_bytes: int
+    #: the file was gone: the records the index knew of in it are lost
+    missing: bool = False
 
 
 def _to_micros(value: datetime) -> int:
@@ -176,7 +186,7 @@ class Spool:
         self.segments: list[Segment] = []
         self._active: Segment | None = None
         self._fd: int | None = None
-        #: the last append was refused for lack of room (cleared when room appears)
+        #: the last append was refused (no room, or an I/O error); cleared when one succeeds
         self.refusing = False
 
     # --- state -----------------------------------------------------------
@@ -223,32 +233,102 @@ class Spool:
 
     # --- writing -----------------------------------------------------------
     def append(self, rows: list[StoredCdr]) -> None:
-        """Write one batch as a frame and fsync it; raise SpoolFull when it does not fit."""
+        """Write one batch as a frame and fsync it; raise SpoolFull when it does not fit.
+
+        Raises OSError when the frame could not be made durable (the caller
+        must not acknowledge it); what was acknowledged before stays on disk.
+        """
         frame = encode_frame(rows)
+        try:
+            self._ensure_directory()
+            self._rescue_active()
+        except OSError:
+            self.refusing = True
+            raise
         if self.size + len(frame) > self.max_bytes or self._disk_low(len(frame)):
             self.refusing = True
             raise SpoolFull()
-        if self._active is None or self._active.size >= self.segment_max_bytes:
-            self._start_segment()
-        assert self._active is not None and self._fd is not None
+        try:
+            if self._active is None or self._active.size >= self.segment_max_bytes:
+                self._start_segment()
+            assert self._active is not None and self._fd is not None
+            active = self._active
+            self._write_frame(active, self._fd, frame)
+            active.records += len(rows)
+            # removed while this frame was written: put the file back before answering
+            self._rescue_active()
+        except OSError:
+            self.refusing = True
+            raise
+        self.refusing = False
+
+    def _write_frame(self, segment: Segment, fd: int, frame: bytes) -> None:
+        before = segment.size
         written = 0
         try:
             while written < len(frame):
-                written += os.write(self._fd, frame[written:])
-            os.fsync(self._fd)
+                written += os.write(fd, frame[written:])
+            os.fsync(fd)
         except OSError:
-            # a partial frame may be on disk: it fails its CRC on replay; start afresh
+            # cut off what may have been written of the frame, so that a replay
+            # does not report it as damage; then start afresh in a new segment
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
             self._close_active()
             raise
-        self._active.size += len(frame)
-        self._active.records += len(rows)
-        self.refusing = False
+        segment.size += len(frame)
+
+    def _ensure_directory(self) -> None:
+        if not self.directory.is_dir():
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fsync_parent()
+
+    def _fsync_parent(self) -> None:
+        with contextlib.suppress(OSError):
+            fd = os.open(self.directory.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _rescue_active(self) -> None:
+        """Write the open segment back to disk if its file was removed while it was open.
+
+        Its frames were acknowledged: they are still readable through the
+        open descriptor, and only lost when it is closed.
+        """
+        fd, segment = self._fd, self._active
+        if fd is None or segment is None or os.fstat(fd).st_nlink > 0:
+            return
+        data = bytearray()
+        while len(data) < segment.size:
+            chunk = os.pread(fd, segment.size - len(data), len(data))
+            if not chunk:
+                break
+            data += chunk
+        self._ensure_directory()
+        new_fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += os.write(new_fd, view[written:])
+            os.fsync(new_fd)
+            self._fsync_directory()
+        except OSError:
+            os.close(new_fd)
+            with contextlib.suppress(OSError):
+                segment.path.unlink()
+            raise
+        os.close(fd)
+        self._fd = new_fd
+        segment.size = len(data)
 
     def _start_segment(self) -> None:
         self._close_active()
         sequence = self.segments[-1].sequence + 1 if self.segments else 1
         path = self.directory / f"{sequence:020d}{SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self._active = Segment(sequence, path, 0, 0)
         self.segments.append(self._active)
         self._fsync_directory()
@@ -277,12 +357,18 @@ class Spool:
             return None
         segment = self.segments[0]
         if segment is self._active:
+            # closing the descriptor of a removed file would lose its frames
+            with contextlib.suppress(OSError):
+                self._rescue_active()
             self._close_active()
         return segment
 
     def read(self, segment: Segment) -> ReadResult:
         """Every intact batch of a sealed segment, and what damage was skipped."""
-        data = segment.path.read_bytes()
+        try:
+            data = segment.path.read_bytes()
+        except FileNotFoundError:
+            return ReadResult([], 0, 0, missing=True)
         batches: list[list[StoredCdr]] = []
         corrupt = skipped = 0
         for item in scan_frames(data):
@@ -303,5 +389,6 @@ class Spool:
             self._close_active()
         segment.path.unlink(missing_ok=True)
         self.segments.remove(segment)
-        self._fsync_directory()
+        with contextlib.suppress(FileNotFoundError):  # the directory itself was removed
+            self._fsync_directory()
         self.refusing = False

@@ -176,12 +176,26 @@ class Writer:
         while True:
             batch = await self._next_batch()
             if batch:
-                await self._persist(batch)
+                try:
+                    await self._persist(batch)
+                except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
+                    # not answered yet means not durable: the senders retransmit
+                    self._fire(batch, False)
+                    await self._step_failed(exc)
             elif self._closing:
                 return
             if not self._closing and self._can_replay():
-                await self._replay_step()
+                try:
+                    await self._replay_step()
+                except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
+                    await self._step_failed(exc)
             self.telemetry.queue_records.set(len(self._items))
+
+    async def _step_failed(self, exc: Exception) -> None:
+        self._limited.warning(
+            "writer_step", "writer step failed, retrying", error_class=type(exc).__name__
+        )
+        await asyncio.sleep(self.retry_interval)
 
     def _can_replay(self) -> bool:
         return (
@@ -220,6 +234,10 @@ class Writer:
             else:
                 self._account(result)
                 self._fire(batch, True)
+                if self.spool is not None and self.spool.refusing and not self.spool.pending:
+                    # a refusal no longer matters: nothing waits in the spool
+                    self.spool.refusing = False
+                    self._update_spool_metrics()
                 return
         if self.spool is not None:
             try:
@@ -234,8 +252,10 @@ class Writer:
                 self._fire(batch, False)
                 return
             except OSError as exc:
+                self.spool_refusals += 1
                 self.telemetry.records_dropped.labels("spool_error").inc(len(rows))
                 self._limited.warning("spool_error", "spool write failed", error=type(exc).__name__)
+                self._update_spool_metrics()
                 self._fire(batch, False)
                 return
             self.health.spool_full = False
@@ -314,7 +334,12 @@ class Writer:
         if self.spool is not None:
             # keep it (already redacted) for the operator instead of losing it
             path = self.spool.directory / f"rejected-{datetime.now(UTC):%Y%m%d}.json"
-            await asyncio.to_thread(_append_rejected, path, row)
+            try:
+                await asyncio.to_thread(_append_rejected, path, row)
+            except OSError as exc:
+                self._limited.warning(
+                    "rejected_file", "rejected record not kept", error=type(exc).__name__
+                )
         self._fire(batch, True)
 
     # --- replay ------------------------------------------------------------
@@ -326,6 +351,13 @@ class Writer:
             if segment is None:
                 return
             result = await asyncio.to_thread(self.spool.read, segment)
+            if result.missing:
+                self.telemetry.spool_corrupt.inc()
+                log.error(
+                    "spool segment removed from disk: its records are lost",
+                    path=segment.path.name,
+                    records=segment.records,
+                )
             if result.corrupt_frames:
                 self.telemetry.spool_corrupt.inc(result.corrupt_frames)
                 log.error(
@@ -371,6 +403,7 @@ class Writer:
 
 
 def _append_rejected(path: Path, row: StoredCdr) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(path, "ab") as handle:
         handle.write(encode_rows([row]) + b"\n")
         handle.flush()
