@@ -14,7 +14,7 @@ import pytest
 
 from collector.config import DatabaseConfig
 from collector.model import StoredCdr
-from collector.sink.postgres import PostgresSink
+from collector.sink.postgres import PostgresSink, RetryableError
 from tests.daemon import connected
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -133,3 +133,30 @@ async def test_a_stop_wins_over_an_end_with_the_same_key(sink: PostgresSink, dsn
     async with connected(dsn) as conn:
         row = await conn.fetchrow("SELECT duration_ms FROM cdrs")
     assert row is not None and row["duration_ms"] == 59_500
+
+
+@pytest.mark.parametrize("how", ["detached", "dropped"])
+async def test_rows_of_days_without_a_partition_wait_for_the_default_partition(
+    sink: PostgresSink, dsn: str, how: str
+) -> None:
+    """Without cdrs_default such rows cannot be stored: retried, never rejected as bad."""
+    async with connected(dsn) as conn:
+        await conn.execute("ALTER TABLE cdrs DETACH PARTITION cdrs_default")
+        if how == "dropped":
+            await conn.execute("DROP TABLE cdrs_default")
+    far = NOW + timedelta(days=400)  # no daily partition that far ahead
+    stop = stored(
+        b"\x06" * 16,
+        "stop",
+        setup_time=far,
+        disconnect_time=far + timedelta(seconds=30),
+        duration_ms=0,
+        answered=False,
+    )
+    with pytest.raises(RetryableError):
+        await sink.write([stop])
+    await sink.connect()  # what the writer does next: the default partition is back
+    result = await sink.write([stop])
+    assert len(result.stored) == 1
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 1

@@ -49,9 +49,17 @@ class PermanentError(SinkError):
 #: SQLSTATE classes that mean "this data is wrong": 22 data exception, 23 integrity violation
 _PERMANENT_CLASSES = ("22", "23")
 
+#: where rows of days without a partition of their own go (retention purges it by name)
+DEFAULT_PARTITION = "cdrs_default"
+
 #: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
 #: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
 _SCHEMA_GONE = frozenset({"3D000", "3F000", "42P01"})
+
+
+def _no_partition(exc: BaseException) -> bool:
+    """A row with no partition to go to: `cdrs` lost its default partition (detached)."""
+    return getattr(exc, "sqlstate", None) == "23514" and "no partition" in str(exc)
 
 
 def classify(exc: BaseException) -> SinkError:
@@ -59,6 +67,9 @@ def classify(exc: BaseException) -> SinkError:
     if isinstance(exc, SinkError):
         return exc
     state = getattr(exc, "sqlstate", None)
+    if _no_partition(exc):
+        # not the rows' fault: spool them; the next connect restores the default partition
+        return RetryableError(f"{type(exc).__name__} (SQLSTATE {state}, no partition)")
     if isinstance(state, str) and state[:2] in _PERMANENT_CLASSES:
         return PermanentError(f"{type(exc).__name__} (SQLSTATE {state})")
     return RetryableError(f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else ""))
@@ -358,6 +369,8 @@ class PostgresSink:
                 match = PARTITION_NAME.match(row["relname"])
                 if match:
                     self._known_days.add(datetime.strptime(match.group(1), "%Y%m%d").date())
+            if DEFAULT_PARTITION not in {row["relname"] for row in rows}:
+                await self._restore_default_partition(conn)
             self.conn = conn
             today = datetime.now(UTC).date()
             await self.ensure_partitions({today + timedelta(days=n) for n in range(-1, 3)})
@@ -368,6 +381,31 @@ class PostgresSink:
                 raise
             self._forget_schema_if_gone(exc)
             raise classify(exc) from None
+
+    @staticmethod
+    async def _restore_default_partition(conn: asyncpg.Connection) -> None:
+        """Give `cdrs` its default partition back (an operator detached or dropped it).
+
+        Without one, a row of a day that has no partition of its own cannot be
+        stored at all; its batch stays in the spool until this succeeds.
+        """
+        try:
+            await conn.execute(f"CREATE TABLE {DEFAULT_PARTITION} PARTITION OF cdrs DEFAULT")
+            log.warning("cdrs had no default partition: created", table=DEFAULT_PARTITION)
+            return
+        except asyncpg.DuplicateTableError:
+            pass  # detached, not dropped: attach it again
+        try:
+            await conn.execute(f"ALTER TABLE cdrs ATTACH PARTITION {DEFAULT_PARTITION} DEFAULT")
+            log.warning("cdrs had no default partition: attached again", table=DEFAULT_PARTITION)
+        except asyncpg.PostgresError as exc:
+            # its rows overlap a daily partition now: leave it to the operator, loudly
+            log.error(
+                "cdrs has no default partition and it cannot be attached again:"
+                " rows of days without a partition wait in the spool",
+                table=DEFAULT_PARTITION,
+                error_class=type(exc).__name__,
+            )
 
     def _forget_schema_if_gone(self, exc: BaseException) -> None:
         """After the database or its tables vanished, the next connect creates them again."""
