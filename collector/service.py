@@ -232,6 +232,7 @@ class Service:
             self.telemetry.spool_records.set(self.spool.records)
             self.telemetry.spool_bytes.set(self.spool.size)
             self.health.spool_full = self.spool.full()
+            self.health.spool_pending = self.spool.pending
 
     def status_line(self) -> str:
         """One line for systemd's STATUS: database, spool, queue."""

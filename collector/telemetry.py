@@ -278,16 +278,23 @@ class Health:
     database_up: bool = False
     spool_configured: bool = False
     spool_full: bool = False
+    #: records wait in the spool (new batches must queue behind them)
+    spool_pending: bool = False
     stopping: bool = False
     details: dict[str, str] = field(default_factory=dict)
 
     def ready(self) -> bool:
-        """Ready when listeners are bound and records have a durable place to go."""
-        if not self.listeners_bound or self.stopping or self.spool_full:
+        """Ready when listeners are bound and records have a durable place to go.
+
+        A full spool only matters while records would have to go there: with
+        the database up and nothing waiting in the spool, batches are
+        committed directly.
+        """
+        if not self.listeners_bound or self.stopping:
             return False
         if self.database_up:
-            return True
-        return self.spool_configured
+            return not (self.spool_full and self.spool_pending)
+        return self.spool_configured and not self.spool_full
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-friendly summary for /readyz."""

@@ -15,6 +15,7 @@ import pytest
 from collector.config import DatabaseConfig
 from collector.model import StoredCdr
 from collector.sink.postgres import PostgresSink, RetryableError
+from collector.telemetry import Health
 from tests.daemon import connected
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -160,3 +161,28 @@ async def test_rows_of_days_without_a_partition_wait_for_the_default_partition(
     assert len(result.stored) == 1
     async with connected(dsn) as conn:
         assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 1
+
+
+@pytest.mark.parametrize(
+    ("database_up", "spool_full", "spool_pending", "ready"),
+    [
+        (True, False, False, True),
+        (True, True, False, True),  # little disk left, but nothing has to go to the spool
+        (True, True, True, False),  # new batches queue behind a spool that takes no more
+        (True, False, True, True),
+        (False, False, False, True),  # the spool takes the records
+        (False, True, False, False),
+        (False, True, True, False),
+    ],
+)
+def test_readiness_with_a_full_spool(
+    database_up: bool, spool_full: bool, spool_pending: bool, ready: bool
+) -> None:
+    health = Health(
+        listeners_bound=True,
+        database_up=database_up,
+        spool_configured=True,
+        spool_full=spool_full,
+        spool_pending=spool_pending,
+    )
+    assert health.ready() is ready

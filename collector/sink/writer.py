@@ -400,6 +400,7 @@ class Writer:
         self.telemetry.spool_records.set(self.spool.records)
         self.telemetry.spool_bytes.set(self.spool.size)
         self.health.spool_full = self.spool.full()
+        self.health.spool_pending = self.spool.pending
 
 
 def _append_rejected(path: Path, row: StoredCdr) -> None:
