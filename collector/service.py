@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from collector.pipeline.redact import Redactor
 from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
-from collector.sink.postgres import PostgresSink, open_admin_connection
+from collector.sink.postgres import PostgresSink, move_default_rows, open_admin_connection
 from collector.sink.spool import Spool
 from collector.sink.writer import Writer
 from collector.systemd import Notifier, listen_fds, run_watchdog
@@ -254,6 +255,13 @@ class Service:
                     "retention skipped: database unavailable", error_class=type(exc).__name__
                 )
             else:
+                try:
+                    # days the writer makes partitions for: rows that went to the
+                    # default partition before their day's came get one of their own
+                    today = datetime.now(UTC).date()
+                    await move_default_rows(conn, (today + timedelta(days=n) for n in range(-1, 3)))
+                except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                    log.warning("partition maintenance failed", error_class=type(exc).__name__)
                 try:
                     result = await purge(conn, self.config.privacy.retention_days)
                     deleted = result.rows_deleted

@@ -10,11 +10,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from collector.config import DatabaseConfig
 from collector.model import StoredCdr
-from collector.sink.postgres import PostgresSink, RetryableError
+from collector.sink.postgres import (
+    PostgresSink,
+    RetryableError,
+    move_default_rows,
+    partition_name,
+)
 from collector.telemetry import Health
 from tests.daemon import connected
 
@@ -186,3 +192,37 @@ def test_readiness_with_a_full_spool(
         spool_pending=spool_pending,
     )
     assert health.ready() is ready
+
+
+async def test_a_days_rows_in_the_default_partition_get_their_own_partition(
+    sink: PostgresSink, dsn: str
+) -> None:
+    """A clock days ahead must not send that whole day's traffic to cdrs_default."""
+    today = NOW.date()
+    ahead = datetime(today.year, today.month, today.day, 9, tzinfo=UTC) + timedelta(days=5)
+    early = [
+        stored(bytes([7, n]) * 8, "stop", setup_time=ahead, disconnect_time=ahead, duration_ms=0)
+        for n in range(3)
+    ]
+    await sink.write(early)  # beyond the partition window: the default partition takes them
+    day = ahead.date()
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 3
+        # that day's partition cannot be created over them: the day would stay in default
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                f"CREATE TABLE {partition_name(day)} PARTITION OF cdrs "
+                f"FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')"
+            )
+        moved = await move_default_rows(conn, [day, day + timedelta(days=1)])
+        assert moved == {day: 3}
+        assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 0
+        assert await conn.fetchval(f"SELECT count(*) FROM {partition_name(day)}") == 3
+        assert await conn.fetchval("SELECT count(*) FROM cdrs") == 3
+        assert await move_default_rows(conn, [day]) == {}  # nothing left to do
+    # the day's later rows land in its partition, not in the default one
+    later = stored(b"\x08" * 16, "stop", setup_time=ahead, disconnect_time=ahead, duration_ms=0)
+    await sink.write([later])
+    async with connected(dsn) as conn:
+        assert await conn.fetchval(f"SELECT count(*) FROM {partition_name(day)}") == 4
+        assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 0

@@ -273,6 +273,53 @@ def partition_name(day: date) -> str:
     return f"cdrs_p{day:%Y%m%d}"
 
 
+async def move_default_rows(conn: asyncpg.Connection, days: Iterable[date]) -> dict[date, int]:
+    """Give each of `days` whose calls sit in the default partition a partition of its own.
+
+    A switch whose clock runs days ahead sends rows for a day that has no
+    partition yet; they go to `cdrs_default`. When that day comes, its
+    partition cannot be created over them (PostgreSQL refuses a range the
+    default partition already holds rows of), and the whole day's traffic
+    would follow them into the default partition. Here the day's partition
+    is created as a plain table, the rows move into it and it is attached,
+    in one transaction. Meant for a maintenance connection (the retention
+    loop), never for the writer's: the default partition is scanned.
+    Returns the rows moved per day.
+    """
+    moved: dict[date, int] = {}
+    for day in sorted(set(days)):
+        name = partition_name(day)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            continue
+        low = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        high = low + timedelta(days=1)
+        waiting = await conn.fetchval(
+            f"SELECT count(*) FROM {DEFAULT_PARTITION} WHERE call_time >= $1 AND call_time < $2",
+            low,
+            high,
+        )
+        if not waiting:
+            continue
+        async with conn.transaction():
+            await conn.execute(
+                f"CREATE TABLE {name} (LIKE cdrs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            )
+            await conn.execute(
+                f"WITH m AS (DELETE FROM {DEFAULT_PARTITION} "
+                f"WHERE call_time >= $1 AND call_time < $2 RETURNING *) "
+                f"INSERT INTO {name} SELECT * FROM m",
+                low,
+                high,
+            )
+            await conn.execute(
+                f"ALTER TABLE cdrs ATTACH PARTITION {name} "
+                f"FOR VALUES FROM ('{low.isoformat()}') TO ('{high.isoformat()}')"
+            )
+        moved[day] = int(waiting)
+        log.info("rows moved out of the default partition", table=name, rows=int(waiting))
+    return moved
+
+
 def call_day(row: StoredCdr) -> date:
     """The UTC day a row will be partitioned under (as far as the row alone tells)."""
     when = row.setup_time or row.connect_time or row.disconnect_time or row.event_time
