@@ -3,8 +3,10 @@
 structlog renders JSON (or console text) and the same redaction runs for
 stdlib loggers (asyncpg, asyncio, aiohttp) through `ProcessorFormatter`. Only
 an allow-list of fields survives; every string that does survive is scrubbed
-of digit runs (phone numbers), SIP/tel URIs and IP addresses, tracebacks
-included. This module must never let a raw packet, a number or a secret reach
+of digit runs (phone numbers), SIP/tel URIs and user@host, IP addresses,
+session ids (UUIDs, hex ids), query strings and bytes literals (raw wire
+data quoted by a library's exception), tracebacks included; an exception
+nothing caught is logged the same way. This module must never let a raw packet, a number or a secret reach
 a handler: there is no switch to turn the scrubbing off.
 """
 
@@ -15,6 +17,7 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -66,7 +69,24 @@ ALLOWED_FIELDS = frozenset(
     }
 )
 
+#: a bytes literal as a repr or an exception message shows it: raw wire data (a
+#: request line, a header, a datagram) is never logged, whatever it holds; an
+#: unterminated one (a repr cut short) is removed to the end of its line
+_BYTES = re.compile(r"(?<![\w'\"])b(['\"])(?:\\.|(?!\1)[^\\\n])*(?:\1|$)", re.MULTILINE)
 _URI = re.compile(r"\b(?:sips?|tel):[^\s>;,\"']*", re.IGNORECASE)
+#: a URI's user@host without its scheme (a Call-ID, an address of record)
+_USER_AT_HOST = re.compile(r"[^\s<>\"'@;,()\[\]{}=:]*@[^\s<>\"'@;,()\[\]{}]*")
+#: a URL's query string (mod_json_cdr appends "?uuid=<leg uuid>")
+_QUERY = re.compile(r"\?[^\s\"'<>?=&]*=[^\s\"'<>]*")
+#: session identifiers: UUIDs, and hex tokens mixing digits and letters (Call-IDs,
+#: Cisco conference ids, FreeSWITCH uuids without dashes)
+_UUID = re.compile(
+    r"(?<![0-9a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])",
+    re.IGNORECASE,
+)
+_HEX_ID = re.compile(
+    r"(?<![\w.])(?=[0-9a-f]*[a-f])(?=(?:[a-f]*\d){2})[0-9a-f]{8,}(?![\w])", re.IGNORECASE
+)
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", re.IGNORECASE)
 _DIGITS = re.compile(r"\+?\d(?:[\d\s\-().]{3,}\d)")
@@ -86,7 +106,8 @@ _ISO_TIME = re.compile(
 
 
 def scrub(text: str) -> str:
-    """Remove SIP/tel URIs, IP addresses and runs of five or more digits from free text."""
+    """Remove SIP/tel URIs, user@host, query strings, session ids, bytes literals,
+    IP addresses and runs of five or more digits from free text."""
     kept: list[str] = []
     last = 0
     for match in _ISO_TIME.finditer(text):
@@ -98,7 +119,12 @@ def scrub(text: str) -> str:
 
 
 def _scrub_plain(text: str) -> str:
+    text = _BYTES.sub("b'[bytes]'", text)
     text = _URI.sub("[uri]", text)
+    text = _USER_AT_HOST.sub("[uri]", text)
+    text = _QUERY.sub("?[query]", text)
+    text = _UUID.sub("[id]", text)
+    text = _HEX_ID.sub("[id]", text)
     text = _IPV4.sub("[ip]", text)
     text = _IPV6.sub(
         lambda m: "[ip]" if m.group(0).count(":") >= 2 and len(m.group(0)) > 2 else m.group(0), text
@@ -172,6 +198,19 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
     root.addHandler(handler)
     root.setLevel(numeric)
     logging.captureWarnings(True)
+    # an exception nothing caught would otherwise be printed by the interpreter,
+    # message and all, past the scrubbing
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    """sys.excepthook: an uncaught exception as one scrubbed log line."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("collector").critical("uncaught exception", exc_info=(kind, value, traceback))
 
 
 def get_logger(name: str) -> Any:

@@ -2,23 +2,51 @@
 
 `purge` drops whole daily partitions of `cdrs` older than `retention_days`
 (cheap, and nothing of the rows is left behind in dead tuples), deletes old
-rows that sit in the default partition, expires record keys and forgets open
-calls that never ended. `erase` removes every row that carries one phone
-number's pseudonym under any configured key (a data-subject request). Both
-take an open connection and return counts; neither logs a number.
+rows that sit in the default partition, expires record keys and erasure
+requests, and forgets open calls that never ended. `erase` removes every row
+that carries one phone number's pseudonym under any configured key (a
+data-subject request). Both take an open connection and return counts;
+neither logs a number.
+
+"Old" is judged by the call's time and, for what the daemon cannot place in a
+daily partition, also by when it was received: a switch whose clock is years
+ahead would otherwise keep its rows (a call time in 2106) out of reach of
+retention for ever.
+
+Besides the database, both look after the spool directory when given it: the
+writer keeps each row PostgreSQL refused (already redacted, pseudonyms
+included) in `rejected-YYYYMMDD.json` there, one JSON line per row. `purge`
+removes such rows once they are older than retention (and a file once it
+holds none), `erase` removes the rows of the erased number. Spool segments
+are not rewritten here: the daemon appends to them, and a replayed row of an
+erased number is dropped by the sink (`erasures`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
+from collector.model import STORED_FIELDS, StoredCdr
 from collector.sink.postgres import PARTITION_NAME
+from collector.sink.spool import decode_rows
 
 #: rows deleted per statement, so a large purge never holds long locks
 DELETE_CHUNK = 50000
+
+#: the files the writer keeps refused rows in (see collector.sink.writer)
+REJECTED_FILE = re.compile(r"^rejected-(\d{8})\.json$")
+
+_CALLED_HMAC = STORED_FIELDS.index("called_hmac")
+_CALLING_HMAC = STORED_FIELDS.index("calling_hmac")
 
 
 @dataclass
@@ -29,6 +57,9 @@ class PurgeResult:
     rows_deleted: int = 0
     keys_expired: int = 0
     open_calls_expired: int = 0
+    erasures_expired: int = 0
+    #: refused rows removed from the spool directory's rejected-*.json files
+    rejected_rows_deleted: int = 0
 
 
 def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
@@ -49,9 +80,12 @@ async def _delete_in_chunks(conn: asyncpg.Connection, sql: str, *args: object) -
 
 
 async def purge(
-    conn: asyncpg.Connection, retention_days: int, now: datetime | None = None
+    conn: asyncpg.Connection,
+    retention_days: int,
+    now: datetime | None = None,
+    spool_directory: str | Path | None = None,
 ) -> PurgeResult:
-    """Apply retention now."""
+    """Apply retention now (and to the rejected rows in `spool_directory`, when given)."""
     cutoff = cutoff_for(retention_days, now)
     result = PurgeResult()
     rows = await conn.fetch(
@@ -66,10 +100,13 @@ async def purge(
         if day + timedelta(days=1) <= cutoff.date():
             await conn.execute(f"DROP TABLE IF EXISTS {row['relname']}")
             result.partitions_dropped += 1
+    # the default partition holds the days without a partition of their own: the
+    # distant past and, from a switch with a wrong clock, the future; a row is old
+    # when its call is, or when it arrived before the cutoff whatever its call time
     result.rows_deleted = await _delete_in_chunks(
         conn,
         "DELETE FROM cdrs_default WHERE ctid IN "
-        "(SELECT ctid FROM cdrs_default WHERE call_time < $1 LIMIT $2)",
+        "(SELECT ctid FROM cdrs_default WHERE call_time < $1 OR received_at < $1 LIMIT $2)",
         cutoff,
     )
     # a key outlives its row by a day, so a late retransmission cannot store it again
@@ -79,22 +116,29 @@ async def purge(
         "(SELECT ctid FROM cdr_keys WHERE first_seen < $1 LIMIT $2)",
         cutoff - timedelta(days=1),
     )
-    await conn.execute("DELETE FROM erasures WHERE requested_at < $1", cutoff)
+    status = await conn.execute("DELETE FROM erasures WHERE requested_at < $1", cutoff)
+    result.erasures_expired = int(status.split()[-1])
     result.open_calls_expired = await _delete_in_chunks(
         conn,
         "DELETE FROM open_calls WHERE ctid IN "
-        "(SELECT ctid FROM open_calls WHERE updated_at < $1 LIMIT $2)",
+        "(SELECT ctid FROM open_calls WHERE updated_at < $1 OR received_at < $1 LIMIT $2)",
         cutoff,
     )
+    if spool_directory is not None:
+        result.rejected_rows_deleted = purge_rejected(Path(spool_directory), cutoff)
     return result
 
 
-async def erase(conn: asyncpg.Connection, pseudonyms: list[str]) -> int:
+async def erase(
+    conn: asyncpg.Connection, pseudonyms: list[str], spool_directory: str | Path | None = None
+) -> int:
     """Delete every CDR and open call whose called or calling pseudonym is in `pseudonyms`.
 
     The pseudonyms are also recorded in `erasures`, so records of the number
     still on their way (spooled by a collector, retransmitted by a switch) are
-    dropped when they arrive instead of bringing the number back.
+    dropped when they arrive instead of bringing the number back. With
+    `spool_directory`, the number's refused rows kept there go too. Returns
+    the number of rows removed.
     """
     if not pseudonyms:
         return 0
@@ -115,4 +159,166 @@ async def erase(conn: asyncpg.Connection, pseudonyms: list[str]) -> int:
             pseudonyms,
         )
         deleted += int(status.split()[-1])
+    if spool_directory is not None:
+        deleted += erase_rejected(Path(spool_directory), pseudonyms)
     return deleted
+
+
+async def unknown_key_ids(conn: asyncpg.Connection, pseudonyms: list[str]) -> list[str]:
+    """Key ids of stored pseudonyms that are not among those of `pseudonyms`.
+
+    `erase` can only find a number under the keys still configured: rows
+    pseudonymized under a key that was removed from the key file are out of
+    its reach, and the operator must hear of it.
+    """
+    known = sorted({p.partition(":")[0] for p in pseudonyms})
+    rows = await conn.fetch(
+        "SELECT DISTINCT k FROM ("
+        " SELECT split_part(called_hmac, ':', 1) AS k FROM cdrs WHERE called_hmac IS NOT NULL"
+        " UNION SELECT split_part(calling_hmac, ':', 1) FROM cdrs WHERE calling_hmac IS NOT NULL"
+        " UNION SELECT split_part(called_hmac, ':', 1) FROM open_calls"
+        " WHERE called_hmac IS NOT NULL"
+        " UNION SELECT split_part(calling_hmac, ':', 1) FROM open_calls"
+        " WHERE calling_hmac IS NOT NULL"
+        ") ids WHERE NOT k = ANY($1::text[]) ORDER BY k",
+        known,
+    )
+    return [row["k"] for row in rows]
+
+
+# --- the rejected rows kept in the spool directory ---------------------------------------
+
+
+def _rejected_files(directory: Path) -> list[tuple[Path, date]]:
+    found = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for path in directory.iterdir():
+            match = REJECTED_FILE.match(path.name)
+            if match is None:
+                continue
+            try:
+                day = datetime.strptime(match.group(1), "%Y%m%d").date()
+            except ValueError:
+                continue
+            found.append((path, day))
+    return sorted(found)
+
+
+def _row_values(line: bytes) -> list[list[object]] | None:
+    """The rows of one line as the writer wrote it, or None when it cannot be read."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, list) or not all(
+        isinstance(values, list) and len(values) == len(STORED_FIELDS) for values in data
+    ):
+        return None
+    return data
+
+
+def _rewrite(path: Path, drop: Callable[[bytes], int | None]) -> int:
+    """Remove what `drop` says from each line of `path`; return the rows removed.
+
+    `drop(line)` returns how many of the line's rows go (the whole line), or
+    None to keep it. A file left empty is deleted; one that changed is
+    replaced atomically (a new file, fsync'd, renamed over the old one).
+    """
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return 0
+    kept: list[bytes] = []
+    removed = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        count = drop(line)
+        if count is None:
+            kept.append(line)
+        else:
+            removed += count
+    if not removed:
+        return 0
+    if not kept:
+        path.unlink(missing_ok=True)
+    else:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(b"\n".join(kept) + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+    _fsync_directory(path.parent)
+    return removed
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _call_time(row: StoredCdr) -> datetime:
+    """The time the row's call would be partitioned under (as `cdrs.call_time`)."""
+    return row.setup_time or row.connect_time or row.disconnect_time or row.event_time
+
+
+def purge_rejected(directory: Path, cutoff: datetime) -> int:
+    """Remove refused rows older than `cutoff` (by call or by arrival) from `directory`.
+
+    A file dated before the cutoff goes whole, readable or not: every row in
+    it arrived before then.
+    """
+    removed = 0
+    for path, day in _rejected_files(directory):
+        if day < cutoff.date():
+            try:
+                lines = path.read_bytes().splitlines()
+            except FileNotFoundError:
+                continue
+            path.unlink(missing_ok=True)
+            _fsync_directory(directory)
+            removed += sum(len(_row_values(line) or [None]) for line in lines if line.strip())
+            continue
+
+        def old(line: bytes) -> int | None:
+            try:
+                rows = decode_rows(line)
+            except (ValueError, TypeError, KeyError):
+                return None
+            if any(_call_time(r) < cutoff or r.received_at < cutoff for r in rows):
+                return len(rows)
+            return None
+
+        removed += _rewrite(path, old)
+    return removed
+
+
+def erase_rejected(directory: Path, pseudonyms: list[str]) -> int:
+    """Remove the refused rows carrying one of `pseudonyms` from `directory`."""
+    wanted = frozenset(pseudonyms)
+    needles = [p.encode() for p in pseudonyms]
+
+    def carries(line: bytes) -> int | None:
+        rows = _row_values(line)
+        if rows is None:
+            # unreadable: it goes if the pseudonym is anywhere in it
+            return 1 if any(needle in line for needle in needles) else None
+        for values in rows:
+            called, calling = values[_CALLED_HMAC], values[_CALLING_HMAC]
+            if (isinstance(called, str) and called in wanted) or (
+                isinstance(calling, str) and calling in wanted
+            ):
+                return len(rows)
+        return None
+
+    return sum(_rewrite(path, carries) for path, _day in _rejected_files(directory))

@@ -8,18 +8,24 @@ SIP URI may come out, and every line must stay valid JSON.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
 from collector.logs import ALLOWED_FIELDS, RateLimitedLog, configure_logging, get_logger, scrub
+from tests.daemon import running_collector
+from tests.test_json_cdr import json_config
 
 NUMBER = "+4930123456789"
 NUMBER_DIGITS = "4930123456789"
@@ -33,9 +39,11 @@ def restore_logging() -> Iterator[None]:
     """Put the root logger and structlog back as they were (configure_logging replaces them)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    hook = sys.excepthook
     try:
         yield
     finally:
+        sys.excepthook = hook
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in handlers:
@@ -89,6 +97,18 @@ def assert_nothing_identifying(text: str) -> None:
         ("peer 2001:db8::77 refused", "2001:db8::77"),
         ("peer [2001:db8::77]:5060 refused", "2001:db8::77"),
         ("peer ::ffff:192.0.2.77 refused", "192.0.2.77"),
+        # session identifiers and raw wire data
+        ("KeyError: 'a84b4c76e66710@pc33.atlanta.com' done", "a84b4c76e66710"),
+        ("KeyError: 'a84b4c76e66710@pc33.atlanta.com' done", "atlanta"),
+        ("contact alice@example.com ok", "alice"),
+        ("POST /cdr?uuid=5d4c0c86-3f1e-4b7a-9d2c-2a1f0e9b7c11 HTTP/1.1", "5d4c0c86"),
+        ("POST /cdr?cdr=bob&x=1 HTTP/1.1", "bob"),
+        ("leg 5d4c0c86-3f1e-4b7a-9d2c-2a1f0e9b7c11 ended", "2a1f0e9b7c11"),
+        ("conference 3C5AEAB9 1DD211B2 8FD3C3E4 4B8F5A10 ended", "3C5AEAB9"),
+        ("session 9b1f3a526c2d4e8fa0b73d5e7f9a1c24 ended", "9b1f3a52"),
+        ("header b'X-Caller: Alice Smith\\x01' refused", "Alice"),
+        ('datagram b"INVITE Bob" dropped', "Bob"),
+        ("cut short b'Call-ID: abcdef\nnext line", "abcdef"),
     ],
 )
 def test_scrub_removes_numbers_uris_and_addresses(text: str, gone: str) -> None:
@@ -109,6 +129,10 @@ def test_scrub_removes_numbers_uris_and_addresses(text: str, gone: str) -> None:
         "version 1.2.3",
         "listener radius",
         "12:30 maintenance",
+        "deadbeef cafe",
+        'File "/work/main/.venv/lib/python3.11/site-packages/aiohttp/web_protocol.py", line 446',
+        "object at 0x7f3a2b1c4d50",
+        "web'quoted' text",
         "",
     ],
 )
@@ -252,6 +276,24 @@ def test_warnings_are_captured_and_scrubbed(json_stream: io.StringIO) -> None:
     assert_nothing_identifying(text)
 
 
+def test_an_uncaught_exception_is_logged_scrubbed(restore_logging: None) -> None:
+    program = (
+        "from collector.logs import configure_logging\n"
+        "configure_logging('info', 'json')\n"
+        f"raise KeyError('a84b4c76e66710@pc33.atlanta.com calling {NUMBER}')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 1
+    (line,) = [json.loads(text) for text in result.stderr.splitlines()]
+    assert line["event"] == "uncaught exception"
+    assert line["level"] == "critical"
+    assert "KeyError" in line["exception"]
+    for needle in ("a84b4c76e66710", "atlanta", NUMBER_DIGITS):
+        assert needle not in result.stderr, needle
+
+
 # -- rate limiting ------------------------------------------------------------------------------
 
 
@@ -278,3 +320,45 @@ def test_rate_limited_log_logs_once_per_interval_and_counts_the_rest(
     assert len(lines) == 3
     assert lines[2]["suppressed"] == 4  # the four held back in the first interval
     assert lines[2]["level"] == "warning"
+
+
+# -- the real daemon: what a library logs of bad input ----------------------------------------
+
+LEG_UUID = "5d4c0c86-3f1e-4b7a-9d2c-2a1f0e9b7c11"
+
+#: HTTP requests the JSON CDR port's parser refuses; aiohttp logs each with the
+#: parser's message, which quotes the offending bytes of the request
+MALFORMED_REQUESTS = (
+    # a bad method: the whole request line, query string and all
+    f"P\x00ST /cdr?uuid={LEG_UUID}&caller={NUMBER} HTTP/1.1\r\n\r\n".encode(),
+    # a bad header value: the whole header
+    f"POST /cdr?uuid={LEG_UUID} HTTP/1.1\r\nHost: x\r\nX-Caller: {URI}\x01\r\n\r\n".encode(),
+    f"POST /cdr HTTP/1.1\r\nHost: x\r\nX-Leg: {LEG_UUID}\x01\r\n\r\n".encode(),
+    b"POST /cdr HTTP/1.1\r\nHost: x\r\nContent-Length: alice\r\n\r\n",
+)
+
+
+async def test_the_daemon_logs_no_request_line_or_header_of_a_bad_request(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = json_config(tmp_path / "c", dsn)
+    config.log_level = "debug"
+    with running_collector(config) as collector:
+        assert config.json_port is not None
+        for request in MALFORMED_REQUESTS:
+            reader, writer = await asyncio.open_connection("127.0.0.1", config.json_port)
+            writer.write(request)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 5)
+            assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+            writer.close()
+        deadline = time.monotonic() + 10
+        while collector.log_text().count("Error handling request") < len(MALFORMED_REQUESTS):
+            assert time.monotonic() < deadline, collector.log_text()
+            await asyncio.sleep(0.05)
+    text = collector.log_text()
+    assert_nothing_identifying(text)
+    for needle in (LEG_UUID[:8], LEG_UUID[-12:], "uuid=", "alice", "X-Caller"):
+        assert needle not in text, needle
+    # still useful to the operator: which parser error it was
+    assert "BadHttpMethod" in text and "BadHttpMessage" in text

@@ -325,7 +325,9 @@ def test_erasure_finds_rows_written_under_an_older_key() -> None:
 # -- account labels ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["trunk-a", "customer 42", "SBC_FRA_1", "acme-gmbh"])
+@pytest.mark.parametrize(
+    "label", ["trunk-a", "customer 42", "SBC_FRA_1", "acme-gmbh", "trunk-2024-fra-01", "k8s-edge-3"]
+)
 def test_plain_account_labels_are_kept(label: str) -> None:
     assert Redactor(privacy()).account_label(label) == label
 
@@ -342,6 +344,15 @@ def test_plain_account_labels_are_kept(label: str) -> None:
         ("+49 30 1234 5678", "49301234"),
         ("030-1234-5678", "03012345678"),
         ("(212) 555-0123", "2125550123"),
+        ("030_1234_5678", "03012345678"),
+        ("030,1234,5678", "03012345678"),
+        ("alice%40example.com", "alice"),
+        ("sip%3A4930123456789", "4930123456789"),
+        ("alice\uff20example.com", "alice"),  # a full-width at sign
+        ("sip\uff1aalice", "alice"),  # a full-width colon
+        ("030123\uff14\uff15\uff16\uff17", "0301234567"),  # full-width digits
+        ("4a9b3c0d1e2f3g4h5i6", "4930123456"),  # a number with letters between its digits
+        ("5d4c0c86-3f1e-4b7a-9d2c-2a1f0e9b7c11", "5d4c0c86"),  # a session uuid
     ],
 )
 def test_identifying_account_labels_are_not_stored(label: str, secret_part: str) -> None:
@@ -350,6 +361,30 @@ def test_identifying_account_labels_are_not_stored(label: str, secret_part: str)
     if stored is not None:
         assert secret_part not in stored
         assert secret_part not in re.sub(r"\D", "", stored)
+
+
+def test_account_label_keeps_no_control_characters() -> None:
+    assert Redactor(privacy()).account_label("acme\x00\x1b[31m\n") == "acme[31m"
+
+
+@pytest.mark.parametrize(
+    ("leg", "stored"),
+    [
+        ("originate", "originate"),
+        ("Answer ", "answer"),
+        ("callback", "callback"),
+        ("inbound", "inbound"),
+        ("outbound", "outbound"),
+        ("", ""),
+        ("sip:+4930123456789@192.0.2.9", "other"),
+        ("4930123456789", "other"),
+        ("192.0.2.9", "other"),
+        ("orig\x00inate", "originate"),
+        ("\x00" * 3, ""),
+    ],
+)
+def test_leg_is_stored_only_as_a_known_word(leg: str, stored: str) -> None:
+    assert Redactor(privacy()).redact(stop_record(leg=leg), WHEN).leg == stored
 
 
 def test_missing_account_stays_missing() -> None:
@@ -436,6 +471,25 @@ def test_record_without_called_number_has_no_called_fields(called: str | None) -
     assert stored.called_prefix is None
     assert stored.called_masked is None
     assert stored.called_hmac is None
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "+\uff14\uff14\uff12\uff10\uff17\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
+        "+\u0664\u0664\u0662\u0660\u0667\u0661\u0662\u0663\u0664\u0665\u0666\u0667",
+        "sip:00\u06f4\u06f4\u06f2\u06f0\u06f7\u06f1\u06f2\u06f3\u06f4\u06f5\u06f6\u06f7@x",
+    ],
+)
+def test_a_number_in_other_digits_is_the_same_number(form: str) -> None:
+    redact = Redactor(privacy())
+    stored = redact.redact(stop_record(called=form, calling=form), WHEN)
+    ascii_form = redact.redact(stop_record(called="+442071234567"), WHEN)
+    assert stored.called_masked == "+442071234***"
+    assert stored.called_hmac == ascii_form.called_hmac
+    assert stored.calling_country == "GB"
+    assert stored.called_hmac in redact.number_pseudonyms("+442071234567")
+    assert stored.called_hmac in redact.number_pseudonyms(form)
 
 
 def test_called_pseudonym_is_the_same_whatever_the_form() -> None:

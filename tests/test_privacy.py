@@ -21,7 +21,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+
 from collector.receivers.radius import codec
+from collector.receivers.radius import dictionary as d
 from collector.traffic import (
     AccountingClient,
     Call,
@@ -35,10 +38,12 @@ from tests.daemon import (
     SECRET,
     CollectorConfig,
     connected,
+    free_port,
     running_collector,
     running_collector_async,
     wait_for,
 )
+from tests.test_json_cdr import json_section
 
 PRIVATE_NUMBER = "+4917612345678"
 
@@ -295,3 +300,156 @@ async def test_erased_number_does_not_come_back_from_a_spool(tmp_path: Path, dsn
     async with connected(dsn) as conn:
         rows = await conn.fetchval("SELECT count(*) FROM cdrs")
     assert rows == 30
+
+
+# -- vendor text fields: `leg` and `account` -----------------------------------------------
+
+#: what a switch may put in a free-text field that ends up in `leg` or `account`
+HOSTILE_TEXTS = (
+    "sip:+4930199999999@192.0.2.9",
+    "030_1999_9999",
+    "030,1999,9999",
+    "alice%40example.com",
+    "alice\uff20example.com",  # a full-width at sign
+    "0301999\uff19\uff19\uff19\uff19",  # full-width digits
+    "2001:db8::99",
+    "4a9b3c0d1e2f3g4h5i",
+)
+HOSTILE_NEEDLES = ("1999", "9999", "alice", "192.0.2", "2001:db8", "sip:", "@", "\uff20", "\uff19")
+
+
+def _hostile_call(index: int, when: datetime, leg: str = "originate") -> Call:
+    return Call(
+        session_id=f"HOSTILE{index:04d}",
+        calling="+33612345678",
+        called="+442071234567",
+        setup=when - timedelta(seconds=100),
+        connect=when - timedelta(seconds=90),
+        disconnect=when,
+        cause=16,
+        leg=leg,
+    )
+
+
+def _with_user_name(attributes: bytes, user_name: str) -> bytes:
+    return attributes + codec.encode_attribute(d.USER_NAME, user_name.encode())
+
+
+def _with_account_code(attributes: bytes, code: str) -> bytes:
+    return attributes + codec.encode_vsa(d.CISCO, d.CISCO_AVPAIR, f"account-code={code}".encode())
+
+
+async def test_vendor_text_fields_never_store_numbers_uris_or_addresses(
+    tmp_path: Path, dsn: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    port = free_port(socket.SOCK_STREAM)
+    config = CollectorConfig(
+        directory=tmp_path / "c", dsn=dsn, json_port=port, extra=json_section(port)
+    )
+    packets = []
+    for index, text in enumerate(HOSTILE_TEXTS):
+        # Cisco: h323-call-origin becomes the leg, Cisco-AVPair account-code the account
+        call = _hostile_call(index, now, leg=text)
+        packets.append(_with_account_code(cisco_attributes(call), text))
+        # a Start that stays open: the same fields in open_calls
+        start = _hostile_call(100 + index, now, leg=text)
+        packets.append(_with_account_code(cisco_attributes(start, status=d.STATUS_START), text))
+        # generic and FreeSWITCH: User-Name becomes the account
+        packets.append(_with_user_name(generic_attributes(_hostile_call(200 + index, now)), text))
+        fs_packet = freeswitch_attributes(_hostile_call(300 + index, now))
+        packets.append(
+            fs_packet.replace(
+                codec.encode_attribute(d.USER_NAME, b"trunk-a"),
+                codec.encode_attribute(d.USER_NAME, text.encode()),
+            )
+        )
+    # and a call whose fields are what they should be: kept
+    packets.append(_with_account_code(cisco_attributes(_hostile_call(999, now, "answer")), "acme"))
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            for packet in packets:
+                assert await client.send(packet)
+        async with aiohttp.ClientSession() as session:
+            for index, text in enumerate(HOSTILE_TEXTS):
+                document = {
+                    "variables": {
+                        "uuid": f"5d4c0c86-3f1e-4b7a-9d2c-2a1f0e9b7{index:03d}",
+                        "direction": text,
+                        "accountcode": text,
+                        "caller_id_number": "+33612345678",
+                        "destination_number": "+442071234567",
+                        "start_epoch": str(int(now.timestamp()) - 60),
+                        "answer_epoch": str(int(now.timestamp()) - 50),
+                        "end_epoch": str(int(now.timestamp())),
+                        "billsec": "50",
+                        "hangup_cause_q850": "16",
+                    }
+                }
+                async with session.post(f"http://127.0.0.1:{port}/cdr", json=document) as response:
+                    assert response.status == 200, await response.text()
+    async with connected(dsn) as conn:
+        stored = await conn.fetch("SELECT protocol, account, leg FROM cdrs")
+        open_calls = await conn.fetch("SELECT account, leg FROM open_calls")
+    assert len(stored) == 4 * len(HOSTILE_TEXTS) + 1
+    assert len(open_calls) == len(HOSTILE_TEXTS)
+    for row in [*stored, *open_calls]:
+        for column in ("account", "leg"):
+            value = row[column] or ""
+            for needle in HOSTILE_NEEDLES:
+                assert needle not in value, (column, value)
+    # what the fields are for still works: a known leg and a plain label are kept,
+    # an unknown leg is "other" (JSON and the other profiles have no leg: "")
+    assert {row["leg"] for row in stored} == {"", "other", "answer"}
+    assert {row["leg"] for row in open_calls} == {"other"}
+    assert {row["account"] for row in [*stored, *open_calls]} == {None, "acme"}
+
+
+async def test_a_number_in_other_digits_is_stored_and_erased_as_the_same_number(
+    tmp_path: Path, dsn: str
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    ascii_digits = PRIVATE_NUMBER.lstrip("+")
+    forms = (
+        "+" + "".join(chr(0xFF10 + int(c)) for c in ascii_digits),  # full-width
+        "+" + "".join(chr(0x0660 + int(c)) for c in ascii_digits),  # Arabic-Indic
+        "00" + "".join(chr(0x06F0 + int(c)) for c in ascii_digits),  # Extended Arabic-Indic
+    )
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            for index, form in enumerate(forms):
+                call = _call_to(PRIVATE_NUMBER, 2 * index + 1, now)  # odd: a call to it
+                sent = codec.encode_attribute(d.CALLED_STATION_ID, ("00" + ascii_digits).encode())
+                attributes = generic_attributes(call).replace(
+                    sent, codec.encode_attribute(d.CALLED_STATION_ID, form.encode())
+                )
+                assert form.encode() in attributes
+                assert await client.send(attributes)
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT called_masked, called_country FROM cdrs")
+    assert len(rows) == len(forms)
+    for row in rows:
+        assert row["called_masked"] == PRIVATE_NUMBER[:-3] + "***"
+        assert row["called_country"] == "DE"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "erase",
+            "--config",
+            str(config.directory / "collector.toml"),
+            "--number",
+            PRIVATE_NUMBER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"erased {len(forms)} row(s)" in result.stdout
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cdrs") == 0

@@ -11,6 +11,7 @@ the receive path.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 
 from collector.config import PrivacyConfig
@@ -19,26 +20,64 @@ from collector.pipeline.numbers import NumberPlan
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
 #: an account label that looks like a number, a URI or an address is not stored
-_IDENTIFYING = re.compile(r"\d{5,}|@|:|\d+\.\d+\.\d+")
-#: digits written with separators ("030-1234-5678", "+49 30 1234 5678")
-_DIGIT_GROUPS = re.compile(r"\+?\d[\d\s\-./()]*\d")
+#: ("%40" and "%3A" are an "@" and a ":" that a switch URL-encoded)
+_IDENTIFYING = re.compile(r"\d{5,}|@|:|\d+\.\d+\.\d+|%[0-9a-f]{2}", re.IGNORECASE)
+#: digits written with separators of any kind ("030-1234-5678", "030_1234_5678",
+#: "+49 30 1234 5678"): a stretch of the label without a letter in it
+_DIGIT_GROUPS = re.compile(r"[^\W\d_]+")
+#: this many digits anywhere in one label (letters in between or not) make it an identifier
+_MAX_DIGITS = 8
+
+#: what `leg` may hold: Cisco's h323-call-origin and the JSON CDR's direction.
+#: Anything else a switch sends there is stored as "other", never as sent.
+LEGS = frozenset({"", "originate", "answer", "callback", "inbound", "outbound"})
+OTHER_LEG = "other"
 
 
 def _identifying(account: str) -> bool:
-    """True when the label looks like a number, URI or address (even with separators)."""
-    if _IDENTIFYING.search(account):
+    """True when the label looks like a number, URI or address (even with separators).
+
+    Checked on the NFKC form, so that a full-width at sign, colon or digit
+    counts as what it stands for.
+    """
+    folded = unicodedata.normalize("NFKC", account)
+    if _IDENTIFYING.search(folded):
         return True
-    return any(sum(c.isdigit() for c in m.group()) >= 5 for m in _DIGIT_GROUPS.finditer(account))
+    digits = sum(c.isdigit() for c in folded)
+    if digits > _MAX_DIGITS:
+        return True
+    return digits >= 5 and any(
+        sum(c.isdigit() for c in stretch) >= 5 for stretch in _DIGIT_GROUPS.split(folded)
+    )
+
+
+def leg_label(leg: str) -> str:
+    """The leg as stored: one of LEGS, else OTHER_LEG (a vendor field may hold anything)."""
+    folded = leg.replace("\x00", "").strip().lower()
+    return folded if folded in LEGS else OTHER_LEG
+
+
+def ascii_number(raw: str | None) -> str | None:
+    """`raw` with every digit written as an ASCII digit.
+
+    A switch may send a number in full-width or another script's digits; left
+    as they are, they would make another pseudonym than the same number in
+    ASCII (out of reach of `erase`) and reach the masked form as sent.
+    """
+    if raw is None or raw.isascii():
+        return raw
+    folded = unicodedata.normalize("NFKC", raw)
+    return "".join(
+        (str(unicodedata.decimal(ch)) if ch.isdecimal() else "")
+        if ch.isdigit() and not ch.isascii()
+        else ch
+        for ch in folded
+    )
 
 
 def _within(value: int | None, low: int, high: int) -> int | None:
     """The value when it lies in [low, high], else None (the column could not hold it)."""
     return value if value is not None and low <= value <= high else None
-
-
-def _clean_text(value: str, limit: int) -> str:
-    """Text PostgreSQL accepts (no NUL), cut to a sane length."""
-    return value.replace("\x00", "")[:limit]
 
 
 class Redactor:
@@ -53,7 +92,7 @@ class Redactor:
 
     def number_pseudonyms(self, raw: str) -> list[str]:
         """Every pseudonym a stored row may carry for `raw` (for erasure requests)."""
-        number = self.plan.normalize(raw)
+        number = self.plan.normalize(ascii_number(raw))
         if number is None:
             return []
         return self.pseudonyms.all_pseudonyms(number.digits)
@@ -68,13 +107,14 @@ class Redactor:
         """
         if not account or _identifying(account):
             return None
-        return account.replace("\x00", "")[:64] or None
+        kept = "".join(c for c in account if c.isprintable())
+        return kept[:64].strip() or None
 
     def redact(self, record: CallRecord, received_at: datetime) -> StoredCdr:
         """Reduce one record to what billing needs."""
         plan = self.plan
         pseudonym = self.pseudonyms.pseudonym
-        called = plan.normalize(record.called)
+        called = plan.normalize(ascii_number(record.called))
         if called is not None:
             where = plan.destination(called)
             called_prefix, called_country, called_destination = (
@@ -86,7 +126,7 @@ class Redactor:
             called_hmac: str | None = pseudonym(called.digits)
         else:
             called_prefix = called_country = called_destination = called_masked = called_hmac = None
-        calling = plan.normalize(record.calling)
+        calling = plan.normalize(ascii_number(record.calling))
         if calling is not None:
             calling_country = plan.country(calling)
             calling_hmac: str | None = pseudonym(calling.digits)
@@ -116,7 +156,7 @@ class Redactor:
             source=source,
             protocol=record.protocol.value,
             account=self.account_label(record.account),
-            leg=_clean_text(leg, 128),
+            leg=leg_label(leg),
             setup_time=record.setup_time,
             connect_time=connect,
             disconnect_time=disconnect,

@@ -1,0 +1,168 @@
+"""Retention and erasure beyond the rows of `cdrs`' daily partitions.
+
+- Rows and open calls from a switch whose clock runs ahead (call times in the
+  future, so in the default partition) still expire, by when they arrived.
+- The rows PostgreSQL refused, kept by the writer in the spool directory's
+  `rejected-YYYYMMDD.json`, hold pseudonyms and times too: `erase` removes a
+  number's rows there and `purge` removes the old ones.
+- `erase` can only search under configured keys: the stored key ids it cannot
+  search under are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from collector.config import load_config
+from collector.pipeline.redact import Redactor
+from collector.receivers.radius import codec
+from collector.receivers.radius import dictionary as d
+from collector.retention import erase, purge, unknown_key_ids
+from collector.traffic import AccountingClient, Call, generic_attributes
+from tests.daemon import ROOT, SECRET, CollectorConfig, connected, running_collector, wait_for
+
+PRIVATE_NUMBER = "+4917612345678"
+OTHER_NUMBER = "+442071234567"
+
+
+def _call(session: str, called: str, disconnect: datetime) -> Call:
+    return Call(
+        session_id=session,
+        calling="+33612345678",
+        called=called,
+        setup=disconnect - timedelta(seconds=100),
+        connect=disconnect - timedelta(seconds=90),
+        disconnect=disconnect,
+        cause=16,
+    )
+
+
+def _labelled(attributes: bytes, account: str) -> bytes:
+    return attributes + codec.encode_attribute(d.USER_NAME, account.encode())
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+async def test_purge_expires_rows_and_open_calls_from_a_clock_that_runs_ahead(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    future = datetime(2100, 1, 1, 12, tzinfo=UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            for account, call, status in (
+                ("ahead-old", _call("AHEAD1", OTHER_NUMBER, future), d.STATUS_STOP),
+                ("ahead-new", _call("AHEAD2", OTHER_NUMBER, future), d.STATUS_STOP),
+                ("ahead-old", _call("AHEAD3", OTHER_NUMBER, future), d.STATUS_START),
+                ("ahead-new", _call("AHEAD4", OTHER_NUMBER, future), d.STATUS_START),
+                ("today", _call("TODAY1", OTHER_NUMBER, now), d.STATUS_STOP),
+            ):
+                assert await client.send(_labelled(generic_attributes(call, status), account))
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM cdrs WHERE call_time > '2099-01-01'") == 2
+        assert await conn.fetchval("SELECT count(*) FROM open_calls") == 2
+        # the "old" ones arrived 200 days ago (retention is 180 days)
+        long_ago = now - timedelta(days=200)
+        await conn.execute("UPDATE cdrs SET received_at = $1 WHERE account = 'ahead-old'", long_ago)
+        await conn.execute(
+            "UPDATE open_calls SET received_at = $1 WHERE account = 'ahead-old'", long_ago
+        )
+    result = _run_cli("purge", "--config", str(config.directory / "collector.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "deleted 1 row(s)" in result.stdout
+    assert "and 1 open call(s)" in result.stdout
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT account FROM cdrs ORDER BY account")
+        open_calls = await conn.fetch("SELECT account FROM open_calls")
+    assert [r["account"] for r in rows] == ["ahead-new", "today"]
+    assert [r["account"] for r in open_calls] == ["ahead-new"]
+
+
+def _rejected_lines(spool: Path) -> list[bytes]:
+    return [
+        line
+        for path in spool.glob("rejected-*.json")
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
+
+
+async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    spool = config.directory / "spool"
+    now = datetime.now(UTC).replace(microsecond=0)
+    with running_collector(config) as collector:
+        async with connected(dsn) as conn:
+            # the database refuses some rows for good: the writer keeps them in a file
+            await conn.execute(
+                "ALTER TABLE cdrs ADD CONSTRAINT refuse_some "
+                "CHECK (account IS DISTINCT FROM 'refused')"
+            )
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            for account, call in (
+                ("refused", _call("REFUSED1", PRIVATE_NUMBER, now)),
+                ("refused", _call("REFUSED2", OTHER_NUMBER, now)),
+                ("refused", _call("REFUSED3", OTHER_NUMBER, now - timedelta(days=200))),
+                ("stored", _call("STORED1", PRIVATE_NUMBER, now)),
+            ):
+                assert await client.send(_labelled(generic_attributes(call), account))
+        await wait_for(lambda: len(_rejected_lines(spool)) == 3)
+    (rejected,) = spool.glob("rejected-*.json")
+    privacy = load_config(str(config.directory / "collector.toml")).privacy
+    pseudonyms = Redactor(privacy).number_pseudonyms(PRIVATE_NUMBER)
+    assert pseudonyms[0].encode() in rejected.read_bytes()
+
+    async with connected(dsn) as conn:
+        erased = await erase(conn, pseudonyms, spool_directory=spool)
+        assert erased == 2  # the stored row and the refused one
+        assert pseudonyms[0].encode() not in rejected.read_bytes()
+        assert len(rejected.read_bytes().splitlines()) == 2
+        assert await conn.fetchval("SELECT count(*) FROM cdrs") == 0
+
+        # retention: the refused row of a call 200 days old goes now ...
+        result = await purge(conn, 180, spool_directory=spool)
+        assert result.rejected_rows_deleted == 1
+        (line,) = rejected.read_bytes().splitlines()
+        assert json.loads(line)[0][3] == "radius"  # the recent one is kept, still readable
+        # ... and a file from before the cutoff goes whole
+        old_day = (now - timedelta(days=181)).date()
+        rejected.rename(spool / f"rejected-{old_day:%Y%m%d}.json")
+        result = await purge(conn, 180, spool_directory=spool)
+        assert result.rejected_rows_deleted == 1
+    assert list(spool.glob("rejected-*")) == []
+    assert [p.suffix for p in spool.iterdir() if p.suffix != ".seg"] == []
+
+
+async def test_erase_reports_stored_key_ids_it_cannot_search_under(
+    tmp_path: Path, dsn: str
+) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            assert await client.send(generic_attributes(_call("KEYED1", PRIVATE_NUMBER, now)))
+    privacy = load_config(str(config.directory / "collector.toml")).privacy
+    pseudonyms = Redactor(privacy).number_pseudonyms(PRIVATE_NUMBER)
+    conn: asyncpg.Connection
+    async with connected(dsn) as conn:
+        assert await unknown_key_ids(conn, pseudonyms) == []
+        # the key "t1" was removed from the key file: erase searches under "t2" only
+        assert await unknown_key_ids(conn, ["t2:" + pseudonyms[0].partition(":")[2]]) == ["t1"]
