@@ -263,7 +263,12 @@ class Service:
                 except Exception as exc:  # noqa: BLE001 - retried at the next interval
                     log.warning("partition maintenance failed", error_class=type(exc).__name__)
                 try:
-                    result = await purge(conn, self.config.privacy.retention_days)
+                    spool = self.config.spool
+                    result = await purge(
+                        conn,
+                        self.config.privacy.retention_days,
+                        spool_directory=spool.directory if spool is not None else None,
+                    )
                     deleted = result.rows_deleted
                     self.telemetry.purged_rows.labels("retention").inc(deleted)
                     if result.partitions_dropped or deleted:

@@ -126,6 +126,7 @@ async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
                 assert await client.send(_labelled(generic_attributes(call), account))
         await wait_for(lambda: len(_rejected_lines(spool)) == 3)
     (rejected,) = spool.glob("rejected-*.json")
+    assert rejected.stat().st_mode & 0o777 == 0o600  # owner-only, like the spool's segments
     privacy = load_config(str(config.directory / "collector.toml")).privacy
     pseudonyms = Redactor(privacy).number_pseudonyms(PRIVATE_NUMBER)
     assert pseudonyms[0].encode() in rejected.read_bytes()

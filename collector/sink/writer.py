@@ -405,7 +405,9 @@ class Writer:
 
 def _append_rejected(path: Path, row: StoredCdr) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
+    # owner-only like the spool's segments: the rows carry pseudonyms and times
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "ab") as handle:
         handle.write(encode_rows([row]) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())
