@@ -17,14 +17,31 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.config import Config, ConfigError, load_config, resolve_config_path
+from collector.config import (
+    Config,
+    ConfigError,
+    dsn_problem,
+    key_file_paths,
+    load_config,
+    parse_keys,
+    read_toml,
+    resolve_config_path,
+)
 from collector.logs import configure_logging, get_logger
 
 log = get_logger("collector.cli")
+
+
+def _problems(config_path: str, exc: ConfigError) -> SystemExit:
+    """Print every problem, then the summary line; the exit to raise."""
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+    print(f"{config_path}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+    return SystemExit(1)
 
 
 def _load(path: str | None) -> Config:
@@ -32,12 +49,7 @@ def _load(path: str | None) -> Config:
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(str(problem), file=sys.stderr)
-        print(
-            f"{config_path}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr
-        )
-        raise SystemExit(1) from None
+        raise _problems(config_path, exc) from None
 
 
 def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
@@ -51,6 +63,8 @@ def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and the files it names; no network, no database."""
     config = _load(args.config)
+    for warning in config.warnings:
+        print(f"{warning.file}: {warning.key}: warning: {warning.reason}", file=sys.stderr)
     parts = []
     if config.radius:
         parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
@@ -67,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground until SIGTERM or SIGINT."""
     config = _load(args.config)
     configure_logging(config.logging.level, config.logging.format)
+    for warning in config.warnings:
+        log.warning("configuration warning", config=str(warning))
     faulthandler.enable()
     return _event_loop_run(_serve(config))
 
@@ -83,9 +99,59 @@ async def _serve(config: Config) -> int:
         await service.run()
     except OSError as exc:
         log.error("cannot start", error=f"{exc.strerror or exc}", error_class=type(exc).__name__)
-        print(f"cdr-collector: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cdr-collector: cannot start: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     return 0
+
+
+#: what a failed connection or a failed statement raises (asyncpg's InterfaceError
+#: includes a DSN it cannot use)
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _database_command(config: Config, action: Callable[[Any], Awaitable[int]]) -> int:
+    """Connect as the admin commands do, run `action(connection)`, and turn every database
+    failure into one line on stderr and exit status 1."""
+    if config.database is None:
+        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        return 1
+    database = config.database
+
+    async def main() -> int:
+        import asyncpg
+
+        from collector.sink.postgres import open_admin_connection
+
+        try:
+            conn = await open_admin_connection(database)
+        except _database_errors() as exc:
+            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
+            return 1
+        try:
+            return await action(conn)
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+            print(
+                f"cdr-collector: the database schema is missing or outdated ({_describe(exc)}): "
+                f"run `cdr-collector migrate --config {config.path}` first",
+                file=sys.stderr,
+            )
+            return 1
+        except _database_errors() as exc:
+            print(f"cdr-collector: the database failed: {_describe(exc)}", file=sys.stderr)
+            return 1
+        finally:
+            await conn.close()
+
+    return _event_loop_run(main())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or "no reason given"
+    return f"{type(exc).__name__}: {text}"
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -96,48 +162,39 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 1
     database = config.database
 
-    async def main() -> int:
-        import asyncpg
-
-        from collector.sink.postgres import ensure_database, migrate, open_admin_connection
+    async def create() -> int:
+        from collector.sink.postgres import ensure_database
 
         try:
             if await ensure_database(database.dsn, database.connect_timeout_ms / 1000):
                 print("created the database")
-            conn = await open_admin_connection(database)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            print(
-                f"cdr-collector: cannot reach the database: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
+        except _database_errors() as exc:
+            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
             return 1
-        try:
-            applied = await migrate(conn)
-        finally:
-            await conn.close()
+        return 0
+
+    if _event_loop_run(create()) != 0:
+        return 1
+
+    async def apply(conn: Any) -> int:
+        from collector.sink.postgres import migrate
+
+        applied = await migrate(conn)
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
         return 0
 
-    return _event_loop_run(main())
+    return _database_command(config, apply)
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Apply retention now."""
     config = _load(args.config)
-    if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
-        return 1
-    database, days = config.database, config.privacy.retention_days
+    days = config.privacy.retention_days
 
-    async def main() -> int:
+    async def apply(conn: Any) -> int:
         from collector.retention import purge
-        from collector.sink.postgres import open_admin_connection
 
-        conn = await open_admin_connection(database)
-        try:
-            result = await purge(conn, days)
-        finally:
-            await conn.close()
+        result = await purge(conn, days)
         print(
             f"retention {days} days: dropped {result.partitions_dropped} partition(s), "
             f"deleted {result.rows_deleted} row(s), expired {result.keys_expired} key(s) "
@@ -145,7 +202,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _event_loop_run(main())
+    return _database_command(config, apply)
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
@@ -160,18 +217,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not pseudonyms:
         print("cdr-collector: that is not a phone number", file=sys.stderr)
         return 1
-    database = config.database
     spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
 
-    async def main() -> int:
+    async def apply(conn: Any) -> int:
         from collector.retention import erase
-        from collector.sink.postgres import open_admin_connection
 
-        conn = await open_admin_connection(database)
-        try:
-            deleted = await erase(conn, pseudonyms)
-        finally:
-            await conn.close()
+        deleted = await erase(conn, pseudonyms)
         print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         if spool_waiting:
             print(
@@ -181,40 +232,58 @@ def cmd_erase(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _event_loop_run(main())
+    return _database_command(config, apply)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Create the pseudonym key file and the record-key file, or rotate the pseudonym key."""
     config_path = resolve_config_path(args.config)
-    import tomllib
-
     try:
-        data = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"{config_path}: -: cannot read: {exc}", file=sys.stderr)
-        return 1
-    privacy = data.get("privacy", {})
-    base = Path(config_path).resolve().parent
-    key_file = base / privacy.get("key_file", "/etc/cdr-collector/keys")
-    record_file = base / privacy.get("record_key_file", "/etc/cdr-collector/record-key")
+        key_file, record_file = key_file_paths(config_path, read_toml(config_path))
+    except ConfigError as exc:
+        raise _problems(config_path, exc) from None
+    old = ""
+    if key_file.exists() and args.rotate:
+        try:
+            old = key_file.read_bytes().decode("utf-8-sig")
+            parse_keys(old)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            print(
+                f"{config_path}: privacy.key_file: {key_file}: {why}; "
+                "nothing was changed (fix or move the file, then rotate again)",
+                file=sys.stderr,
+            )
+            return 1
     changed = []
-    if not record_file.exists():
-        _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        changed.append(f"created {record_file}")
-    if not key_file.exists() or args.rotate:
-        old = key_file.read_text(encoding="utf-8") if key_file.exists() else ""
-        from datetime import UTC, datetime
+    target = record_file
+    try:
+        if not record_file.exists():
+            _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            changed.append(f"created {record_file}")
+        target = key_file
+        if not key_file.exists() or args.rotate:
+            from datetime import UTC, datetime
 
-        taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
-        base_id = key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        suffix = 1
-        while key_id in taken:  # two runs within one second
-            suffix += 1
-            key_id = f"{base_id}-{suffix}"
-        line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
-        _write_private(key_file, line + old)
-        changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")
+            taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
+            base_id = key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+            suffix = 1
+            while key_id in taken:  # two runs within one second
+                suffix += 1
+                key_id = f"{base_id}-{suffix}"
+            line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+            if old and not old.endswith("\n"):
+                old += "\n"
+            _write_private(key_file, line + old)
+            changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")
+    except OSError as exc:
+        for done in changed:
+            print(done)
+        detail = f" ({exc.filename})" if exc.filename and exc.filename != str(target) else ""
+        print(
+            f"cdr-collector: cannot write {target}: {exc.strerror or exc}{detail}", file=sys.stderr
+        )
+        return 1
     print(
         "\n".join(changed)
         if changed
@@ -236,9 +305,31 @@ def _write_private(path: Path, text: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start a daemon on free local ports, send a burst of calls, show what was stored."""
-    from collector.demo import run_demo
+    import asyncpg
 
-    return _event_loop_run(run_demo(calls=args.calls, dsn=args.dsn, seed=args.seed))
+    from collector.demo import default_dsn, run_demo
+
+    dsn = args.dsn or default_dsn()
+    why = dsn_problem(dsn)
+    if why:
+        origin = "--dsn" if args.dsn else "$CDR_COLLECTOR_DSN"
+        print(f"cdr-collector: demo: {origin} {why}", file=sys.stderr)
+        return 2
+    try:
+        return _event_loop_run(run_demo(calls=args.calls, dsn=dsn, seed=args.seed))
+    except asyncpg.InterfaceError as exc:
+        print(f"cdr-collector: demo: the database refused the DSN: {exc}", file=sys.stderr)
+        return 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
     keygen.add_argument("--rotate", action="store_true", help="add a new newest pseudonym key")
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
-    demo.add_argument("--calls", type=int, default=200, help="calls to send (default 200)")
+    demo.add_argument(
+        "--calls", type=_positive_int, default=200, help="calls to send (default 200)"
+    )
     demo.add_argument("--dsn", help="PostgreSQL DSN (default: local server, database cdr_demo)")
     demo.add_argument("--seed", type=int, help="make the calls reproducible")
     return parser

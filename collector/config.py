@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import ipaddress
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_CONFIG_PATH = "/etc/cdr-collector/collector.toml"
 CONFIG_ENV = "CDR_COLLECTOR_CONFIG"
@@ -29,6 +32,63 @@ DSN_ENV = "CDR_COLLECTOR_DSN"
 PROFILES = ("auto", "cisco", "kamailio", "freeswitch", "generic")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+#: every key each table accepts; anything else is an "unknown key" problem
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {"service", "database", "spool", "metrics", "logging", "privacy", "radius", "sip", "json"}
+    ),
+    "service": frozenset({"drain_timeout_ms", "queue_max_records"}),
+    "database": frozenset(
+        {
+            "dsn",
+            "migrate",
+            "batch_max_records",
+            "batch_max_delay_ms",
+            "commit_timeout_ms",
+            "statement_timeout_ms",
+            "connect_timeout_ms",
+            "retry_interval_ms",
+        }
+    ),
+    "spool": frozenset({"directory", "max_bytes", "segment_max_bytes"}),
+    "metrics": frozenset({"listen"}),
+    "logging": frozenset({"level", "format"}),
+    "privacy": frozenset(
+        {
+            "key_file",
+            "record_key_file",
+            "retention_days",
+            "mask_digits",
+            "rate_deck",
+            "default_region",
+            "purge_interval_s",
+        }
+    ),
+    "radius": frozenset({"listen", "clients", "duplicate_window_s", "receive_buffer_bytes"}),
+    "radius.clients": frozenset({"name", "address", "secret", "secret_file", "profile"}),
+    "sip": frozenset(
+        {
+            "listen",
+            "sources",
+            "max_dialogs",
+            "max_dialog_age_s",
+            "correlation_header",
+            "receive_buffer_bytes",
+        }
+    ),
+    "sip.sources": frozenset({"name", "address", "hep_auth_key"}),
+    "json": frozenset({"listen", "allowed", "basic_auth_file", "source", "max_body_bytes"}),
+}
+
+#: the transports each listener section binds (a port clashes only within one transport)
+LISTENER_TRANSPORTS: dict[str, frozenset[str]] = {
+    "radius.listen": frozenset({"UDP"}),
+    "sip.listen": frozenset({"UDP", "TCP"}),
+    "json.listen": frozenset({"TCP"}),
+    "metrics.listen": frozenset({"TCP"}),
+}
 
 
 @dataclass(frozen=True)
@@ -199,6 +259,8 @@ class Config:
     radius: RadiusConfig | None = None
     sip: SipConfig | None = None
     json: JsonConfig | None = None
+    #: things that work but deserve attention (a secret file others can read)
+    warnings: tuple[Problem, ...] = ()
 
 
 T = TypeVar("T")
@@ -211,9 +273,15 @@ class _Reader:
         self.path = path
         self.base = Path(path).resolve().parent
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        #: (key, value, host, port) of every valid listen address, for the clash check
+        self.listeners: list[tuple[str, str, str, int]] = []
 
     def problem(self, key: str, reason: str) -> None:
         self.problems.append(Problem(self.path, key, reason))
+
+    def warning(self, key: str, reason: str) -> None:
+        self.warnings.append(Problem(self.path, key, reason))
 
     def table(self, data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
         value = data.get(key)
@@ -224,7 +292,7 @@ class _Reader:
             return None
         return value
 
-    def unknown(self, data: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    def unknown(self, data: Mapping[str, Any], prefix: str, allowed: frozenset[str]) -> None:
         for key in data:
             if key not in allowed:
                 where = f"{prefix}.{key}" if prefix else key
@@ -260,7 +328,7 @@ class _Reader:
         if key not in data:
             return None
         value = data[key]
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value.strip():
             self.problem(f"{prefix}.{key}", "must be a non-empty string")
             return None
         return value
@@ -274,25 +342,99 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.problem(f"{prefix}.{key}", "must be a list of strings")
             return None
+        if not value:
+            self.problem(f"{prefix}.{key}", "must not be empty")
+            return None
         return tuple(value)
+
+    def listen(self, key: str, value: str) -> None:
+        """Check one listen address and remember it for the clash check."""
+        try:
+            host, port = parse_host_port(value)
+        except ValueError as exc:
+            self.problem(key, f"{value!r} is not IP:PORT ({exc})")
+            return
+        self.listeners.append((key, value, host, port))
+
+    def listen_clashes(self) -> None:
+        """Two listeners on one port of one transport: a bind error, or (UDP) a silent split."""
+        for index, (key, value, host, port) in enumerate(self.listeners):
+            for key2, value2, host2, port2 in self.listeners[:index]:
+                if port == 0 or port != port2 or not _hosts_overlap(host, host2):
+                    continue
+                shared = LISTENER_TRANSPORTS[key] & LISTENER_TRANSPORTS[key2]
+                if not shared:
+                    continue
+                where = "in the same list" if key == key2 else f"in {key2}"
+                self.problem(
+                    key,
+                    f"{value!r} takes {'/'.join(sorted(shared))} port {port}, "
+                    f"already taken by {value2!r} {where}",
+                )
 
     def resolve(self, name: str) -> Path:
         path = Path(name)
         return path if path.is_absolute() else self.base / path
 
-    def read_text(self, key: str, name: str) -> str | None:
+    def read_text(self, key: str, name: str, *, private: bool = False) -> str | None:
+        """The text of a file the configuration names (a UTF-8 byte order mark is dropped).
+
+        With `private`, a file every user may read is reported as a warning.
+        """
         path = self.resolve(name)
         try:
-            return path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8-sig")
         except FileNotFoundError:
             self.problem(key, f"file {str(path)!r} does not exist")
         except PermissionError:
             self.problem(key, f"file {str(path)!r} is not readable (permission denied)")
         except IsADirectoryError:
             self.problem(key, f"{str(path)!r} is a directory, not a file")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problem(key, f"file {str(path)!r} cannot be read: {type(exc).__name__}")
+        except UnicodeDecodeError:
+            self.problem(key, f"file {str(path)!r} is not UTF-8 text")
+        except OSError as exc:
+            self.problem(key, f"file {str(path)!r} cannot be read: {exc.strerror or exc}")
+        else:
+            if private:
+                self.check_private(key, path)
+            return text
         return None
+
+    def check_private(self, key: str, path: Path) -> None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return
+        if mode & stat.S_IROTH:
+            self.warning(
+                key,
+                f"file {str(path)!r} is readable by every user (mode {mode:04o}): "
+                "chmod o-r it, or hand it over as a systemd credential (LoadCredential=)",
+            )
+
+    def writable_directory(self, key: str, directory: Path) -> None:
+        """The directory, or the nearest part of its path that exists, must be a writable directory."""
+        probe = directory
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            what = "is" if probe == directory else f"cannot be created: {str(probe)!r} is"
+            self.problem(key, f"{str(directory)!r} {what} not a directory")
+        elif not os.access(probe, os.W_OK | os.X_OK):
+            what = "is" if probe == directory else f"cannot be created: {str(probe)!r} is"
+            self.problem(key, f"{str(directory)!r} {what} not writable by this user")
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    """Whether binding both addresses on one port collides (a wildcard takes every address;
+    "::" also takes IPv4, as the daemon's sockets are dual-stack)."""
+    ip_a, ip_b = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    if ip_a == ip_b:
+        return True
+    for one, other in ((ip_a, ip_b), (ip_b, ip_a)):
+        if one.is_unspecified and (one.version == other.version or one.version == 6):
+            return True
+    return False
 
 
 def positive(value: int) -> str | None:
@@ -320,17 +462,21 @@ def parse_host_port(value: str) -> tuple[str, int]:
         host, sep, port = value[1:].partition("]:")
         if not sep:
             raise ValueError("expected [IPV6]:PORT")
+        if ":" not in host:
+            raise ValueError("brackets are for IPv6 addresses only")
     else:
         host, sep, port = value.rpartition(":")
         if not sep:
             raise ValueError("expected HOST:PORT")
+        if ":" in host:
+            raise ValueError("an IPv6 address needs brackets: [ADDRESS]:PORT")
     if not host:
         raise ValueError("the host is empty")
     try:
         ipaddress.ip_address(host)  # listeners take addresses, not names
     except ValueError:
         raise ValueError("the host is not an IP address") from None
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):
         raise ValueError("the port is not a number")
     number = int(port)
     if not 0 <= number <= 65535:
@@ -338,21 +484,18 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return host, number
 
 
-def check_listen(value: str) -> str | None:
-    """Check helper: a listen address of the form IP:PORT."""
-    try:
-        parse_host_port(value)
-    except ValueError as exc:
-        return f"is not IP:PORT ({exc})"
-    return None
-
-
 def check_network(value: str) -> str | None:
-    """Check helper: an IP address or CIDR network."""
+    """Check helper: an IP address or CIDR network without host bits."""
     try:
-        ipaddress.ip_network(value, strict=False)
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
         return "is not an IP address or CIDR network"
+    if "/" in value and str(network.network_address) != value.partition("/")[0]:
+        single = value.partition("/")[0]
+        return (
+            f"{value!r} has host bits set: write {str(network)!r} for the network "
+            f"or {single!r} for one address"
+        )
     return None
 
 
@@ -387,40 +530,47 @@ def parse_keys(text: str) -> list[tuple[str, bytes]]:
 
 
 def parse_rate_deck(text: str) -> list[tuple[str, str]]:
-    """Parse a rate deck: "prefix,destination" per line (digits, optional leading +)."""
+    """Parse a rate deck: "prefix,destination" per line (digits, optional leading +).
+
+    CSV quoting is understood ("4930","Berlin, Mitte"); blank lines and lines
+    starting with '#' are skipped; a first row without any digit in its first
+    field is a header. Raises ValueError naming the line of a bad row, a
+    prefix listed twice, or a deck with no prefix at all.
+    """
     entries: list[tuple[str, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+    seen: dict[str, int] = {}
+    lines = text.lstrip("\ufeff").splitlines()
+    first = True
+    for number, fields in enumerate(csv.reader(lines), start=1):
+        if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
             continue
-        prefix, sep, destination = line.partition(",")
-        prefix = prefix.strip().lstrip("+")
-        if not sep or not prefix.isdigit():
-            if number == 1 and not prefix.isdigit():
-                continue  # a header row such as "prefix,destination"
+        prefix = fields[0].strip().removeprefix("+")
+        if first and not any(c.isdigit() for c in prefix):
+            first = False
+            continue  # a header row such as "prefix,destination"
+        first = False
+        if len(fields) < 2 or not (prefix.isascii() and prefix.isdigit()):
             raise ValueError(f"line {number}: expected digits,destination")
-        entries.append((prefix, destination.strip()))
+        destination = fields[1].strip()
+        if not destination:
+            raise ValueError(f"line {number}: the destination of prefix {prefix} is empty")
+        if prefix in seen:
+            raise ValueError(
+                f"line {number}: prefix {prefix} is already listed on line {seen[prefix]}"
+            )
+        seen[prefix] = number
+        entries.append((prefix, destination))
+    if not entries:
+        raise ValueError("holds no prefix")
     return entries
 
 
 def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyConfig:
     p = "privacy"
-    r.unknown(
-        data,
-        p,
-        {
-            "key_file",
-            "record_key_file",
-            "retention_days",
-            "mask_digits",
-            "rate_deck",
-            "default_region",
-            "purge_interval_s",
-        },
-    )
+    r.unknown(data, p, SECTION_KEYS[p])
     d = PrivacyConfig()
-    key_file = r.get(data, p, "key_file", str, d.key_file)
-    record_key_file = r.get(data, p, "record_key_file", str, d.record_key_file)
+    key_file = r.optional_str(data, p, "key_file") or d.key_file
+    record_key_file = r.optional_str(data, p, "record_key_file") or d.record_key_file
     retention = r.get(data, p, "retention_days", int, d.retention_days, positive)
     mask = r.get(
         data,
@@ -445,13 +595,13 @@ def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyCon
     record_secret = b""
     entries: tuple[tuple[str, str], ...] = ()
     if with_keys:
-        text = r.read_text("privacy.key_file", key_file)
+        text = r.read_text("privacy.key_file", key_file, private=True)
         if text is not None:
             try:
                 keys = tuple(parse_keys(text))
             except ValueError as exc:
                 r.problem("privacy.key_file", f"{key_file}: {exc}")
-        text = r.read_text("privacy.record_key_file", record_key_file)
+        text = r.read_text("privacy.record_key_file", record_key_file, private=True)
         if text is not None:
             try:
                 record_secret = base64.b64decode(text.strip(), validate=True)
@@ -483,121 +633,121 @@ def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyCon
     )
 
 
+def _listen_list(
+    r: _Reader, data: Mapping[str, Any], p: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    listen = r.str_list(data, p, "listen")
+    if listen is None:
+        listen = () if "listen" in data else default
+    for value in listen:
+        r.listen(f"{p}.listen", value)
+    return listen
+
+
+def _peer_name_and_address(
+    r: _Reader,
+    raw: Mapping[str, Any],
+    where: str,
+    kind: str,
+    names: set[str],
+    addresses: set[str],
+) -> tuple[str | None, str | None]:
+    """The `name` and `address` of one client or source, unique within its list."""
+    name = r.optional_str(raw, where, "name")
+    if "name" not in raw:
+        r.problem(f"{where}.name", "is required")
+    elif name is not None:
+        if name in names:
+            r.problem(f"{where}.name", f"{name!r} is used by another {kind}")
+        names.add(name)
+    address = r.optional_str(raw, where, "address")
+    if "address" not in raw:
+        r.problem(f"{where}.address", "is required")
+    elif address is not None:
+        why = check_network(address)
+        if why:
+            r.problem(f"{where}.address", why)
+            address = None
+        else:
+            canonical = str(ipaddress.ip_network(address, strict=False))
+            if canonical in addresses:
+                r.problem(f"{where}.address", f"{address!r} is used by another {kind}")
+            addresses.add(canonical)
+    return name, address
+
+
+def _table_list(r: _Reader, data: Mapping[str, Any], key: str, what: str) -> list[dict[str, Any]]:
+    raw = data.get(key.rpartition(".")[2], [])
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        r.problem(key, f"must be an array of tables ([[{key}]])")
+        return []
+    if not raw:
+        r.problem(key, f"no {what} is configured: every packet would be dropped")
+    return raw
+
+
+def _client_secret(r: _Reader, raw: Mapping[str, Any], cp: str) -> bytes | None:
+    if "secret" in raw and "secret_file" in raw:
+        r.problem(cp, "set either secret or secret_file, not both")
+        return None
+    if "secret" in raw:
+        value = raw["secret"]
+        if not isinstance(value, str) or not value.strip():
+            r.problem(f"{cp}.secret", "must be a non-empty string (not only spaces)")
+            return None
+        return value.encode()
+    if "secret_file" not in raw:
+        r.problem(f"{cp}.secret", "is required (secret or secret_file)")
+        return None
+    name = r.optional_str(raw, cp, "secret_file")
+    if name is None:
+        return None
+    text = r.read_text(f"{cp}.secret_file", name, private=True)
+    if text is None:
+        return None
+    secret = text.strip()
+    if not secret:
+        r.problem(f"{cp}.secret_file", f"{name}: the file is empty")
+        return None
+    if "\n" in secret or "\r" in secret:
+        r.problem(f"{cp}.secret_file", f"{name}: holds more than one line")
+        return None
+    return secret.encode()
+
+
 def _radius(r: _Reader, data: Mapping[str, Any]) -> RadiusConfig:
     p = "radius"
-    r.unknown(data, p, {"listen", "clients", "duplicate_window_s", "receive_buffer_bytes"})
+    r.unknown(data, p, SECTION_KEYS[p])
     d = RadiusConfig()
-    listen = r.str_list(data, p, "listen") or d.listen
-    for value in listen:
-        why = check_listen(value)
-        if why:
-            r.problem("radius.listen", why)
+    listen = _listen_list(r, data, p, d.listen)
     clients: list[RadiusClient] = []
-    raw_clients = data.get("clients", [])
-    if not isinstance(raw_clients, list) or not all(isinstance(c, dict) for c in raw_clients):
-        r.problem("radius.clients", "must be an array of tables ([[radius.clients]])")
-        raw_clients = []
-    if not raw_clients:
-        r.problem("radius.clients", "no client is configured: every packet would be dropped")
     names: set[str] = set()
     addresses: set[str] = set()
-    for index, raw in enumerate(raw_clients):
+    for index, raw in enumerate(_table_list(r, data, "radius.clients", "client")):
         cp = f"radius.clients[{index}]"
-        r.unknown(raw, cp, {"name", "address", "secret", "secret_file", "profile"})
-        name = r.optional_str(raw, cp, "name")
-        if name is None:
-            r.problem(f"{cp}.name", "is required")
-        elif name in names:
-            r.problem(f"{cp}.name", f"{name!r} is used by another client")
-        else:
-            names.add(name)
-        address = r.optional_str(raw, cp, "address")
-        if address is None:
-            r.problem(f"{cp}.address", "is required")
-        else:
-            why = check_network(address)
-            if why:
-                r.problem(f"{cp}.address", why)
-                address = None
-            else:
-                canonical = str(ipaddress.ip_network(address, strict=False))
-                if canonical in addresses:
-                    r.problem(f"{cp}.address", f"{address!r} is used by another client")
-                addresses.add(canonical)
-        secret: bytes | None = None
-        if "secret" in raw and "secret_file" in raw:
-            r.problem(cp, "set either secret or secret_file, not both")
-        elif "secret" in raw:
-            value = raw["secret"]
-            if not isinstance(value, str) or not value:
-                r.problem(f"{cp}.secret", "must be a non-empty string")
-            else:
-                secret = value.encode()
-        elif "secret_file" in raw:
-            value = raw["secret_file"]
-            if not isinstance(value, str) or not value:
-                r.problem(f"{cp}.secret_file", "must be a non-empty string")
-            else:
-                text = r.read_text(f"{cp}.secret_file", value)
-                if text is not None:
-                    if not text.strip():
-                        r.problem(f"{cp}.secret_file", f"{value}: the file is empty")
-                    else:
-                        secret = text.strip().encode()
-        else:
-            r.problem(f"{cp}.secret", "is required (secret or secret_file)")
+        r.unknown(raw, cp, SECTION_KEYS["radius.clients"])
+        name, address = _peer_name_and_address(r, raw, cp, "client", names, addresses)
+        secret = _client_secret(r, raw, cp)
         profile = r.get(raw, cp, "profile", str, "auto", one_of(*PROFILES))
         if name and address and secret:
             clients.append(RadiusClient(name, address, secret, profile))
     window = r.get(data, p, "duplicate_window_s", int, d.duplicate_window_s, positive)
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
-    return RadiusConfig(tuple(listen), tuple(clients), window, rcvbuf)
+    return RadiusConfig(listen, tuple(clients), window, rcvbuf)
 
 
 def _sip(r: _Reader, data: Mapping[str, Any]) -> SipConfig:
     p = "sip"
-    r.unknown(
-        data,
-        p,
-        {
-            "listen",
-            "sources",
-            "max_dialogs",
-            "max_dialog_age_s",
-            "correlation_header",
-            "receive_buffer_bytes",
-        },
-    )
+    r.unknown(data, p, SECTION_KEYS[p])
     d = SipConfig()
-    listen = r.str_list(data, p, "listen") or d.listen
-    for value in listen:
-        why = check_listen(value)
-        if why:
-            r.problem("sip.listen", why)
+    listen = _listen_list(r, data, p, d.listen)
     sources: list[SipSource] = []
-    raw_sources = data.get("sources", [])
-    if not isinstance(raw_sources, list) or not all(isinstance(s, dict) for s in raw_sources):
-        r.problem("sip.sources", "must be an array of tables ([[sip.sources]])")
-        raw_sources = []
-    if not raw_sources:
-        r.problem("sip.sources", "no source is configured: every packet would be dropped")
     names: set[str] = set()
-    for index, raw in enumerate(raw_sources):
+    addresses: set[str] = set()
+    for index, raw in enumerate(_table_list(r, data, "sip.sources", "source")):
         sp = f"sip.sources[{index}]"
-        r.unknown(raw, sp, {"name", "address", "hep_auth_key"})
-        name = r.optional_str(raw, sp, "name")
-        if name is None:
-            r.problem(f"{sp}.name", "is required")
-        elif name in names:
-            r.problem(f"{sp}.name", f"{name!r} is used by another source")
-        else:
-            names.add(name)
-        address = r.optional_str(raw, sp, "address")
-        if address is None:
-            r.problem(f"{sp}.address", "is required")
-        elif check_network(address):
-            r.problem(f"{sp}.address", check_network(address) or "")
-            address = None
+        r.unknown(raw, sp, SECTION_KEYS["sip.sources"])
+        name, address = _peer_name_and_address(r, raw, sp, "source", names, addresses)
         auth = r.optional_str(raw, sp, "hep_auth_key")
         if name and address:
             sources.append(SipSource(name, address, auth))
@@ -605,26 +755,26 @@ def _sip(r: _Reader, data: Mapping[str, Any]) -> SipConfig:
     max_age = r.get(data, p, "max_dialog_age_s", int, d.max_dialog_age_s, positive)
     header = r.optional_str(data, p, "correlation_header")
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
-    return SipConfig(tuple(listen), tuple(sources), max_dialogs, max_age, header, rcvbuf)
+    return SipConfig(listen, tuple(sources), max_dialogs, max_age, header, rcvbuf)
 
 
 def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
     p = "json"
-    r.unknown(data, p, {"listen", "allowed", "basic_auth_file", "source", "max_body_bytes"})
+    r.unknown(data, p, SECTION_KEYS[p])
     d = JsonConfig()
-    listen = r.get(data, p, "listen", str, d.listen, check_listen)
+    listen = r.get(data, p, "listen", str, d.listen)
+    r.listen("json.listen", listen)
     allowed = r.str_list(data, p, "allowed")
-    if allowed is None:
+    if allowed is None and "allowed" not in data:
         r.problem("json.allowed", "is required: list the networks allowed to post CDRs")
-        allowed = ()
-    for value in allowed:
+    for value in allowed or ():
         why = check_network(value)
         if why:
             r.problem("json.allowed", why)
     auth_file = r.optional_str(data, p, "basic_auth_file")
     credentials: list[tuple[str, str]] = []
     if auth_file is not None:
-        text = r.read_text("json.basic_auth_file", auth_file)
+        text = r.read_text("json.basic_auth_file", auth_file, private=True)
         if text is not None:
             for number, raw in enumerate(text.splitlines(), start=1):
                 line = raw.strip()
@@ -640,23 +790,91 @@ def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
                 credentials.append((user, password))
             if not credentials:
                 r.problem("json.basic_auth_file", f"{auth_file}: holds no USER:PASSWORD line")
-    source = r.get(data, p, "source", str, d.source, lambda v: None if v else "must not be empty")
+    source = r.get(
+        data, p, "source", str, d.source, lambda v: None if v.strip() else "must not be empty"
+    )
     max_body = r.get(data, p, "max_body_bytes", int, d.max_body_bytes, positive)
-    return JsonConfig(listen, allowed, auth_file, tuple(credentials), source, max_body)
+    return JsonConfig(listen, allowed or (), auth_file, tuple(credentials), source, max_body)
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a PostgreSQL DSN that asyncpg would refuse, or None.
+
+    Checks the scheme, the port and sslmode; the message never echoes the DSN,
+    which may hold a password.
+    """
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return "must be a postgresql:// URL"
+    try:
+        parts = urlsplit(dsn)
+        if "," not in parts.netloc:  # several hosts: asyncpg checks each one itself
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "has a port that is not a number from 0 to 65535"
+    for mode in parse_qs(parts.query).get("sslmode", []):
+        if mode not in SSL_MODES:
+            return f"sslmode must be one of {', '.join(SSL_MODES)}"
+    return None
+
+
+def _check_dsn(r: _Reader, dsn: str, from_env: bool) -> None:
+    why = dsn_problem(dsn)
+    if why:
+        r.problem("database.dsn", why + (f" (from ${DSN_ENV})" if from_env else ""))
+
+
+def _database(r: _Reader, t: Mapping[str, Any]) -> DatabaseConfig:
+    p = "database"
+    d = DatabaseConfig()
+    r.unknown(t, p, SECTION_KEYS[p])
+    dsn = r.get(t, p, "dsn", str, d.dsn)
+    from_env = bool(os.environ.get(DSN_ENV))
+    dsn = os.environ.get(DSN_ENV) or dsn
+    _check_dsn(r, dsn, from_env)
+    return DatabaseConfig(
+        dsn=dsn,
+        migrate=r.get(t, p, "migrate", bool, d.migrate),
+        batch_max_records=r.get(t, p, "batch_max_records", int, d.batch_max_records, positive),
+        batch_max_delay_ms=r.get(
+            t, p, "batch_max_delay_ms", int, d.batch_max_delay_ms, non_negative
+        ),
+        commit_timeout_ms=r.get(t, p, "commit_timeout_ms", int, d.commit_timeout_ms, positive),
+        statement_timeout_ms=r.get(
+            t, p, "statement_timeout_ms", int, d.statement_timeout_ms, positive
+        ),
+        connect_timeout_ms=r.get(t, p, "connect_timeout_ms", int, d.connect_timeout_ms, positive),
+        retry_interval_ms=r.get(t, p, "retry_interval_ms", int, d.retry_interval_ms, positive),
+    )
+
+
+def _spool(r: _Reader, t: Mapping[str, Any], check_directory: bool) -> SpoolConfig:
+    d = SpoolConfig()
+    r.unknown(t, "spool", SECTION_KEYS["spool"])
+    directory = r.optional_str(t, "spool", "directory") or d.directory
+    max_bytes = r.get(t, "spool", "max_bytes", int, d.max_bytes, positive)
+    segment = r.get(
+        t, "spool", "segment_max_bytes", int, min(d.segment_max_bytes, max_bytes), positive
+    )
+    if segment > max_bytes:
+        r.problem("spool.segment_max_bytes", "must not exceed spool.max_bytes")
+    resolved = r.resolve(directory)
+    if check_directory:
+        r.writable_directory("spool.directory", resolved)
+    return SpoolConfig(str(resolved), max_bytes, segment)
 
 
 def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True) -> Config:
-    """Build a Config from parsed TOML; raise ConfigError listing every problem."""
+    """Build a Config from parsed TOML; raise ConfigError listing every problem.
+
+    With `read_files` (the default), the files the configuration names are read
+    and the spool directory is checked; without, only the TOML itself is.
+    """
     r = _Reader(path)
-    r.unknown(
-        data,
-        "",
-        {"service", "database", "spool", "metrics", "logging", "privacy", "radius", "sip", "json"},
-    )
+    r.unknown(data, "", SECTION_KEYS[""])
 
     service = ServiceConfig()
     if (t := r.table(data, "service")) is not None:
-        r.unknown(t, "service", {"drain_timeout_ms", "queue_max_records"})
+        r.unknown(t, "service", SECTION_KEYS["service"])
         service = ServiceConfig(
             drain_timeout_ms=r.get(
                 t, "service", "drain_timeout_ms", int, service.drain_timeout_ms, positive
@@ -666,58 +884,8 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
             ),
         )
 
-    database: DatabaseConfig | None = None
-    if (t := r.table(data, "database")) is not None:
-        p = "database"
-        d = DatabaseConfig()
-        r.unknown(
-            t,
-            p,
-            {
-                "dsn",
-                "migrate",
-                "batch_max_records",
-                "batch_max_delay_ms",
-                "commit_timeout_ms",
-                "statement_timeout_ms",
-                "connect_timeout_ms",
-                "retry_interval_ms",
-            },
-        )
-        dsn = r.get(t, p, "dsn", str, d.dsn)
-        dsn = os.environ.get(DSN_ENV) or dsn
-        if not dsn.startswith(("postgresql://", "postgres://")):
-            r.problem("database.dsn", "must be a postgresql:// URL")
-        database = DatabaseConfig(
-            dsn=dsn,
-            migrate=r.get(t, p, "migrate", bool, d.migrate),
-            batch_max_records=r.get(t, p, "batch_max_records", int, d.batch_max_records, positive),
-            batch_max_delay_ms=r.get(
-                t, p, "batch_max_delay_ms", int, d.batch_max_delay_ms, non_negative
-            ),
-            commit_timeout_ms=r.get(t, p, "commit_timeout_ms", int, d.commit_timeout_ms, positive),
-            statement_timeout_ms=r.get(
-                t, p, "statement_timeout_ms", int, d.statement_timeout_ms, positive
-            ),
-            connect_timeout_ms=r.get(
-                t, p, "connect_timeout_ms", int, d.connect_timeout_ms, positive
-            ),
-            retry_interval_ms=r.get(t, p, "retry_interval_ms", int, d.retry_interval_ms, positive),
-        )
-
-    spool: SpoolConfig | None = None
-    if (t := r.table(data, "spool")) is not None:
-        d2 = SpoolConfig()
-        r.unknown(t, "spool", {"directory", "max_bytes", "segment_max_bytes"})
-        directory = r.get(t, "spool", "directory", str, d2.directory)
-        max_bytes = r.get(t, "spool", "max_bytes", int, d2.max_bytes, positive)
-        segment = r.get(
-            t, "spool", "segment_max_bytes", int, min(d2.segment_max_bytes, max_bytes), positive
-        )
-        if segment > max_bytes:
-            r.problem("spool.segment_max_bytes", "must not exceed spool.max_bytes")
-        spool = SpoolConfig(str(r.resolve(directory)), max_bytes, segment)
-
+    database = _database(r, t) if (t := r.table(data, "database")) is not None else None
+    spool = _spool(r, t, read_files) if (t := r.table(data, "spool")) is not None else None
     if database is None and spool is None:
         r.problem(
             "database",
@@ -726,14 +894,13 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
 
     metrics: MetricsConfig | None = None
     if (t := r.table(data, "metrics")) is not None:
-        r.unknown(t, "metrics", {"listen"})
-        metrics = MetricsConfig(
-            r.get(t, "metrics", "listen", str, MetricsConfig.listen, check_listen)
-        )
+        r.unknown(t, "metrics", SECTION_KEYS["metrics"])
+        metrics = MetricsConfig(r.get(t, "metrics", "listen", str, MetricsConfig.listen))
+        r.listen("metrics.listen", metrics.listen)
 
     logging_cfg = LoggingConfig()
     if (t := r.table(data, "logging")) is not None:
-        r.unknown(t, "logging", {"level", "format"})
+        r.unknown(t, "logging", SECTION_KEYS["logging"])
         logging_cfg = LoggingConfig(
             level=r.get(t, "logging", "level", str, "info", one_of(*LOG_LEVELS)),
             format=r.get(t, "logging", "format", str, "json", one_of(*LOG_FORMATS)),
@@ -748,6 +915,7 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
         r.problem(
             "radius", "no listener is configured: enable at least one of [radius], [sip], [json]"
         )
+    r.listen_clashes()
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -762,6 +930,7 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
         radius=radius,
         sip=sip,
         json=json_cfg,
+        warnings=tuple(r.warnings),
     )
 
 
@@ -770,20 +939,41 @@ def resolve_config_path(path: str | None) -> str:
     return path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str) -> Config:
-    """Read and validate a configuration file and the files it names."""
+def read_toml(path: str) -> dict[str, Any]:
+    """The parsed TOML of a configuration file; ConfigError when it cannot be had."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem(path, "-", "the configuration file does not exist")]) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [Problem(path, "-", "is a directory, not a configuration file")]
+        ) from None
     except OSError as exc:
         raise ConfigError(
             [Problem(path, "-", f"the configuration file cannot be read: {exc.strerror}")]
         ) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ConfigError([Problem(path, "-", "not UTF-8 text")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem(path, "-", f"not valid TOML: {exc}")]) from None
-    return parse_config(path, data)
+
+
+def key_file_paths(path: str, data: Mapping[str, Any]) -> tuple[Path, Path]:
+    """The pseudonym key file and the record-key file a configuration names, resolved
+    as load_config resolves them; ConfigError when [privacy] names them wrongly."""
+    r = _Reader(path)
+    privacy = r.table(data, "privacy") or {}
+    d = PrivacyConfig()
+    key_file = r.optional_str(privacy, "privacy", "key_file") or d.key_file
+    record_key_file = r.optional_str(privacy, "privacy", "record_key_file") or d.record_key_file
+    if r.problems:
+        raise ConfigError(r.problems)
+    return r.resolve(key_file), r.resolve(record_key_file)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a configuration file and the files it names."""
+    return parse_config(path, read_toml(path))

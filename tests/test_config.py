@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,7 +117,7 @@ def minimal(tmp_path: Path) -> Path:
 
 
 def example_copy(directory: Path) -> Path:
-    """The shipped example with its key files pointed into `directory`."""
+    """The shipped example with its key files and spool pointed into `directory`."""
     text = EXAMPLE.read_text()
     text, keys = re.subn(r"^key_file = .*$", f'key_file = "{directory / "keys"}"', text, flags=re.M)
     text, records = re.subn(
@@ -125,7 +126,10 @@ def example_copy(directory: Path) -> Path:
         text,
         flags=re.M,
     )
-    assert (keys, records) == (1, 1)
+    text, spools = re.subn(
+        r"^directory = .*$", f'directory = "{directory / "spool"}"', text, flags=re.M
+    )
+    assert (keys, records, spools) == (1, 1, 1)
     path = directory / "collector.toml"
     path.write_text(text)
     return path
@@ -572,3 +576,407 @@ def test_duplicate_client_names_and_addresses_are_errors(minimal: Path) -> None:
         load_config(str(minimal))
     keys = {p.key for p in caught.value.problems}
     assert keys == {"radius.clients[1].name", "radius.clients[1].address"}
+
+
+# -- listen addresses -----------------------------------------------------------------------
+
+SIP = '\n[sip]\nlisten = ["{sip}"]\n\n[[sip.sources]]\nname = "k1"\naddress = "192.0.2.20"\n'
+
+
+@pytest.mark.parametrize(
+    ("radius", "extra", "key", "transport"),
+    [
+        ('"127.0.0.1:1813", "127.0.0.1:1813"', "", "radius.listen", "UDP"),
+        ('"0.0.0.0:1813", "127.0.0.1:1813"', "", "radius.listen", "UDP"),
+        ('"[::]:1813", "127.0.0.1:1813"', "", "radius.listen", "UDP"),
+        ('"127.0.0.1:1813"', SIP.format(sip="127.0.0.1:1813"), "sip.listen", "UDP"),
+        (
+            '"127.0.0.1:1813"',
+            '\n[metrics]\nlisten = "127.0.0.1:9810"\n'
+            '[json]\nlisten = "0.0.0.0:9810"\nallowed = ["10.0.0.0/8"]\n',
+            "json.listen",
+            "TCP",
+        ),
+        (
+            '"127.0.0.1:1813"',
+            '\n[metrics]\nlisten = "127.0.0.1:9060"\n' + SIP.format(sip="127.0.0.1:9060"),
+            "sip.listen",
+            "TCP",
+        ),
+    ],
+)
+def test_one_port_taken_twice_is_a_config_error(
+    minimal: Path, radius: str, extra: str, key: str, transport: str
+) -> None:
+    # two UDP sockets with SO_REUSEADDR both bind and split the packets between
+    # them; two TCP listeners fail at start with a bind error: both are caught here
+    minimal.write_text(
+        MINIMAL.replace('listen = ["127.0.0.1:1813"]', f"listen = [{radius}]") + extra
+    )
+    problems = problems_of(minimal)
+    assert found(problems, key, f"{transport} port"), problems
+    assert found(problems, key, "already taken by"), problems
+
+
+@pytest.mark.parametrize(
+    ("radius", "extra"),
+    [
+        # RADIUS is UDP only and metrics TCP only: no clash
+        ('"127.0.0.1:1813"', '\n[metrics]\nlisten = "127.0.0.1:1813"\n'),
+        # different addresses of one family
+        ('"127.0.0.1:1813", "127.0.0.2:1813"', ""),
+        # port 0 is a fresh port each time
+        ('"127.0.0.1:0", "127.0.0.1:0"', SIP.format(sip="127.0.0.1:0")),
+    ],
+)
+def test_listeners_that_do_not_clash_are_accepted(minimal: Path, radius: str, extra: str) -> None:
+    minimal.write_text(
+        MINIMAL.replace('listen = ["127.0.0.1:1813"]', f"listen = [{radius}]") + extra
+    )
+    load_config(str(minimal))
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("::1:1813", "brackets"),
+        ("[127.0.0.1]:1813", "IPv6"),
+        ("127.0.0.1:\uff11\uff18\uff11\uff13", "not a number"),  # full-width digits
+        ("127.0.0.1:1813.0", "not a number"),
+    ],
+)
+def test_ambiguous_listen_addresses_are_refused(minimal: Path, listen: str, reason: str) -> None:
+    minimal.write_text(MINIMAL.replace('listen = ["127.0.0.1:1813"]', f'listen = ["{listen}"]'))
+    assert found(problems_of(minimal), "radius.listen", reason)
+
+
+@pytest.mark.parametrize("section", ["radius", "sip"])
+def test_an_empty_listen_list_is_refused_not_replaced_by_the_default(
+    minimal: Path, section: str
+) -> None:
+    text = MINIMAL + SIP.format(sip="127.0.0.1:9060")
+    text = text.replace(
+        f'[{section}]\nlisten = ["127.0.0.1:{1813 if section == "radius" else 9060}"]',
+        f"[{section}]\nlisten = []",
+    )
+    minimal.write_text(text)
+    assert found(problems_of(minimal), f"{section}.listen", "must not be empty")
+
+
+# -- clients and networks -----------------------------------------------------------------------
+
+
+def test_ipv6_clients_and_overlapping_networks_are_accepted(minimal: Path) -> None:
+    minimal.write_text(
+        MINIMAL.replace('listen = ["127.0.0.1:1813"]', 'listen = ["[::1]:1813"]')
+        + f'\n[[radius.clients]]\nname = "pool"\naddress = "192.0.2.0/24"\nsecret = "{SECRET}"\n'
+        + f'\n[[radius.clients]]\nname = "v6"\naddress = "2001:db8::/48"\nsecret = "{SECRET}"\n'
+        + f'\n[[radius.clients]]\nname = "v6-host"\naddress = "2001:db8::7"\nsecret = "{SECRET}"\n'
+    )
+    loaded = load_config(str(minimal))
+    assert loaded.radius is not None
+    assert [c.name for c in loaded.radius.clients] == ["sbc-1", "pool", "v6", "v6-host"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (MINIMAL.replace('"192.0.2.10"', '"192.0.2.10/24"'), "radius.clients[0].address"),
+        (
+            MINIMAL + SIP.format(sip="127.0.0.1:9060").replace("192.0.2.20", "2001:db8::1/64"),
+            "sip.sources[0].address",
+        ),
+        (
+            MINIMAL + '\n[json]\nlisten = "127.0.0.1:9811"\nallowed = ["10.1.2.3/8"]\n',
+            "json.allowed",
+        ),
+    ],
+)
+def test_a_network_with_host_bits_is_refused(minimal: Path, text: str, key: str) -> None:
+    # "192.0.2.10/24" may mean the one address or the whole /24: a typo would
+    # silently let 255 other hosts send with this secret
+    minimal.write_text(text)
+    assert found(problems_of(minimal), key, "host bits")
+
+
+def test_sip_sources_with_one_address_are_refused(minimal: Path) -> None:
+    minimal.write_text(
+        MINIMAL
+        + SIP.format(sip="127.0.0.1:9060")
+        + '\n[[sip.sources]]\nname = "k2"\naddress = "192.0.2.20/32"\n'
+    )
+    assert found(problems_of(minimal), "sip.sources[1].address", "used by another source")
+
+
+def test_a_blank_name_is_refused(minimal: Path) -> None:
+    minimal.write_text(MINIMAL.replace('name = "sbc-1"', 'name = "   "'))
+    problems = problems_of(minimal)
+    assert found(problems, "radius.clients[0].name", "non-empty")
+    assert len(problems) == 1
+
+
+def test_json_needs_at_least_one_allowed_network(minimal: Path) -> None:
+    minimal.write_text(MINIMAL + '\n[json]\nlisten = "127.0.0.1:9811"\nallowed = []\n')
+    assert found(problems_of(minimal), "json.allowed", "must not be empty")
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", ["   ", "\\t"])
+def test_a_blank_secret_is_refused(minimal: Path, secret: str) -> None:
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', f'secret = "{secret}"'))
+    assert found(problems_of(minimal), "radius.clients[0].secret", "non-empty")
+
+
+def test_a_secret_file_of_several_lines_is_refused(minimal: Path) -> None:
+    (minimal.parent / "sbc.secret").write_text(f"{SECRET}\nsecond line\n")
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
+    problems = problems_of(minimal)
+    assert found(problems, "radius.clients[0].secret_file", "more than one line")
+    assert SECRET not in "\n".join(str(p) for p in problems)
+
+
+def test_a_secret_file_with_crlf_or_byte_order_mark_is_read(minimal: Path) -> None:
+    (minimal.parent / "sbc.secret").write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\r\n")
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
+    loaded = load_config(str(minimal))
+    assert loaded.radius is not None
+    assert loaded.radius.clients[0].secret == SECRET.encode()
+
+
+def test_a_binary_secret_file_is_reported_as_not_utf8(minimal: Path) -> None:
+    (minimal.parent / "sbc.secret").write_bytes(b"\xff\xfe\x00secret")
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
+    assert found(problems_of(minimal), "radius.clients[0].secret_file", "not UTF-8 text")
+
+
+def test_secret_and_key_files_readable_by_everyone_give_warnings(minimal: Path) -> None:
+    (minimal.parent / "sbc.secret").write_text(SECRET)
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
+    for name in ("keys", "record-key"):
+        (minimal.parent / name).chmod(0o600)
+    (minimal.parent / "sbc.secret").chmod(0o644)
+    loaded = load_config(str(minimal))
+    assert [w.key for w in loaded.warnings] == ["radius.clients[0].secret_file"]
+    assert "readable by every user" in loaded.warnings[0].reason
+
+    result = check_config(minimal)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{minimal}: radius.clients[0].secret_file: warning: file "
+        f"{str(minimal.parent / 'sbc.secret')!r} is readable by every user (mode 0644): "
+        "chmod o-r it, or hand it over as a systemd credential (LoadCredential=)"
+    ]
+    (minimal.parent / "sbc.secret").chmod(0o640)
+    assert load_config(str(minimal)).warnings == ()
+
+
+# -- key files -----------------------------------------------------------------------------------
+
+
+def test_key_files_with_byte_order_mark_crlf_and_comments_are_read(minimal: Path) -> None:
+    (minimal.parent / "keys").write_bytes(
+        b"\xef\xbb\xbf# newest first\r\n\r\n"
+        + f"k2:{KEY_MATERIAL}\r\n# the old one\r\nk1:{RECORD_MATERIAL}\r\n".encode()
+    )
+    (minimal.parent / "record-key").write_bytes(
+        b"\xef\xbb\xbf" + RECORD_MATERIAL.encode() + b"\r\n"
+    )
+    loaded = load_config(str(minimal))
+    assert loaded.privacy.keys == (("k2", b"K" * 32), ("k1", b"R" * 32))
+    assert loaded.privacy.record_secret == b"R" * 32
+
+
+# -- the rate deck -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("4930,Berlin\n4930,Hamburg\n", "prefix 4930 is already listed on line 1"),
+        ("4930,Berlin\n+4930,Berlin\n", "already listed"),
+        ("prefix,destination\n4930,\n", "line 2: the destination of prefix 4930 is empty"),
+        ("4930;Berlin\n", "line 1: expected digits,destination"),
+        ("prefix,destination\n4930,Berlin\n49 30,Berlin\n", "line 3: expected"),
+        ("prefix,destination\n", "holds no prefix"),
+        ("", "holds no prefix"),
+    ],
+)
+def test_bad_rate_decks_are_reported_with_their_line(
+    minimal: Path, content: str, reason: str
+) -> None:
+    (minimal.parent / "prefixes.csv").write_text(content)
+    minimal.write_text(
+        MINIMAL.replace(
+            'record_key_file = "record-key"',
+            'record_key_file = "record-key"\nrate_deck = "prefixes.csv"',
+        )
+    )
+    assert found(problems_of(minimal), "privacy.rate_deck", reason)
+
+
+@pytest.mark.parametrize(
+    ("content", "entries"),
+    [
+        # a byte order mark and no header: the first row is a prefix, not a header
+        (b"\xef\xbb\xbf4930,Berlin\r\n44,UK\r\n", (("4930", "Berlin"), ("44", "UK"))),
+        # CSV quoting, extra columns (a rate), comments and blank lines
+        (
+            b'# deck of 2024\n\nprefix,destination,rate\n"4930","Berlin, Mitte",0.01\n44,UK,0.02\n',
+            (("4930", "Berlin, Mitte"), ("44", "UK")),
+        ),
+    ],
+)
+def test_rate_decks_as_spreadsheets_write_them(
+    minimal: Path, content: bytes, entries: tuple[tuple[str, str], ...]
+) -> None:
+    (minimal.parent / "prefixes.csv").write_bytes(content)
+    minimal.write_text(
+        MINIMAL.replace(
+            'record_key_file = "record-key"',
+            'record_key_file = "record-key"\nrate_deck = "prefixes.csv"',
+        )
+    )
+    assert load_config(str(minimal)).privacy.rate_deck_entries == entries
+
+
+# -- the spool directory ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("directory", "reason"),
+    [
+        ("a-file", "is not a directory"),
+        ("a-file/spool", "cannot be created: "),
+        ("", "non-empty"),
+    ],
+)
+def test_an_unusable_spool_directory_is_a_config_error(
+    minimal: Path, directory: str, reason: str
+) -> None:
+    (minimal.parent / "a-file").write_text("")
+    minimal.write_text(MINIMAL.replace('directory = "spool"', f'directory = "{directory}"'))
+    assert found(problems_of(minimal), "spool.directory", reason)
+
+
+def test_a_spool_directory_this_user_cannot_write_is_a_config_error(
+    minimal: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root may write anywhere, so the refusal of a read-only mount is simulated
+    real_access = os.access
+    spool_parent = minimal.parent
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        if Path(path) == spool_parent and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    assert found(problems_of(minimal), "spool.directory", "not writable")
+
+
+# -- the database URL ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dsn", "reason"),
+    [
+        ("postgresql://root@127.0.0.1:5432/cdr?sslmode=bogus", "sslmode must be one of"),
+        ("postgresql://root@127.0.0.1:port/cdr", "port"),
+        ("postgresql://root@127.0.0.1:99999/cdr", "port"),
+    ],
+)
+def test_a_dsn_asyncpg_would_refuse_is_a_config_error(minimal: Path, dsn: str, reason: str) -> None:
+    # otherwise the daemon starts, calls the database "down" forever and spools
+    minimal.write_text(MINIMAL + f'\n[database]\ndsn = "{dsn}"\n')
+    assert found(problems_of(minimal), "database.dsn", reason)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u@h1:5432,h2:5433/cdr?sslmode=require",
+        "postgres://u@[::1]:5432/cdr",
+        "postgresql:///cdr?host=/run/postgresql",
+    ],
+)
+def test_usual_dsns_are_accepted(minimal: Path, dsn: str) -> None:
+    minimal.write_text(MINIMAL + f'\n[database]\ndsn = "{dsn}"\n')
+    assert load_config(str(minimal)).database is not None
+
+
+# -- the file itself -------------------------------------------------------------------------
+
+
+def test_a_directory_given_as_config_file(tmp_path: Path) -> None:
+    result = check_config(tmp_path)
+    assert result.returncode == 1
+    assert problem_lines(result, tmp_path) == [
+        f"{tmp_path}: -: is a directory, not a configuration file"
+    ]
+
+
+def test_toml_syntax_error_names_line_and_column(minimal: Path) -> None:
+    minimal.write_text(MINIMAL.replace('name = "sbc-1"', "name = sbc-1"))
+    problems = problems_of(minimal)
+    assert len(problems) == 1
+    assert "line 13, column 8" in problems[0].reason
+
+
+def test_a_config_file_with_byte_order_mark_is_read(minimal: Path) -> None:
+    minimal.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
+    assert load_config(str(minimal)).radius is not None
+
+
+def test_relative_paths_are_relative_to_the_config_file_not_the_cwd(
+    minimal: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli("check-config", "--config", str(minimal), cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    # a relative --config too: the files are found beside it
+    result = run_cli("check-config", "--config", "collector.toml", cwd=minimal.parent)
+    assert result.returncode == 0, result.stderr
+
+
+# -- the example documents every key ---------------------------------------------------------
+
+
+def _example_keys() -> set[tuple[str, str]]:
+    """(table, key) of every assignment in the example, commented out or not."""
+    keys: set[tuple[str, str]] = set()
+    table = ""
+    for line in EXAMPLE.read_text().splitlines():
+        if header := re.fullmatch(r"\[\[?([\w.]+)\]\]?", line.strip()):
+            table = header.group(1)
+            if "." in table:
+                parent, _, child = table.rpartition(".")
+                keys.add((parent, child))
+            else:
+                keys.add(("", table))
+        elif assignment := re.fullmatch(r"#? ?(\w+) = .*", line):
+            keys.add((table, assignment.group(1)))
+    return keys
+
+
+def test_the_example_documents_every_key_and_only_those() -> None:
+    accepted = {(table, key) for table, keys in config.SECTION_KEYS.items() for key in keys}
+    assert _example_keys() == accepted
+
+
+def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:
+    path = example_copy(tmp_path)
+    write_keys(tmp_path)
+    (tmp_path / "prefixes.csv").write_text("4930,Berlin\n")
+    (tmp_path / "json.passwd").write_text("fs:pw\n")
+    text = path.read_text()
+    text = text.replace("/etc/cdr-collector/prefixes.csv", str(tmp_path / "prefixes.csv"))
+    text = text.replace("/etc/cdr-collector/json.passwd", str(tmp_path / "json.passwd"))
+    # uncomment every optional key but secret_file (secret and secret_file exclude each other)
+    text = re.sub(r"^# (?!secret_file)(\w+ = )", r"\1", text, flags=re.M)
+    path.write_text(text)
+    loaded = load_config(str(path))
+    assert loaded.privacy.default_region == "DE"
+    assert loaded.sip is not None and loaded.sip.correlation_header == "X-CID"
