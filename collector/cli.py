@@ -194,11 +194,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
     async def apply(conn: Any) -> int:
         from collector.retention import purge
 
-        result = await purge(conn, days)
+        spool = config.spool.directory if config.spool is not None else None
+        result = await purge(conn, days, spool_directory=spool)
         print(
             f"retention {days} days: dropped {result.partitions_dropped} partition(s), "
             f"deleted {result.rows_deleted} row(s), expired {result.keys_expired} key(s) "
-            f"and {result.open_calls_expired} open call(s)"
+            f"and {result.open_calls_expired} open call(s), "
+            f"removed {result.rejected_rows_deleted} refused row(s) from the spool directory"
         )
         return 0
 
@@ -220,10 +222,18 @@ def cmd_erase(args: argparse.Namespace) -> int:
     spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
 
     async def apply(conn: Any) -> int:
-        from collector.retention import erase
+        from collector.retention import erase, unknown_key_ids
 
-        deleted = await erase(conn, pseudonyms)
+        spool = config.spool.directory if config.spool is not None else None
+        deleted = await erase(conn, pseudonyms, spool_directory=spool)
         print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
+        unsearchable = await unknown_key_ids(conn, pseudonyms)
+        if unsearchable:
+            print(
+                f"note: rows pseudonymized under key(s) {', '.join(unsearchable)} cannot be"
+                " searched: those keys are no longer in the key file",
+                file=sys.stderr,
+            )
         if spool_waiting:
             print(
                 "note: the spool holds records not yet in the database; "

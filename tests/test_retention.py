@@ -131,16 +131,21 @@ async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
     pseudonyms = Redactor(privacy).number_pseudonyms(PRIVATE_NUMBER)
     assert pseudonyms[0].encode() in rejected.read_bytes()
 
+    # the operator's command reaches the spool directory as well
+    toml = str(config.directory / "collector.toml")
+    result_cli = _run_cli("erase", "--config", toml, "--number", PRIVATE_NUMBER)
+    assert result_cli.returncode == 0, result_cli.stderr
+    assert "erased 2 row(s)" in result_cli.stdout  # the stored row and the refused one
     async with connected(dsn) as conn:
-        erased = await erase(conn, pseudonyms, spool_directory=spool)
-        assert erased == 2  # the stored row and the refused one
+        assert await erase(conn, pseudonyms, spool_directory=spool) == 0  # nothing left
         assert pseudonyms[0].encode() not in rejected.read_bytes()
         assert len(rejected.read_bytes().splitlines()) == 2
         assert await conn.fetchval("SELECT count(*) FROM cdrs") == 0
 
         # retention: the refused row of a call 200 days old goes now ...
-        result = await purge(conn, 180, spool_directory=spool)
-        assert result.rejected_rows_deleted == 1
+        purged = _run_cli("purge", "--config", toml)
+        assert purged.returncode == 0, purged.stderr
+        assert "removed 1 refused row(s)" in purged.stdout
         (line,) = rejected.read_bytes().splitlines()
         assert json.loads(line)[0][3] == "radius"  # the recent one is kept, still readable
         # ... and a file from before the cutoff goes whole
