@@ -379,9 +379,16 @@ class _Reader:
     def read_text(self, key: str, name: str, *, private: bool = False) -> str | None:
         """The text of a file the configuration names (a UTF-8 byte order mark is dropped).
 
-        With `private`, a file every user may read is reported as a warning.
+        With `private`, a file every user may read is reported as a warning,
+        and a systemd credential named like the file (`LoadCredential=keys:...`
+        for `.../keys`) is read in its place: the unit's dynamic user cannot
+        read root's 0600 files, but systemd hands it a private copy.
         """
         path = self.resolve(name)
+        if private:
+            credential = _credential(path.name)
+            if credential is not None:
+                path, private = credential, False  # systemd's own copy, private by construction
         try:
             text = path.read_bytes().decode("utf-8-sig")
         except FileNotFoundError:
@@ -937,6 +944,15 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
 def resolve_config_path(path: str | None) -> str:
     """The --config argument, else $CDR_COLLECTOR_CONFIG, else the system default."""
     return path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def _credential(name: str) -> Path | None:
+    """The systemd credential called `name` (LoadCredential=), when the unit passes one."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory or not name:
+        return None
+    candidate = Path(directory) / name
+    return candidate if candidate.is_file() else None
 
 
 def read_toml(path: str) -> dict[str, Any]:

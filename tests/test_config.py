@@ -980,3 +980,23 @@ def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:
     loaded = load_config(str(path))
     assert loaded.privacy.default_region == "DE"
     assert loaded.sip is not None and loaded.sip.correlation_header == "X-CID"
+
+
+def test_systemd_credentials_stand_in_for_files_the_service_user_cannot_read(
+    minimal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit's DynamicUser reads LoadCredential= copies named like the configured files."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in ("keys", "record-key"):
+        (credentials / name).write_bytes((minimal.parent / name).read_bytes())
+        (minimal.parent / name).unlink()  # as good as unreadable for the service user
+    (credentials / "sbc.secret").write_text(SECRET + "\n")
+    minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
+    with pytest.raises(ConfigError):
+        load_config(str(minimal))  # without credentials the files are missing
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    loaded = load_config(str(minimal))
+    assert loaded.privacy.keys and loaded.privacy.record_secret
+    assert loaded.radius is not None and loaded.radius.clients[0].secret == SECRET.encode()
+    assert loaded.warnings == ()
