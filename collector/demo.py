@@ -47,16 +47,21 @@ def default_dsn() -> str:
     )
 
 
-async def _database_reachable(dsn: str) -> bool:
+async def _database_unreachable(dsn: str) -> str | None:
+    """Why the demo cannot use `dsn` (one line, no credentials), or None when it can."""
     from collector.sink.postgres import ensure_database
 
     try:
         await ensure_database(dsn, 3)
         conn = await asyncpg.connect(dsn, timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError):
-        return False
+    except TimeoutError:
+        return "no answer within 3 s"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    except asyncpg.PostgresError as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
     await conn.close()
-    return True
+    return None
 
 
 def _free_port(kind: int) -> int:
@@ -121,11 +126,15 @@ async def run_demo(calls: int = 200, dsn: str | None = None, seed: int | None = 
     """Run the demo; return the process exit status."""
     dsn = dsn or default_dsn()
     print("cdr-collector demo")
-    reachable = await _database_reachable(dsn)
+    why = await _database_unreachable(dsn)
+    reachable = why is None
     if reachable:
         print(f"  database: {dsn.rsplit('@', 1)[-1]}")
     else:
-        print("  database: none reachable; records go to the spool only")
+        print(
+            f"  database: {dsn.rsplit('@', 1)[-1]} not reachable ({why});"
+            " records go to the spool only"
+        )
     with tempfile.TemporaryDirectory(prefix="cdr-collector-demo-") as tmp:
         config = load_config(str(write_demo_config(Path(tmp), dsn if reachable else None)))
         configure_logging(config.logging.level, config.logging.format)

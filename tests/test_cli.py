@@ -348,6 +348,16 @@ def test_demo_with_an_unusable_dsn(
     assert "cdr-collector demo\n" not in result.stdout  # nothing was started
 
 
+def test_demo_says_why_the_database_it_was_given_is_not_used() -> None:
+    closed = f"postgresql://demo:pw@127.0.0.1:{free_port()}/cdr"
+    result = cli("demo", "--calls", "3", "--dsn", closed, timeout=120)
+    assert result.returncode == 0, result.stderr
+    no_traceback(result)
+    line = next(x for x in result.stdout.splitlines() if "database:" in x)
+    assert "not reachable (" in line and "records go to the spool only" in line
+    assert "pw" not in line  # the credentials stay out of it
+
+
 def test_demo_refuses_a_count_of_calls_below_one() -> None:
     result = cli("demo", "--calls", "0")
     assert result.returncode == 2
@@ -361,7 +371,7 @@ async def test_demo_on_a_fresh_database(dsn: str) -> None:
         assert result.returncode == 0, result.stderr
         no_traceback(result)
         assert "database: " in result.stdout
-        assert "none reachable" not in result.stdout
+        assert "not reachable" not in result.stdout
     finally:
         conn = await asyncpg.connect(dsn)
         try:
