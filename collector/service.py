@@ -25,7 +25,12 @@ from collector.pipeline.redact import Redactor
 from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
-from collector.sink.postgres import PostgresSink, move_default_rows, open_admin_connection
+from collector.sink.postgres import (
+    PostgresSink,
+    close_stale_sip_calls,
+    move_default_rows,
+    open_admin_connection,
+)
 from collector.sink.spool import Spool
 from collector.sink.writer import Writer
 from collector.systemd import Notifier, listen_fds, run_watchdog
@@ -260,8 +265,15 @@ class Service:
                     # default partition before their day's came get one of their own
                     today = datetime.now(UTC).date()
                     await move_default_rows(conn, (today + timedelta(days=n) for n in range(-1, 3)))
+                    sip = self.config.sip
+                    if sip is not None:
+                        # an hour past the tracker's own limit: never a call it still follows
+                        limit = timedelta(seconds=sip.max_dialog_age_s) + timedelta(hours=1)
+                        closed = await close_stale_sip_calls(conn, datetime.now(UTC) - limit)
+                        if closed:
+                            log.info("stale sip calls stored as incomplete", calls=closed)
                 except Exception as exc:  # noqa: BLE001 - retried at the next interval
-                    log.warning("partition maintenance failed", error_class=type(exc).__name__)
+                    log.warning("database maintenance failed", error_class=type(exc).__name__)
                 try:
                     spool = self.config.spool
                     result = await purge(

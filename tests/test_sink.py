@@ -18,6 +18,7 @@ from collector.model import StoredCdr
 from collector.sink.postgres import (
     PostgresSink,
     RetryableError,
+    close_stale_sip_calls,
     move_default_rows,
     partition_name,
 )
@@ -226,3 +227,30 @@ async def test_a_days_rows_in_the_default_partition_get_their_own_partition(
     async with connected(dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {partition_name(day)}") == 4
         assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 0
+
+
+async def test_sip_calls_left_open_past_the_limit_are_stored_incomplete(
+    sink: PostgresSink, dsn: str
+) -> None:
+    """An answered SIP call whose BYE never came after a restart: one incomplete row."""
+    old = NOW - timedelta(hours=6)
+    stale = start(b"\x09" * 16)._replace(
+        protocol="sip", connect_time=old, setup_time=old - timedelta(seconds=3), event_time=old
+    )
+    fresh_sip = start(b"\x0a" * 16)._replace(protocol="sip")
+    radius = start(b"\x0b" * 16)._replace(protocol="radius", event_time=old, connect_time=old)
+    await sink.write([stale, fresh_sip, radius])
+    async with connected(dsn) as conn:
+        assert await close_stale_sip_calls(conn, NOW - timedelta(hours=5)) == 1
+        row = await conn.fetchrow("SELECT * FROM cdrs")
+        left = {r["record_key"] for r in await conn.fetch("SELECT record_key FROM open_calls")}
+        assert await close_stale_sip_calls(conn, NOW - timedelta(hours=5)) == 0
+    assert row is not None
+    assert row["record_key"] == b"\x09" * 16
+    assert (row["answered"], row["incomplete"], row["times_derived"]) == (True, True, True)
+    assert (row["connect_time"], row["disconnect_time"], row["duration_ms"]) == (old, old, 0)
+    assert row["sip_code"] == 200 and row["called_prefix"] == "+4420"
+    assert left == {b"\x0a" * 16, b"\x0b" * 16}
+    # its BYE, should it come after all, adds nothing
+    result = await sink.write([end(b"\x09" * 16)])
+    assert result.stored == []

@@ -227,6 +227,42 @@ FROM closed c JOIN fresh USING (record_key)
 """
 
 
+#: answered SIP calls whose BYE never came: their durable START is all that is left
+#: (the collector restarted while they were up, and the BYE was lost)
+CLOSE_STALE_SIP = f"""
+WITH closed AS (
+    DELETE FROM open_calls WHERE protocol = 'sip' AND updated_at < $1
+    RETURNING *
+), fresh AS (
+    INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
+    ON CONFLICT DO NOTHING RETURNING record_key
+)
+INSERT INTO cdrs ({CDR_COLUMNS})
+SELECT c.record_key, c.source, c.protocol, c.account, c.leg,
+    coalesce(c.setup_time, c.connect_time, c.opened_at), c.setup_time, c.connect_time,
+    coalesce(c.connect_time, c.updated_at), 0, c.connect_time IS NOT NULL, NULL,
+    CASE WHEN c.connect_time IS NOT NULL THEN 200 END, NULL,
+    c.called_prefix, c.called_country, c.called_destination, c.called_masked, c.called_hmac,
+    c.calling_country, c.calling_hmac, c.correlation, true, c.clock_unsynced,
+    true, c.received_at
+FROM closed c JOIN fresh USING (record_key)
+{RETURNING}
+"""
+
+
+async def close_stale_sip_calls(conn: asyncpg.Connection, older_than: datetime) -> int:
+    """Store the SIP calls open since before `older_than` as incomplete rows; how many.
+
+    The dialog tracker closes a call that outlives `max_dialog_age_s` as
+    incomplete; a call answered before a restart of the collector whose BYE
+    never came is only a START in `open_calls`, and gets the same treatment
+    here (its end unknown: no duration, times derived). Meant for the
+    maintenance connection, with `older_than` well past the tracker's limit.
+    """
+    rows = await conn.fetch(CLOSE_STALE_SIP, older_than)
+    return len(rows)
+
+
 @dataclass
 class WriteResult:
     """What one committed batch changed: rows newly stored, and their summaries for metrics."""
