@@ -215,7 +215,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
         return 1
     from collector.pipeline.redact import Redactor
 
-    pseudonyms = Redactor(config.privacy).number_pseudonyms(args.number)
+    # its pseudonyms under every configured key, and its tag that survives key rotation
+    pseudonyms = Redactor(config.privacy).erasure_entries(args.number)
     if not pseudonyms:
         print("cdr-collector: that is not a phone number", file=sys.stderr)
         return 1

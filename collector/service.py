@@ -12,6 +12,7 @@ the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from aiohttp import web
 from collector.config import Config, ConfigError, load_config, parse_host_port
 from collector.logs import get_logger
 from collector.pipeline.numbers import preload_metadata
-from collector.pipeline.redact import Redactor
+from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
@@ -56,6 +57,11 @@ def settle_memory() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+#: how often the erasure tags are read again (an erasure takes effect on
+#: pseudonyms at once; the tags only matter after a key rotation)
+ERASURES_REFRESH_S = 30.0
+
+
 class Service:
     """One running collector: its components and their lifecycle."""
 
@@ -68,6 +74,7 @@ class Service:
             spool_configured=config.spool is not None,
         )
         self.redactor = Redactor(config.privacy)
+        self._erasures_wakeup = asyncio.Event()
         self.sink = (
             PostgresSink(config.database, config.privacy.retention_days)
             if config.database
@@ -111,6 +118,7 @@ class Service:
         if self.sink is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
             self._tasks.append(asyncio.create_task(self._active_calls_loop(), name="active-calls"))
+            self._tasks.append(asyncio.create_task(self._erasures_loop(), name="erasures"))
         self._tasks.append(
             asyncio.create_task(run_watchdog(self.notifier, self.status_line), name="watchdog")
         )
@@ -208,7 +216,9 @@ class Service:
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
         redactor = Redactor(new.privacy)
+        redactor.erased = self.redactor.erased
         self.redactor = redactor
+        self._erasures_wakeup.set()
         for receiver in self.receivers:
             receiver.redactor = redactor
             section = getattr(new, receiver.section)
@@ -295,6 +305,31 @@ class Service:
                 finally:
                     await conn.close()
             await asyncio.sleep(self.config.privacy.purge_interval_s)
+
+    async def _erasures_loop(self) -> None:
+        """Keep the redactor's erasure tags in step with `erasures` (see Redactor.erasure_tag)."""
+        assert self.config.database is not None
+        while True:
+            try:
+                conn = await open_admin_connection(self.config.database)
+                try:
+                    rows = await conn.fetch(
+                        "SELECT hmac FROM erasures WHERE starts_with(hmac, $1)",
+                        ERASURE_TAG_PREFIX,
+                    )
+                finally:
+                    await conn.close()
+            except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                log.debug("erasure tags not refreshed", error_class=type(exc).__name__)
+            else:
+                tags = frozenset(row["hmac"] for row in rows)
+                if tags != self.redactor.erased:
+                    self.redactor.erased = tags
+                    log.info("erasure tags loaded", tags=len(tags))
+            # a reload (new keys after a rotation) reads them again at once
+            self._erasures_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._erasures_wakeup.wait(), ERASURES_REFRESH_S)
 
     async def _active_calls_loop(self) -> None:
         assert self.config.database is not None

@@ -180,6 +180,39 @@ async def test_erase_removes_every_row_of_a_number_under_every_key(
     assert after == 20
 
 
+async def test_an_erased_number_stays_erased_after_a_key_rotation(tmp_path: Path, dsn: str) -> None:
+    """Records of an erased number still on their way come back under a new key: dropped."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
+    with running_collector(config) as collector:
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            assert await client.send(generic_attributes(_call_to(PRIVATE_NUMBER, 1, now)))
+        result = subprocess.run(
+            [sys.executable, "-m", "collector", "erase", "--config", str(collector.config_path),
+             "--number", PRIVATE_NUMBER],
+            capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "erased 1 row(s)" in result.stdout
+        # the pseudonym key rotates after the erasure
+        keys = config.directory / "keys"
+        new_key = base64.b64encode(b"a-newer-pseudonym-key-0123456789").decode()
+        keys.write_text(f"t2:{new_key}\n" + keys.read_text())
+        collector.signal(signal.SIGHUP)
+        await wait_for(lambda: "configuration reloaded" in collector.log_text())
+        await wait_for(lambda: "erasure tags loaded" in collector.log_text())
+        async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+            # a late leg of the erased number (a switch's retransmission queue, a
+            # FreeSWITCH error-log replay), as callee and as caller, and another call
+            assert await client.send(generic_attributes(_call_to(PRIVATE_NUMBER, 3, now)))
+            assert await client.send(generic_attributes(_call_to(PRIVATE_NUMBER, 4, now)))
+            assert await client.send(generic_attributes(_call_to("+442079460999", 5, now)))
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT called_hmac, calling_hmac FROM cdrs")
+    assert len(rows) == 1  # only the other call
+    assert rows[0]["called_hmac"].startswith("t2:")
+
+
 async def test_purge_deletes_calls_older_than_retention(tmp_path: Path, dsn: str) -> None:
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
     now = datetime.now(UTC)

@@ -80,6 +80,10 @@ def _within(value: int | None, low: int, high: int) -> int | None:
     return value if value is not None and low <= value <= high else None
 
 
+#: how erasure tags start in `erasures` (pseudonyms start with a key id and ':')
+ERASURE_TAG_PREFIX = "erasure:"
+
+
 class Redactor:
     """Turns CallRecords into StoredCdrs under one privacy configuration."""
 
@@ -89,6 +93,27 @@ class Redactor:
         )
         self.pseudonyms = Pseudonymizer(privacy.keys)
         self.keyer = RecordKeyer(privacy.record_secret)
+        #: erasure tags of erased numbers (`erasure_tag`), loaded from the
+        #: database: pseudonyms rotate with the keys, these do not
+        self.erased: frozenset[str] = frozenset()
+
+    def erasure_tag(self, digits: str) -> str:
+        """A number's tag in `erasures` that survives key rotation (record secret, own domain).
+
+        `erase` records it beside the number's pseudonyms. A record of an
+        erased number pseudonymized under a key made after the erasure would
+        carry a pseudonym `erasures` does not know; while the tag is in
+        `erased`, `redact` puts the tag in its place, and the sink drops the
+        row as it drops any row carrying an erased pseudonym.
+        """
+        return ERASURE_TAG_PREFIX + self.keyer.key("erasure", digits).hex()
+
+    def erasure_entries(self, raw: str) -> list[str]:
+        """What `erase` records for `raw`: its pseudonyms under every key, and its tag."""
+        number = self.plan.normalize(ascii_number(raw))
+        if number is None:
+            return []
+        return [*self.pseudonyms.all_pseudonyms(number.digits), self.erasure_tag(number.digits)]
 
     def number_pseudonyms(self, raw: str) -> list[str]:
         """Every pseudonym a stored row may carry for `raw` (for erasure requests)."""
@@ -132,6 +157,12 @@ class Redactor:
             calling_hmac: str | None = pseudonym(calling.digits)
         else:
             calling_country = calling_hmac = None
+        erased = self.erased
+        if erased:
+            if called is not None and (tag := self.erasure_tag(called.digits)) in erased:
+                called_hmac = tag
+            if calling is not None and (tag := self.erasure_tag(calling.digits)) in erased:
+                calling_hmac = tag
 
         duration_ms = record.duration_ms
         connect, disconnect = record.connect_time, record.disconnect_time
