@@ -85,6 +85,10 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError(f"no free port between {_PORT_FLOOR} and {_PORT_CEILING}")
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass
 class CollectorConfig:
     """What a test daemon's configuration holds; `render` writes the TOML."""
@@ -100,6 +104,8 @@ class CollectorConfig:
     spool_segment_bytes: int = 1024 * 1024
     secret: str = SECRET
     client_address: str = "127.0.0.1"
+    #: where the RADIUS listener binds ("::1" for IPv6)
+    radius_host: str = "127.0.0.1"
     profile: str = "auto"
     log_level: str = "debug"
     batch_max_records: int = 1000
@@ -137,7 +143,7 @@ class CollectorConfig:
         parts.append(f'[logging]\nlevel = "{self.log_level}"\nformat = "json"\n')
         parts.append('[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n')
         parts.append(
-            f'[radius]\nlisten = ["127.0.0.1:{self.radius_port}"]\n\n'
+            f'[radius]\nlisten = ["{_host_port(self.radius_host, self.radius_port)}"]\n\n'
             f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'
             f'secret = "{self.secret}"\nprofile = "{self.profile}"\n' + self.extra_clients
         )
@@ -166,7 +172,7 @@ class Collector:
     @property
     def radius_address(self) -> tuple[str, int]:
         """Where the daemon takes RADIUS accounting."""
-        return ("127.0.0.1", self.config.radius_port)
+        return (self.config.radius_host, self.config.radius_port)
 
     @property
     def metrics_url(self) -> str:

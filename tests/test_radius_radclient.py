@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
+from pathlib import Path
 
 from tests.daemon import SECRET, CollectorConfig, connected, running_collector, wait_for
 
@@ -74,7 +75,7 @@ def radclient_send(
             str(retries),
             "-t",
             str(timeout),
-            f"{address[0]}:{address[1]}",
+            f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}",
             command,
             secret,
         ],
@@ -308,3 +309,27 @@ async def test_proxy_state_is_echoed_in_order_in_the_answer(
             line.split("=", 1)[1].strip() for line in answer.splitlines() if "Proxy-State" in line
         ]
         assert states == ["0x70726f78792d31", "0x0a0b0c"], answer
+
+
+async def test_a_switch_on_ipv6_is_answered_and_stored(
+    tmp_path: Path, dsn: str, radclient: str
+) -> None:
+    config = CollectorConfig(
+        directory=tmp_path / "collector", dsn=dsn, radius_host="::1", client_address="::1/128"
+    )
+    with running_collector(config) as collector:
+        result = radclient_send(radclient, collector.radius_address, "acct", SECRET, CISCO_STOP)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Received Accounting-Response" in result.stdout
+        wrong = radclient_send(
+            radclient,
+            collector.radius_address,
+            "acct",
+            "not-the-secret",
+            CISCO_STOP,
+            retries=1,
+            timeout=1,
+        )
+        assert wrong.returncode != 0
+        rows = await fetch_rows(dsn)
+    assert len(rows) == 1 and rows[0]["called_prefix"] == "+4420"
