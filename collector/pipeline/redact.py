@@ -116,11 +116,8 @@ class Redactor:
         return [*self.pseudonyms.all_pseudonyms(number.digits), self.erasure_tag(number.digits)]
 
     def number_pseudonyms(self, raw: str) -> list[str]:
-        """Every pseudonym a stored row may carry for `raw` (for erasure requests)."""
-        number = self.plan.normalize(ascii_number(raw))
-        if number is None:
-            return []
-        return self.pseudonyms.all_pseudonyms(number.digits)
+        """Every pseudonym a stored row may carry for `raw` (its erasure entries but the tag)."""
+        return self.erasure_entries(raw)[:-1]
 
     def account_label(self, account: str | None) -> str | None:
         """The account as stored: kept when it is a plain label (a trunk or customer
