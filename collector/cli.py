@@ -95,8 +95,14 @@ async def _serve(config: Config) -> int:
     loop.add_signal_handler(signal.SIGTERM, service.stop_event.set)
     loop.add_signal_handler(signal.SIGINT, service.stop_event.set)
     loop.add_signal_handler(signal.SIGHUP, service.reload_event.set)
+    from collector.sink.spool import SpoolLayoutError
+
     try:
         await service.run()
+    except SpoolLayoutError as exc:
+        log.error("cannot start", error=str(exc), error_class=type(exc).__name__)
+        print(f"cdr-collector: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         log.error("cannot start", error=f"{exc.strerror or exc}", error_class=type(exc).__name__)
         where = f": {exc.filename}" if exc.filename else ""
@@ -177,10 +183,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 1
 
     async def apply(conn: Any) -> int:
-        from collector.sink.postgres import migrate
+        from collector.sink.postgres import (
+            SCHEMA_VERSION,
+            SchemaVersionError,
+            applied_versions,
+            migrate,
+        )
 
-        applied = await migrate(conn)
-        print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        before = max(await applied_versions(conn), default=0)
+        try:
+            applied = await migrate(conn)
+        except SchemaVersionError as exc:
+            print(f"cdr-collector: {exc}", file=sys.stderr)
+            return 1
+        if not applied:
+            print(f"schema is up to date (version {SCHEMA_VERSION}); nothing changed")
+            return 0
+        print(f"schema migrated from version {before} to {applied[-1].version}:")
+        for migration in applied:
+            print(f"  {migration.name}: {migration.description}")
         return 0
 
     return _database_command(config, apply)

@@ -15,9 +15,10 @@ retention for ever.
 
 Besides the database, both look after the spool directory when given it: the
 writer keeps each row PostgreSQL refused (already redacted, pseudonyms
-included) in `rejected-YYYYMMDD.json` there, one JSON line per row. `purge`
-removes such rows once they are older than retention (and a file once it
-holds none), `erase` removes the rows of the erased number. Spool segments
+included) in `rejected-YYYYMMDD.json` there, one JSON line per row, in the
+spool's row encoding (which names its columns, so any later release reads
+it). `purge` removes such rows once they are older than retention (and a file
+once it holds none), `erase` removes the rows of the erased number. Spool segments
 are not rewritten here: the daemon appends to them, and a replayed row of an
 erased number is dropped by the sink (`erasures`).
 """
@@ -25,7 +26,6 @@ erased number is dropped by the sink (`erasures`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from collections.abc import Callable
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import asyncpg
 
-from collector.model import STORED_FIELDS, StoredCdr
+from collector.model import StoredCdr
 from collector.sink.postgres import PARTITION_NAME
 from collector.sink.spool import decode_rows
 
@@ -44,9 +44,6 @@ DELETE_CHUNK = 50000
 
 #: the files the writer keeps refused rows in (see collector.sink.writer)
 REJECTED_FILE = re.compile(r"^rejected-(\d{8})\.json$")
-
-_CALLED_HMAC = STORED_FIELDS.index("called_hmac")
-_CALLING_HMAC = STORED_FIELDS.index("calling_hmac")
 
 
 @dataclass
@@ -204,17 +201,13 @@ def _rejected_files(directory: Path) -> list[tuple[Path, date]]:
     return sorted(found)
 
 
-def _row_values(line: bytes) -> list[list[object]] | None:
-    """The rows of one line as the writer wrote it, or None when it cannot be read."""
+def _rows_of(line: bytes) -> list[StoredCdr] | None:
+    """The rows of one line as a release of any layout wrote it, or None when this
+    release cannot read it (damaged, or written by a newer release)."""
     try:
-        data = json.loads(line)
-    except ValueError:
+        return decode_rows(line)
+    except (ValueError, TypeError, KeyError):
         return None
-    if not isinstance(data, list) or not all(
-        isinstance(values, list) and len(values) == len(STORED_FIELDS) for values in data
-    ):
-        return None
-    return data
 
 
 def _rewrite(path: Path, drop: Callable[[bytes], int | None]) -> int:
@@ -287,14 +280,13 @@ def purge_rejected(directory: Path, cutoff: datetime) -> int:
                 continue
             path.unlink(missing_ok=True)
             _fsync_directory(directory)
-            removed += sum(len(_row_values(line) or [None]) for line in lines if line.strip())
+            removed += sum(len(_rows_of(line) or [None]) for line in lines if line.strip())
             continue
 
         def old(line: bytes) -> int | None:
-            try:
-                rows = decode_rows(line)
-            except (ValueError, TypeError, KeyError):
-                return None
+            rows = _rows_of(line)
+            if rows is None:
+                return None  # unreadable: it goes with its file, once that is old
             if any(_call_time(r) < cutoff or r.received_at < cutoff for r in rows):
                 return len(rows)
             return None
@@ -309,16 +301,12 @@ def erase_rejected(directory: Path, pseudonyms: list[str]) -> int:
     needles = [p.encode() for p in pseudonyms]
 
     def carries(line: bytes) -> int | None:
-        rows = _row_values(line)
+        rows = _rows_of(line)
         if rows is None:
             # unreadable: it goes if the pseudonym is anywhere in it
             return 1 if any(needle in line for needle in needles) else None
-        for values in rows:
-            called, calling = values[_CALLED_HMAC], values[_CALLING_HMAC]
-            if (isinstance(called, str) and called in wanted) or (
-                isinstance(calling, str) and calling in wanted
-            ):
-                return len(rows)
+        if any(r.called_hmac in wanted or r.calling_hmac in wanted for r in rows):
+            return len(rows)
         return None
 
     return sum(_rewrite(path, carries) for path, _day in _rejected_files(directory))

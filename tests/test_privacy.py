@@ -219,6 +219,14 @@ async def test_purge_deletes_calls_older_than_retention(tmp_path: Path, dsn: str
     old = make_calls(10, seed=8, now=now - timedelta(days=200))
     recent = make_calls(10, seed=9, now=now)
     with running_collector(config) as collector:
+        # the daemon's own first retention pass (at start) must not meet the old calls:
+        # this test is about the command
+        await wait_for(
+            lambda: any(
+                k.startswith('cdr_collector_retention_deleted_rows_total{reason="retention"')
+                for k in collector.metrics()
+            )
+        )
         async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
             await client.send_all([generic_attributes(c) for c in old + recent])
     async with connected(dsn) as conn:

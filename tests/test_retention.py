@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
 from collector.retention import erase, purge, unknown_key_ids
+from collector.sink.spool import decode_rows
 from collector.traffic import AccountingClient, Call, generic_attributes
 from tests.daemon import ROOT, SECRET, CollectorConfig, connected, running_collector, wait_for
 
@@ -147,7 +147,8 @@ async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
         assert purged.returncode == 0, purged.stderr
         assert "removed 1 refused row(s)" in purged.stdout
         (line,) = rejected.read_bytes().splitlines()
-        assert json.loads(line)[0][3] == "radius"  # the recent one is kept, still readable
+        (kept,) = decode_rows(line)
+        assert kept.protocol == "radius"  # the recent one is kept, still readable
         # ... and a file from before the cutoff goes whole
         old_day = (now - timedelta(days=181)).date()
         rejected.rename(spool / f"rejected-{old_day:%Y%m%d}.json")

@@ -26,7 +26,14 @@ import asyncpg
 
 from collector.config import DatabaseConfig
 from collector.logs import get_logger
-from collector.model import STORED_FIELDS, StoredCdr
+from collector.model import StoredCdr
+from collector.sink.columns import (
+    CARRIED,
+    COPY_COLUMNS,
+    CREATE_STAGING,
+    STAGING_TABLE,
+    cdrs_select,
+)
 
 log = get_logger(__name__)
 
@@ -44,6 +51,11 @@ class RetryableError(SinkError):
 
 class PermanentError(SinkError):
     """The database rejected the data itself: retrying the same rows cannot succeed."""
+
+
+class SchemaVersionError(PermanentError):
+    """The database's schema is not the one this release writes: newer (a downgrade,
+    refused) or older with migrations switched off (run `cdr-collector migrate`)."""
 
 
 #: SQLSTATE classes that mean "this data is wrong": 22 data exception, 23 integrity violation
@@ -75,57 +87,19 @@ def classify(exc: BaseException) -> SinkError:
     return RetryableError(f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else ""))
 
 
-_STAGING_TYPES = {
-    "kind": "text",
-    "record_key": "bytea",
-    "source": "text",
-    "protocol": "text",
-    "account": "text",
-    "leg": "text",
-    "setup_time": "timestamptz",
-    "connect_time": "timestamptz",
-    "disconnect_time": "timestamptz",
-    "duration_ms": "bigint",
-    "answered": "boolean",
-    "disconnect_cause": "smallint",
-    "sip_code": "smallint",
-    "pdd_ms": "integer",
-    "called_prefix": "text",
-    "called_country": "text",
-    "called_destination": "text",
-    "called_masked": "text",
-    "called_hmac": "text",
-    "calling_country": "text",
-    "calling_hmac": "text",
-    "correlation_hmac": "text",
-    "times_derived": "boolean",
-    "clock_unsynced": "boolean",
-    "incomplete": "boolean",
-    "event_time": "timestamptz",
-    "received_at": "timestamptz",
-}
-assert tuple(_STAGING_TYPES) == STORED_FIELDS, "staging columns must follow StoredCdr"
-
-CREATE_STAGING = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS cdr_staging ("
-    + ", ".join(f"{name} {kind}" for name, kind in _STAGING_TYPES.items())
-    + ") ON COMMIT DELETE ROWS"
+_OPEN_COLUMNS = ", ".join(f.table_column for f in CARRIED)
+_OPEN_VALUES = ", ".join(f"s.{f.name}" for f in CARRIED)
+#: a later Start or Interim of an open call fills in what the first one lacked
+_OPEN_MERGE = ",\n    ".join(
+    f"{f.table_column} = coalesce(o.{f.table_column}, EXCLUDED.{f.table_column})"
+    for f in CARRIED
+    if f.nullable
 )
 
-_CALLED = "called_prefix, called_country, called_destination, called_masked, called_hmac"
-_CALLING = "calling_country, calling_hmac"
-
 UPSERT_OPEN_CALLS = f"""
-INSERT INTO open_calls AS o (
-    record_key, source, protocol, account, leg, opened_at, updated_at, setup_time, connect_time,
-    {_CALLED}, {_CALLING}, correlation, times_derived, clock_unsynced, received_at)
-SELECT DISTINCT ON (s.record_key)
-    s.record_key, s.source, s.protocol, s.account, s.leg, s.event_time, s.event_time,
-    s.setup_time, s.connect_time,
-    s.called_prefix, s.called_country, s.called_destination, s.called_masked, s.called_hmac,
-    s.calling_country, s.calling_hmac, s.correlation_hmac, s.times_derived, s.clock_unsynced,
-    s.received_at
-FROM cdr_staging s
+INSERT INTO open_calls AS o ({_OPEN_COLUMNS}, opened_at, updated_at)
+SELECT DISTINCT ON (s.record_key) {_OPEN_VALUES}, s.event_time, s.event_time
+FROM {STAGING_TABLE} s
 LEFT JOIN erasures e1 ON e1.hmac = s.called_hmac
 LEFT JOIN erasures e2 ON e2.hmac = s.calling_hmac
 WHERE s.kind IN ('start', 'interim')
@@ -135,30 +109,36 @@ ORDER BY s.record_key, (s.kind = 'start') DESC, s.event_time
 ON CONFLICT (record_key) DO UPDATE SET
     updated_at = greatest(o.updated_at, EXCLUDED.updated_at),
     opened_at = least(o.opened_at, EXCLUDED.opened_at),
-    setup_time = coalesce(o.setup_time, EXCLUDED.setup_time),
-    connect_time = coalesce(o.connect_time, EXCLUDED.connect_time),
-    called_prefix = coalesce(o.called_prefix, EXCLUDED.called_prefix),
-    called_country = coalesce(o.called_country, EXCLUDED.called_country),
-    called_destination = coalesce(o.called_destination, EXCLUDED.called_destination),
-    called_masked = coalesce(o.called_masked, EXCLUDED.called_masked),
-    called_hmac = coalesce(o.called_hmac, EXCLUDED.called_hmac),
-    calling_country = coalesce(o.calling_country, EXCLUDED.calling_country),
-    calling_hmac = coalesce(o.calling_hmac, EXCLUDED.calling_hmac),
-    correlation = coalesce(o.correlation, EXCLUDED.correlation)
+    {_OPEN_MERGE}
 """
-
-CDR_COLUMNS = f"""record_key, source, protocol, account, leg, call_time, setup_time, connect_time,
-    disconnect_time, duration_ms, answered, disconnect_cause, sip_code, pdd_ms,
-    {_CALLED}, {_CALLING}, correlation, times_derived, clock_unsynced, incomplete, received_at"""
 
 #: kinds whose rows may become rows of `cdrs`
 _CLOSING = frozenset({"stop", "end"})
 
 RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause"
 
+#: a Stop (or the End of a call known from its Start) completed from its open call
+#: `o`: the columns the statement decides; every other column comes from the staged
+#: row, completed from the open call where it lacks it (see columns.cdrs_select)
+_STOP_COMPUTED = {
+    "call_time": "coalesce(s.setup_time, o.setup_time, c.connect_time, s.disconnect_time, s.event_time)",
+    "connect_time": "CASE WHEN a.answered THEN c.connect_time END",
+    "duration_ms": """CASE WHEN NOT a.answered THEN 0
+         WHEN s.duration_ms IS NOT NULL THEN s.duration_ms
+         WHEN c.connect_time IS NOT NULL AND s.disconnect_time IS NOT NULL THEN
+             greatest(0, round(extract(epoch FROM s.disconnect_time - c.connect_time) * 1000))::bigint
+         ELSE 0 END""",
+    "answered": "a.answered",
+    "times_derived": "s.times_derived OR coalesce(o.times_derived, false)",
+    "clock_unsynced": "s.clock_unsynced OR coalesce(o.clock_unsynced, false)",
+    "incomplete": """s.incomplete OR (s.duration_ms IS NULL AND c.connect_time IS NULL
+                     AND s.answered IS DISTINCT FROM false)""",
+}
+_STOP_COLUMNS, _STOP_VALUES = cdrs_select(_STOP_COMPUTED, carried="o", staged="s")
+
 INSERT_STOPS = f"""
 WITH s AS (
-    SELECT DISTINCT ON (record_key) * FROM cdr_staging st
+    SELECT DISTINCT ON (record_key) * FROM {STAGING_TABLE} st
     WHERE kind = 'stop'
        OR (kind = 'end' AND EXISTS (SELECT 1 FROM open_calls o WHERE o.record_key = st.record_key))
     ORDER BY record_key, (kind = 'end'), received_at
@@ -168,27 +148,8 @@ WITH s AS (
 ), closed AS (
     DELETE FROM open_calls WHERE record_key IN (SELECT record_key FROM s)
 )
-INSERT INTO cdrs ({CDR_COLUMNS})
-SELECT s.record_key, s.source, s.protocol, coalesce(s.account, o.account), s.leg,
-    coalesce(s.setup_time, o.setup_time, c.connect_time, s.disconnect_time, s.event_time),
-    coalesce(s.setup_time, o.setup_time), CASE WHEN a.answered THEN c.connect_time END,
-    s.disconnect_time,
-    CASE WHEN NOT a.answered THEN 0
-         WHEN s.duration_ms IS NOT NULL THEN s.duration_ms
-         WHEN c.connect_time IS NOT NULL AND s.disconnect_time IS NOT NULL THEN
-             greatest(0, round(extract(epoch FROM s.disconnect_time - c.connect_time) * 1000))::bigint
-         ELSE 0 END,
-    a.answered, s.disconnect_cause, s.sip_code, s.pdd_ms,
-    coalesce(s.called_prefix, o.called_prefix), coalesce(s.called_country, o.called_country),
-    coalesce(s.called_destination, o.called_destination),
-    coalesce(s.called_masked, o.called_masked), coalesce(s.called_hmac, o.called_hmac),
-    coalesce(s.calling_country, o.calling_country), coalesce(s.calling_hmac, o.calling_hmac),
-    coalesce(s.correlation_hmac, o.correlation),
-    s.times_derived OR coalesce(o.times_derived, false),
-    s.clock_unsynced OR coalesce(o.clock_unsynced, false),
-    s.incomplete OR (s.duration_ms IS NULL AND c.connect_time IS NULL
-                     AND s.answered IS DISTINCT FROM false),
-    s.received_at
+INSERT INTO cdrs ({_STOP_COLUMNS})
+SELECT {_STOP_VALUES}
 FROM s
 JOIN fresh USING (record_key)
 LEFT JOIN open_calls o ON o.record_key = s.record_key
@@ -201,10 +162,21 @@ WHERE e1.hmac IS NULL AND e2.hmac IS NULL
 {RETURNING}
 """
 
+#: the open calls of a switch that restarted, closed at its marker as incomplete rows
+_RESET_COMPUTED = {
+    "call_time": "coalesce(c.setup_time, c.connect_time, c.opened_at)",
+    "disconnect_time": "c.marker",
+    "duration_ms": """CASE WHEN c.connect_time IS NULL THEN 0
+         ELSE greatest(0, round(extract(epoch FROM c.marker - c.connect_time) * 1000))::bigint END""",
+    "answered": "c.connect_time IS NOT NULL",
+    "incomplete": "true",
+}
+_RESET_COLUMNS, _RESET_VALUES = cdrs_select(_RESET_COMPUTED, carried="c", staged=None)
+
 CLOSE_BY_RESET = f"""
 WITH r AS (
     SELECT source, max(event_time) AS marker, max(received_at) AS received_at
-    FROM cdr_staging WHERE kind = 'reset' GROUP BY source
+    FROM {STAGING_TABLE} WHERE kind = 'reset' GROUP BY source
 ), closed AS (
     DELETE FROM open_calls o USING r
     WHERE o.source = r.source AND o.opened_at <= r.marker
@@ -213,22 +185,27 @@ WITH r AS (
     INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
     ON CONFLICT DO NOTHING RETURNING record_key
 )
-INSERT INTO cdrs ({CDR_COLUMNS})
-SELECT c.record_key, c.source, c.protocol, c.account, c.leg,
-    coalesce(c.setup_time, c.connect_time, c.opened_at), c.setup_time, c.connect_time, c.marker,
-    CASE WHEN c.connect_time IS NULL THEN 0
-         ELSE greatest(0, round(extract(epoch FROM c.marker - c.connect_time) * 1000))::bigint END,
-    c.connect_time IS NOT NULL, NULL, NULL, NULL,
-    c.called_prefix, c.called_country, c.called_destination, c.called_masked, c.called_hmac,
-    c.calling_country, c.calling_hmac, c.correlation, c.times_derived, c.clock_unsynced,
-    true, c.received_at
+INSERT INTO cdrs ({_RESET_COLUMNS})
+SELECT {_RESET_VALUES}
 FROM closed c JOIN fresh USING (record_key)
 {RETURNING}
 """
 
 
 #: answered SIP calls whose BYE never came: their durable START is all that is left
-#: (the collector restarted while they were up, and the BYE was lost)
+#: (the collector restarted while they were up, and the BYE was lost); their end is
+#: unknown: no duration, times derived
+_STALE_COMPUTED = {
+    "call_time": "coalesce(c.setup_time, c.connect_time, c.opened_at)",
+    "disconnect_time": "coalesce(c.connect_time, c.updated_at)",
+    "duration_ms": "0",
+    "answered": "c.connect_time IS NOT NULL",
+    "sip_code": "CASE WHEN c.connect_time IS NOT NULL THEN 200 END",
+    "times_derived": "true",
+    "incomplete": "true",
+}
+_STALE_COLUMNS, _STALE_VALUES = cdrs_select(_STALE_COMPUTED, carried="c", staged=None)
+
 CLOSE_STALE_SIP = f"""
 WITH closed AS (
     DELETE FROM open_calls WHERE protocol = 'sip' AND updated_at < $1
@@ -237,14 +214,8 @@ WITH closed AS (
     INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
     ON CONFLICT DO NOTHING RETURNING record_key
 )
-INSERT INTO cdrs ({CDR_COLUMNS})
-SELECT c.record_key, c.source, c.protocol, c.account, c.leg,
-    coalesce(c.setup_time, c.connect_time, c.opened_at), c.setup_time, c.connect_time,
-    coalesce(c.connect_time, c.updated_at), 0, c.connect_time IS NOT NULL, NULL,
-    CASE WHEN c.connect_time IS NOT NULL THEN 200 END, NULL,
-    c.called_prefix, c.called_country, c.called_destination, c.called_masked, c.called_hmac,
-    c.calling_country, c.calling_hmac, c.correlation, true, c.clock_unsynced,
-    true, c.received_at
+INSERT INTO cdrs ({_STALE_COLUMNS})
+SELECT {_STALE_VALUES}
 FROM closed c JOIN fresh USING (record_key)
 {RETURNING}
 """
@@ -282,9 +253,70 @@ def schema_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations under an advisory lock; return the names applied."""
-    applied: list[str] = []
+_MIGRATION_TITLE = re.compile(r"^cdr-collector schema, version \d+[.:]\s*")
+
+
+def describe_migration(sql: str) -> str:
+    """What a migration does: its opening comment, without its "schema, version N" title."""
+    lines = []
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line[2:].strip())
+    text = _MIGRATION_TITLE.sub("", " ".join(lines))
+    first, stop, _rest = text.partition(". ")
+    return (first + "." if stop else text) or "(no description)"
+
+
+#: the schema version this release writes (its newest migration)
+SCHEMA_VERSION = max(version for version, _name, _sql in schema_files())
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration applied by `migrate`."""
+
+    version: int
+    name: str
+    description: str
+
+
+async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+    """The migrations a database has had (empty for a new database)."""
+    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return set()
+    return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+
+
+def _refuse_newer(done: set[int]) -> None:
+    newer = sorted(v for v in done if v > SCHEMA_VERSION)
+    if newer:
+        raise SchemaVersionError(
+            f"the database schema is at version {max(newer)}, newer than this cdr-collector "
+            f"knows (version {SCHEMA_VERSION}): a newer release wrote it; run that release "
+            "(downgrades are refused, so that nothing is stored in a layout it does not expect)"
+        )
+
+
+async def check_schema(conn: asyncpg.Connection) -> None:
+    """Raise SchemaVersionError unless the database is at exactly this release's version."""
+    done = await applied_versions(conn)
+    _refuse_newer(done)
+    missing = sorted(v for v, _n, _s in schema_files() if v not in done)
+    if missing:
+        raise SchemaVersionError(
+            f"the database schema lacks migration(s) {', '.join(map(str, missing))} "
+            "(database.migrate is off): run `cdr-collector migrate`"
+        )
+
+
+async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+    """Apply pending migrations under an advisory lock, in one transaction; what was applied.
+
+    Refuses (SchemaVersionError) a database that a newer release migrated.
+    Migrations only ever add: every existing row is kept.
+    """
+    applied: list[Migration] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(
@@ -293,6 +325,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        _refuse_newer(done)
         for version, name, sql in schema_files():
             if version in done:
                 continue
@@ -300,7 +333,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
             )
-            applied.append(name)
+            applied.append(Migration(version, name, describe_migration(sql)))
     return applied
 
 
@@ -440,7 +473,10 @@ class PostgresSink:
             if cfg.migrate and not self.migrated:
                 applied = await migrate(conn)
                 if applied:
-                    log.info("schema migrated", version=applied[-1])
+                    log.info("schema migrated", version=applied[-1].version)
+                self.migrated = True
+            elif not self.migrated:
+                await check_schema(conn)
                 self.migrated = True
             await conn.execute(CREATE_STAGING)
             rows = await conn.fetch(
@@ -559,7 +595,9 @@ class PostgresSink:
                         raise
             result = WriteResult()
             async with conn.transaction():
-                await conn.copy_records_to_table("cdr_staging", records=rows, columns=STORED_FIELDS)
+                await conn.copy_records_to_table(
+                    STAGING_TABLE, records=rows, columns=COPY_COLUMNS
+                )
                 if "start" in kinds or "interim" in kinds:
                     await conn.execute(UPSERT_OPEN_CALLS)
                 if not kinds.isdisjoint(_CLOSING):

@@ -33,9 +33,13 @@ from pathlib import Path
 import crc32c
 
 from collector.model import StoredCdr
+from collector.sink.columns import BY_NAME, COPY_COLUMNS, FIELDS, Field
 
 MAGIC = b"CS"
-VERSION = 1
+#: the frame versions this release reads: 1 (positional rows in LAYOUT_1's field
+#: order) and 2 (rows under the names of their columns); it writes VERSION
+VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 # magic, version, reserved, record count, payload length, crc32c
 _HEADER = struct.Struct("!2sBBIII")
 HEADER_SIZE = _HEADER.size
@@ -44,11 +48,21 @@ SUFFIX = ".seg"
 MIN_FREE_DISK_BYTES = 64 * 1024 * 1024
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TIME_FIELDS = frozenset(
-    {"setup_time", "connect_time", "disconnect_time", "event_time", "received_at"}
-)
-_BYTES_FIELDS = frozenset({"record_key"})
-_FIELD_NAMES = StoredCdr._fields
+
+#: the fields of a version 1 frame's rows, in order: StoredCdr as released with
+#: frame version 1. A record of history: it never changes, whatever StoredCdr becomes.
+LAYOUT_1: tuple[str, ...] = (
+    "kind", "record_key", "source", "protocol", "account", "leg", "setup_time",
+    "connect_time", "disconnect_time", "duration_ms", "answered", "disconnect_cause",
+    "sip_code", "pdd_ms", "called_prefix", "called_country", "called_destination",
+    "called_masked", "called_hmac", "calling_country", "calling_hmac", "correlation_hmac",
+    "times_derived", "clock_unsynced", "incomplete", "event_time", "received_at",
+)  # fmt: skip
+
+
+class NewerLayoutError(ValueError):
+    """Rows written by a newer release (an unknown frame version or column): never
+    decoded as something else, never skipped as damage."""
 
 
 class SpoolFull(Exception):
@@ -85,45 +99,99 @@ def _from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
+def _encode_value(f: Field, value: object) -> object:
+    if value is None:
+        return None
+    if f.type is datetime:
+        return _to_micros(value)  # type: ignore[arg-type]
+    if f.type is bytes:
+        return value.hex()  # type: ignore[attr-defined]
+    return value
+
+
+def _decode_value(f: Field, value: object) -> object:
+    """One stored value back to its Python type; ValueError when it cannot be one."""
+    if value is None:
+        if f.nullable:
+            return None
+        raise ValueError(f"{f.name} is empty")
+    kind = f.type
+    if kind is datetime:
+        if type(value) is not int:
+            raise ValueError(f"{f.name} is not a time")
+        return _from_micros(value)
+    if kind is bytes:
+        if not isinstance(value, str):
+            raise ValueError(f"{f.name} is not hex")
+        return bytes.fromhex(value)
+    if kind is int:
+        if type(value) is not int:
+            raise ValueError(f"{f.name} is not an integer")
+        return value
+    if type(value) is not kind:
+        raise ValueError(f"{f.name} is not {kind.__name__}")
+    return value
+
+
 def encode_rows(rows: list[StoredCdr]) -> bytes:
-    """Rows as compact JSON: bytes as hex, datetimes as epoch microseconds."""
-    out = []
-    for row in rows:
-        values: list[object] = []
-        for name, value in zip(_FIELD_NAMES, row, strict=True):
-            if value is None:
-                values.append(None)
-            elif name in _TIME_FIELDS:
-                values.append(_to_micros(value))  # type: ignore[arg-type]
-            elif name in _BYTES_FIELDS:
-                values.append(value.hex())  # type: ignore[union-attr]
-            else:
-                values.append(value)
-        out.append(values)
-    return json.dumps(out, separators=(",", ":")).encode()
+    """Rows as a self-describing JSON object: their column names, then their values.
+
+    Bytes are hex, datetimes epoch microseconds. The names make the payload
+    readable by any later release, whatever fields it adds or reorders.
+    """
+    data = {
+        "columns": COPY_COLUMNS,
+        "rows": [[_encode_value(f, v) for f, v in zip(FIELDS, row, strict=True)] for row in rows],
+    }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _layout(names: object) -> list[Field]:
+    """The field of each column of a payload, in the payload's order."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("payload columns are not a list of names")
+    if len(set(names)) != len(names):
+        raise ValueError("a column named twice")
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        # a column this release does not know: a newer release wrote it
+        raise NewerLayoutError(f"columns unknown to this release: {', '.join(sorted(unknown))}")
+    missing = [f.name for f in FIELDS if f.required and f.name not in names]
+    if missing:
+        raise ValueError(f"required columns missing: {', '.join(missing)}")
+    return [BY_NAME[n] for n in names]
+
+
+_LAYOUT_1_FIELDS = _layout(list(LAYOUT_1))
 
 
 def decode_rows(payload: bytes) -> list[StoredCdr]:
-    """The inverse of encode_rows; raises ValueError on a payload of the wrong shape."""
+    """Rows of any layout a release wrote: a positional list (layout 1) or a named object.
+
+    Columns a payload lacks get their declared default. Raises
+    NewerLayoutError for columns this release does not know and ValueError
+    for a payload of the wrong shape or types.
+    """
     data = json.loads(payload)
-    if not isinstance(data, list):
-        raise ValueError("payload is not a list")
+    values_list: object
+    if isinstance(data, list):
+        layout, values_list = _LAYOUT_1_FIELDS, data
+    elif isinstance(data, dict):
+        layout, values_list = _layout(data.get("columns")), data.get("rows")
+    else:
+        raise ValueError("payload is neither a list nor an object")
+    if not isinstance(values_list, list):
+        raise ValueError("payload rows are not a list")
+    width = len(layout)
+    defaults = {f.name: f.column.default for f in FIELDS}
     rows = []
-    width = len(_FIELD_NAMES)
-    for values in data:
+    for values in values_list:
         if not isinstance(values, list) or len(values) != width:
             raise ValueError("row of the wrong width")
-        converted: list[object] = []
-        for name, value in zip(_FIELD_NAMES, values, strict=True):
-            if value is None:
-                converted.append(None)
-            elif name in _TIME_FIELDS:
-                converted.append(_from_micros(int(value)))
-            elif name in _BYTES_FIELDS:
-                converted.append(bytes.fromhex(value))
-            else:
-                converted.append(value)
-        rows.append(StoredCdr(*converted))  # type: ignore[arg-type]
+        named = dict(defaults)
+        for f, value in zip(layout, values, strict=True):
+            named[f.name] = _decode_value(f, value)
+        rows.append(StoredCdr(**named))  # type: ignore[arg-type]
     return rows
 
 
@@ -135,12 +203,26 @@ def encode_frame(rows: list[StoredCdr]) -> bytes:
     return partial + checksum.to_bytes(4, "big") + payload
 
 
-def _frame_at(data: bytes, pos: int) -> tuple[int, int, bytes] | None:
-    """(record count, frame end, payload) of a valid frame at pos, or None."""
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One intact frame: the version that wrote it, its record count and its payload."""
+
+    version: int
+    count: int
+    payload: bytes
+
+
+def _frame_at(data: bytes, pos: int) -> tuple[Frame, int] | None:
+    """The intact frame at pos and where it ends, or None.
+
+    Intact means its CRC holds over header and payload, whatever its
+    version: a frame of a version this release does not know is a newer
+    release's, never damage.
+    """
     if pos + HEADER_SIZE > len(data):
         return None
     magic, version, _reserved, count, length, checksum = _HEADER.unpack_from(data, pos)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version == 0:
         return None
     end = pos + HEADER_SIZE + length
     if end > len(data):
@@ -148,25 +230,24 @@ def _frame_at(data: bytes, pos: int) -> tuple[int, int, bytes] | None:
     payload = data[pos + HEADER_SIZE : end]
     if crc32c.crc32c(payload, crc32c.crc32c(data[pos : pos + HEADER_SIZE - 4])) != checksum:
         return None
-    return count, end, payload
+    return Frame(version, count, payload), end
 
 
-def scan_frames(data: bytes) -> Iterator[tuple[int, bytes] | int]:
+def scan_frames(data: bytes) -> Iterator[Frame | int]:
     """Walk the frames of a segment's bytes.
 
-    Yields (count, payload) for each valid frame and, for damage, the number
-    of bytes skipped to reach the next valid frame (or the end). A frame is
-    valid only if its header and payload pass the CRC, so resynchronizing on
-    the magic bytes never accepts garbage.
+    Yields each intact frame and, for damage, the number of bytes skipped to
+    reach the next intact frame (or the end). A frame is intact only if its
+    header and payload pass the CRC, so resynchronizing on the magic bytes
+    never accepts garbage.
     """
     pos = 0
     size = len(data)
     while pos < size:
         found = _frame_at(data, pos)
         if found is not None:
-            count, end, payload = found
-            yield count, payload
-            pos = end
+            frame, pos = found
+            yield frame
             continue
         nxt = data.find(MAGIC, pos + 1)
         while nxt >= 0 and _frame_at(data, nxt) is None:
@@ -174,6 +255,32 @@ def scan_frames(data: bytes) -> Iterator[tuple[int, bytes] | int]:
         stop = nxt if nxt >= 0 else size
         yield stop - pos
         pos = stop
+
+
+class SpoolLayoutError(Exception):
+    """The spool holds frames a newer release wrote: this release must not touch them."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"spool segment {path} was written by a newer cdr-collector ({reason}); this "
+            f"release reads frame versions {', '.join(map(str, sorted(READABLE_VERSIONS)))}: "
+            "run the newer release until its spool is empty, or move the segment aside"
+        )
+        self.path = path
+
+
+def check_layout(path: Path, frame: Frame) -> None:
+    """Raise SpoolLayoutError when `frame` of `path` is of a layout this release cannot read."""
+    if frame.version not in READABLE_VERSIONS:
+        raise SpoolLayoutError(path, f"frame version {frame.version}")
+    if frame.version >= 2:
+        try:
+            data = json.loads(frame.payload)
+            _layout(data.get("columns") if isinstance(data, dict) else None)
+        except NewerLayoutError as exc:
+            raise SpoolLayoutError(path, str(exc)) from None
+        except ValueError:
+            pass  # damage: reported when the segment is replayed
 
 
 class Spool:
@@ -191,14 +298,26 @@ class Spool:
 
     # --- state -----------------------------------------------------------
     def open(self) -> None:
-        """Create the directory (mode 0700) and index the segments already there."""
+        """Create the directory (mode 0700) and index the segments already there.
+
+        Raises SpoolLayoutError when a segment holds frames of a newer
+        release: they are left as they are, for that release to replay.
+        """
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         found = []
         for path in self.directory.iterdir():
             if path.suffix != SUFFIX or not path.stem.isdigit():
                 continue
             data = path.read_bytes()
-            records = sum(item[0] for item in scan_frames(data) if isinstance(item, tuple))
+            records = 0
+            checked: set[int] = set()
+            for item in scan_frames(data):
+                if isinstance(item, Frame):
+                    if item.version not in checked:
+                        # one release writes one layout per version: its first frame tells
+                        check_layout(path, item)
+                        checked.add(item.version)
+                    records += item.count
             found.append(Segment(int(path.stem), path, len(data), records))
         found.sort(key=lambda s: s.sequence)
         self.segments = found
@@ -364,7 +483,10 @@ class Spool:
         return segment
 
     def read(self, segment: Segment) -> ReadResult:
-        """Every intact batch of a sealed segment, and what damage was skipped."""
+        """Every intact batch of a sealed segment, and what damage was skipped.
+
+        Raises SpoolLayoutError for a frame of a newer release (never skipped as damage).
+        """
         try:
             data = segment.path.read_bytes()
         except FileNotFoundError:
@@ -376,11 +498,14 @@ class Spool:
                 corrupt += 1
                 skipped += item
                 continue
+            check_layout(segment.path, item)
             try:
-                batches.append(decode_rows(item[1]))
+                batches.append(decode_rows(item.payload))
+            except NewerLayoutError as exc:
+                raise SpoolLayoutError(segment.path, str(exc)) from None
             except (ValueError, TypeError, KeyError):
                 corrupt += 1
-                skipped += len(item[1])
+                skipped += len(item.payload)
         return ReadResult(batches, corrupt, skipped)
 
     def delete(self, segment: Segment) -> None:

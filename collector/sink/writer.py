@@ -30,7 +30,7 @@ from collector.logs import RateLimitedLog, get_logger
 from collector.model import StoredCdr
 from collector.pipeline.outcome import outcome_of
 from collector.sink.postgres import PermanentError, PostgresSink, RetryableError, WriteResult
-from collector.sink.spool import Segment, Spool, SpoolFull, encode_rows
+from collector.sink.spool import Segment, Spool, SpoolFull, SpoolLayoutError, encode_rows
 from collector.telemetry import Health, Telemetry
 
 log = get_logger(__name__)
@@ -78,6 +78,8 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._connector: asyncio.Task[None] | None = None
         self._replay: tuple[Segment, list[list[StoredCdr]]] | None = None
+        #: the spool holds frames of a newer release: they are never replayed here
+        self._replay_blocked = False
         self._limited = RateLimitedLog(log)
         self._stored_children: dict[str, object] = {}
         self.spool_refusals = 0
@@ -199,7 +201,11 @@ class Writer:
 
     def _can_replay(self) -> bool:
         return (
-            self.spool is not None and self.sink is not None and self.sink.up and self.spool.pending
+            self.spool is not None
+            and self.sink is not None
+            and self.sink.up
+            and self.spool.pending
+            and not self._replay_blocked
         )
 
     async def _next_batch(self) -> list[Item]:
@@ -350,7 +356,14 @@ class Writer:
             segment = self.spool.oldest()
             if segment is None:
                 return
-            result = await asyncio.to_thread(self.spool.read, segment)
+            try:
+                result = await asyncio.to_thread(self.spool.read, segment)
+            except SpoolLayoutError as exc:
+                # a newer release's frames (the start-up check saw only each segment's
+                # first): keep them for that release, replay nothing more, say so
+                self._replay_blocked = True
+                log.error("spool replay stopped", error=str(exc))
+                return
             if result.missing:
                 self.telemetry.spool_corrupt.inc()
                 log.error(
