@@ -65,6 +65,7 @@ def make_rows(count: int) -> list[StoredCdr]:
                 correlation_hmac=None,
                 times_derived=False,
                 clock_unsynced=False,
+                times_implausible=False,
                 incomplete=False,
                 event_time=setup + timedelta(seconds=64),
                 received_at=now,

@@ -73,6 +73,8 @@ class CallRecord:
     pdd_ms: int | None = None
     times_derived: bool = False
     clock_unsynced: bool = False
+    #: a time or duration the switch sent was not believable (see pipeline.plausible)
+    times_implausible: bool = False
     incomplete: bool = False
     correlation: str | None = None
 
@@ -145,6 +147,7 @@ class StoredCdr(NamedTuple):
     correlation_hmac: Annotated[str | None, Column("text", carried=True, column="correlation")]
     times_derived: Annotated[bool, Column("boolean", default=False, carried=True)]
     clock_unsynced: Annotated[bool, Column("boolean", default=False, carried=True)]
+    times_implausible: Annotated[bool, Column("boolean", default=False, carried=True)]
     incomplete: Annotated[bool, Column("boolean", default=False)]
     event_time: Annotated[datetime, Column("timestamptz", stored=False)]
     received_at: Annotated[datetime, Column("timestamptz", carried=True)]

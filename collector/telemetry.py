@@ -167,6 +167,13 @@ class Telemetry:
             ["source"],
             registry=r,
         )
+        self.records_implausible = Counter(
+            PREFIX + "records_implausible",
+            "Records stored with a time or duration the switch sent replaced or left out"
+            " because it was not believable (times_implausible).",
+            ["source"],
+            registry=r,
+        )
         self.records_duplicate = Counter(
             PREFIX + "records_duplicate",
             "Records that reached the database already stored (retransmissions, replays).",

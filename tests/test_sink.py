@@ -54,6 +54,7 @@ def stored(key: bytes, kind: str, **fields: object) -> StoredCdr:
         correlation_hmac=None,
         times_derived=False,
         clock_unsynced=False,
+        times_implausible=False,
         incomplete=False,
         event_time=NOW,
         received_at=NOW,

@@ -54,6 +54,7 @@ def row(index: int, **fields: object) -> StoredCdr:
         correlation_hmac=None,
         times_derived=bool(index % 5 == 0),
         clock_unsynced=False,
+        times_implausible=False,
         incomplete=False,
         event_time=START + timedelta(seconds=index + 60),
         received_at=START + timedelta(seconds=index + 61),

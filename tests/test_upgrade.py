@@ -268,7 +268,8 @@ def _row() -> StoredCdr:
         called_prefix="+4930", called_country="DE", called_destination=None,
         called_masked="+4930123***", called_hmac="t1:aa", calling_country="DE",
         calling_hmac="t1:bb", correlation_hmac=None, times_derived=False,
-        clock_unsynced=True, incomplete=False, event_time=now, received_at=now,
+        clock_unsynced=True, times_implausible=False, incomplete=False, event_time=now,
+        received_at=now,
     )  # fmt: skip
 
 

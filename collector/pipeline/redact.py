@@ -17,6 +17,7 @@ from datetime import datetime
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, RecordKind, StoredCdr
 from collector.pipeline.numbers import NumberPlan
+from collector.pipeline.plausible import MAX_DURATION_MS, max_age, mend
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
 #: an account label that looks like a number, a URI or an address is not stored
@@ -93,6 +94,8 @@ class Redactor:
         )
         self.pseudonyms = Pseudonymizer(privacy.keys)
         self.keyer = RecordKeyer(privacy.record_secret)
+        #: times older than this at arrival are not believed
+        self.max_age = max_age(privacy.retention_days)
         #: erasure tags of erased numbers (`erasure_tag`), loaded from the
         #: database: pseudonyms rotate with the keys, these do not
         self.erased: frozenset[str] = frozenset()
@@ -133,7 +136,8 @@ class Redactor:
         return kept[:64].strip() or None
 
     def redact(self, record: CallRecord, received_at: datetime) -> StoredCdr:
-        """Reduce one record to what billing needs."""
+        """Reduce one record to what billing needs (its times made believable first)."""
+        record = mend(record, received_at, self.max_age)
         plan = self.plan
         pseudonym = self.pseudonyms.pseudonym
         called = plan.normalize(ascii_number(record.called))
@@ -163,8 +167,12 @@ class Redactor:
 
         duration_ms = record.duration_ms
         connect, disconnect = record.connect_time, record.disconnect_time
+        implausible = record.times_implausible
         if duration_ms is None and connect is not None and disconnect is not None:
             duration_ms = max(0, round((disconnect - connect).total_seconds() * 1000))
+            if duration_ms > MAX_DURATION_MS:
+                # believable ends, an unbelievable call between them
+                duration_ms, connect, implausible = None, None, True
         answered = record.answered
         if answered is None and record.kind is RecordKind.STOP:
             if duration_ms is not None:
@@ -174,8 +182,6 @@ class Redactor:
         if answered is False:
             duration_ms = 0
 
-        if duration_ms is not None:
-            duration_ms = min(max(duration_ms, 0), 10 * 86400 * 1000)
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
         return StoredCdr(
@@ -205,6 +211,7 @@ class Redactor:
             else None,
             times_derived=record.times_derived,
             clock_unsynced=record.clock_unsynced,
+            times_implausible=implausible,
             incomplete=record.incomplete,
             event_time=record.event_time,
             received_at=received_at,

@@ -27,6 +27,7 @@ import asyncpg
 from collector.config import DatabaseConfig
 from collector.logs import get_logger
 from collector.model import StoredCdr
+from collector.pipeline.plausible import MAX_DURATION_MS
 from collector.sink.columns import (
     CARRIED,
     COPY_COLUMNS,
@@ -115,7 +116,20 @@ ON CONFLICT (record_key) DO UPDATE SET
 #: kinds whose rows may become rows of `cdrs`
 _CLOSING = frozenset({"stop", "end"})
 
-RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause"
+RETURNING = (
+    "RETURNING source, answered, duration_ms, sip_code, disconnect_cause, times_implausible"
+)
+
+def _span(start: str, end: str, used: str) -> str:
+    """A lateral select of `ms`, the milliseconds from `start` to `end` (never below 0),
+    and `too_long`, whether that span is used (`used`) and longer than any call believed:
+    such a duration is not billed (see pipeline.plausible)."""
+    ms = f"greatest(0, round(extract(epoch FROM {end} - {start}) * 1000))::bigint"
+    return (
+        f"SELECT s_.ms, coalesce(({used}) AND s_.ms > {MAX_DURATION_MS}, false) AS too_long "
+        f"FROM (SELECT CASE WHEN {start} IS NOT NULL AND {end} IS NOT NULL THEN {ms} END AS ms) s_"
+    )
+
 
 #: a Stop (or the End of a call known from its Start) completed from its open call
 #: `o`: the columns the statement decides; every other column comes from the staged
@@ -123,15 +137,15 @@ RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause
 _STOP_COMPUTED = {
     "call_time": "coalesce(s.setup_time, o.setup_time, c.connect_time, s.disconnect_time, s.event_time)",
     "connect_time": "CASE WHEN a.answered THEN c.connect_time END",
-    "duration_ms": """CASE WHEN NOT a.answered THEN 0
+    "duration_ms": f"""CASE WHEN NOT a.answered THEN 0
          WHEN s.duration_ms IS NOT NULL THEN s.duration_ms
-         WHEN c.connect_time IS NOT NULL AND s.disconnect_time IS NOT NULL THEN
-             greatest(0, round(extract(epoch FROM s.disconnect_time - c.connect_time) * 1000))::bigint
+         WHEN span.ms <= {MAX_DURATION_MS} THEN span.ms
          ELSE 0 END""",
     "answered": "a.answered",
     "times_derived": "s.times_derived OR coalesce(o.times_derived, false)",
     "clock_unsynced": "s.clock_unsynced OR coalesce(o.clock_unsynced, false)",
-    "incomplete": """s.incomplete OR (s.duration_ms IS NULL AND c.connect_time IS NULL
+    "times_implausible": "s.times_implausible OR coalesce(o.times_implausible, false) OR span.too_long",
+    "incomplete": """s.incomplete OR span.too_long OR (s.duration_ms IS NULL AND c.connect_time IS NULL
                      AND s.answered IS DISTINCT FROM false)""",
 }
 _STOP_COLUMNS, _STOP_VALUES = cdrs_select(_STOP_COMPUTED, carried="o", staged="s")
@@ -158,6 +172,7 @@ LEFT JOIN erasures e2 ON e2.hmac = coalesce(s.calling_hmac, o.calling_hmac)
 CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
 CROSS JOIN LATERAL (SELECT coalesce(s.answered, c.connect_time IS NOT NULL
                                     OR coalesce(s.duration_ms, 0) > 0) AS answered) a
+CROSS JOIN LATERAL ({_span("c.connect_time", "s.disconnect_time", "a.answered AND s.duration_ms IS NULL")}) span
 WHERE e1.hmac IS NULL AND e2.hmac IS NULL
 {RETURNING}
 """
@@ -166,9 +181,9 @@ WHERE e1.hmac IS NULL AND e2.hmac IS NULL
 _RESET_COMPUTED = {
     "call_time": "coalesce(c.setup_time, c.connect_time, c.opened_at)",
     "disconnect_time": "c.marker",
-    "duration_ms": """CASE WHEN c.connect_time IS NULL THEN 0
-         ELSE greatest(0, round(extract(epoch FROM c.marker - c.connect_time) * 1000))::bigint END""",
+    "duration_ms": f"CASE WHEN span.ms <= {MAX_DURATION_MS} THEN span.ms ELSE 0 END",
     "answered": "c.connect_time IS NOT NULL",
+    "times_implausible": "c.times_implausible OR span.too_long",
     "incomplete": "true",
 }
 _RESET_COLUMNS, _RESET_VALUES = cdrs_select(_RESET_COMPUTED, carried="c", staged=None)
@@ -188,6 +203,7 @@ WITH r AS (
 INSERT INTO cdrs ({_RESET_COLUMNS})
 SELECT {_RESET_VALUES}
 FROM closed c JOIN fresh USING (record_key)
+CROSS JOIN LATERAL ({_span("c.connect_time", "c.marker", "true")}) span
 {RETURNING}
 """
 

@@ -294,8 +294,11 @@ class Writer:
         per_source: dict[str, int] = {}
         per_outcome: dict[tuple[str, str], int] = {}
         billable: dict[str, int] = {}
-        for source, answered, duration_ms, sip_code, cause in result.stored:
+        implausible: dict[str, int] = {}
+        for source, answered, duration_ms, sip_code, cause, doubtful in result.stored:
             per_source[source] = per_source.get(source, 0) + 1
+            if doubtful:
+                implausible[source] = implausible.get(source, 0) + 1
             key = (source, outcome_of(answered, sip_code, cause))
             per_outcome[key] = per_outcome.get(key, 0) + 1
             if duration_ms:
@@ -304,6 +307,8 @@ class Writer:
             t.records_stored.labels(source).inc(count)
         for (source, outcome), count in per_outcome.items():
             t.calls.labels(source, outcome).inc(count)
+        for source, count in implausible.items():
+            t.records_implausible.labels(source).inc(count)
         for source, milliseconds in billable.items():
             t.billable_seconds.labels(source).inc(milliseconds / 1000)
 
