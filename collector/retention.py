@@ -55,6 +55,8 @@ class PurgeResult:
     keys_expired: int = 0
     open_calls_expired: int = 0
     erasures_expired: int = 0
+    #: switch restarts no key of any kept call depends on any more
+    resets_expired: int = 0
     #: refused rows removed from the spool directory's rejected-*.json files
     rejected_rows_deleted: int = 0
 
@@ -115,6 +117,14 @@ async def purge(
     )
     status = await conn.execute("DELETE FROM erasures WHERE requested_at < $1", cutoff)
     result.erasures_expired = int(status.split()[-1])
+    # a switch restart marks where its session ids start again (Redactor.generation): it
+    # is kept while keys of the calls it began can be: until the next restart, too, is old
+    status = await conn.execute(
+        "DELETE FROM source_resets r WHERE EXISTS (SELECT 1 FROM source_resets n"
+        " WHERE n.source = r.source AND n.reset_at > r.reset_at AND n.seen_at < $1)",
+        cutoff - timedelta(days=2),
+    )
+    result.resets_expired = int(status.split()[-1])
     result.open_calls_expired = await _delete_in_chunks(
         conn,
         "DELETE FROM open_calls WHERE ctid IN "

@@ -29,6 +29,7 @@ from collector.retention import purge
 from collector.sink.postgres import (
     PostgresSink,
     close_stale_sip_calls,
+    load_resets,
     move_default_rows,
     open_admin_connection,
 )
@@ -102,6 +103,10 @@ class Service:
     async def start(self) -> None:
         """Start everything; raise on any start-up failure (bad port, unusable spool)."""
         await self.writer.start()
+        if self.sink is not None and self.sink.up:
+            # before the first packet: a record's key may depend on its switch's restarts
+            # (with the database away, they are read once it answers)
+            await self._load_shared_state()
         inherited = listen_fds()
         cfg = self.config
         if cfg.radius is not None:
@@ -217,6 +222,7 @@ class Service:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
         redactor = Redactor(new.privacy)
         redactor.erased = self.redactor.erased
+        redactor.resets = self.redactor.resets
         self.redactor = redactor
         self._erasures_wakeup.set()
         for receiver in self.receivers:
@@ -306,26 +312,40 @@ class Service:
                     await conn.close()
             await asyncio.sleep(self.config.privacy.purge_interval_s)
 
+    async def _load_shared_state(self) -> bool:
+        """Read what every collector of this database shares: erasure tags (see
+        Redactor.erasure_tag) and switch restarts (see Redactor.generation).
+
+        False when the database could not be read (kept as it was; retried later).
+        """
+        assert self.config.database is not None
+        try:
+            conn = await open_admin_connection(self.config.database)
+            try:
+                rows = await conn.fetch(
+                    "SELECT hmac FROM erasures WHERE starts_with(hmac, $1)",
+                    ERASURE_TAG_PREFIX,
+                )
+                resets = await load_resets(conn)
+            finally:
+                await conn.close()
+        except Exception as exc:  # noqa: BLE001 - retried at the next interval
+            log.debug("shared state not refreshed", error_class=type(exc).__name__)
+            return False
+        tags = frozenset(row["hmac"] for row in rows)
+        if tags != self.redactor.erased:
+            self.redactor.erased = tags
+            log.info("erasure tags loaded", tags=len(tags))
+        learned = self.redactor.learn_resets(resets)
+        if learned:
+            log.info("switch restarts loaded", restarts=learned)
+        return True
+
     async def _erasures_loop(self) -> None:
-        """Keep the redactor's erasure tags in step with `erasures` (see Redactor.erasure_tag)."""
+        """Keep the erasure tags and switch restarts in step with the database."""
         assert self.config.database is not None
         while True:
-            try:
-                conn = await open_admin_connection(self.config.database)
-                try:
-                    rows = await conn.fetch(
-                        "SELECT hmac FROM erasures WHERE starts_with(hmac, $1)",
-                        ERASURE_TAG_PREFIX,
-                    )
-                finally:
-                    await conn.close()
-            except Exception as exc:  # noqa: BLE001 - retried at the next interval
-                log.debug("erasure tags not refreshed", error_class=type(exc).__name__)
-            else:
-                tags = frozenset(row["hmac"] for row in rows)
-                if tags != self.redactor.erased:
-                    self.redactor.erased = tags
-                    log.info("erasure tags loaded", tags=len(tags))
+            await self._load_shared_state()
             # a reload (new keys after a rotation) reads them again at once
             self._erasures_wakeup.clear()
             with contextlib.suppress(TimeoutError):

@@ -10,6 +10,7 @@ the receive path.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from datetime import datetime
@@ -99,6 +100,42 @@ class Redactor:
         #: erasure tags of erased numbers (`erasure_tag`), loaded from the
         #: database: pseudonyms rotate with the keys, these do not
         self.erased: frozenset[str] = frozenset()
+        #: each source's restarts (Accounting-On/Off) as dated in their records, oldest
+        #: first: seen here, or recorded by any collector in the database (see `generation`)
+        self.resets: dict[str, list[datetime]] = {}
+
+    def note_reset(self, source: str, when: datetime) -> None:
+        """Remember a restart of `source`: its session ids count anew after `when`."""
+        known = self.resets.setdefault(source, [])
+        at = bisect.bisect_left(known, when)
+        if at == len(known) or known[at] != when:
+            known.insert(at, when)
+
+    def learn_resets(self, recorded: dict[str, list[datetime]]) -> int:
+        """Add the restarts the database holds; how many were new here."""
+        new = 0
+        for source, times in recorded.items():
+            for when in times:
+                before = len(self.resets.get(source, ()))
+                self.note_reset(source, when)
+                new += len(self.resets[source]) - before
+        return new
+
+    def generation(self, source: str, when: datetime) -> str:
+        """Which generation of `source`'s session ids a record of `when` belongs to.
+
+        A switch that reboots may count its Acct-Session-Ids from the start
+        again; a record whose packet carries no setup time of its own would
+        then get the key of an earlier call and be dropped as its duplicate.
+        Its generation, the last restart before it ("" before any), joins
+        its key. Judged by the record's own time, so a Stop of a call from
+        before the restart, sent late, still belongs to the earlier one.
+        """
+        known = self.resets.get(source)
+        if not known:
+            return ""
+        at = bisect.bisect_right(known, when)
+        return known[at - 1].isoformat() if at else ""
 
     def erasure_tag(self, digits: str) -> str:
         """A number's tag in `erasures` that survives key rotation (record secret, own domain).
@@ -184,9 +221,16 @@ class Redactor:
 
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
+        if record.kind is RecordKind.RESET:
+            self.note_reset(source, record.event_time)
+        if record.setup_stamp is None and (generation := self.generation(source, record.event_time)):
+            record_key = keyer.key(source, session, leg, "", generation)
+        else:
+            # (without a generation the key is what every earlier release made)
+            record_key = keyer.key(source, session, leg, record.setup_stamp or "")
         return StoredCdr(
             kind=record.kind.value,
-            record_key=keyer.key(source, session, leg, record.setup_stamp or ""),
+            record_key=record_key,
             source=source,
             protocol=record.protocol.value,
             account=self.account_label(record.account),

@@ -208,6 +208,22 @@ CROSS JOIN LATERAL ({_span("c.connect_time", "c.marker", "true")}) span
 """
 
 
+#: every collector learns of the restarts one of them saw (see Redactor.generation)
+RECORD_RESETS = f"""
+INSERT INTO source_resets (source, reset_at)
+SELECT DISTINCT source, event_time FROM {STAGING_TABLE} WHERE kind = 'reset'
+ON CONFLICT DO NOTHING
+"""
+
+
+async def load_resets(conn: asyncpg.Connection) -> dict[str, list[datetime]]:
+    """The restarts of every source recorded so far, oldest first."""
+    resets: dict[str, list[datetime]] = {}
+    for row in await conn.fetch("SELECT source, reset_at FROM source_resets ORDER BY reset_at"):
+        resets.setdefault(row["source"], []).append(row["reset_at"])
+    return resets
+
+
 #: answered SIP calls whose BYE never came: their durable START is all that is left
 #: (the collector restarted while they were up, and the BYE was lost); their end is
 #: unknown: no duration, times derived
@@ -622,6 +638,7 @@ class PostgresSink:
                     # (an "end" row stored hides one duplicate Stop from this count at most)
                     result.duplicates = max(0, stops - len(result.stored))
                 if "reset" in kinds:
+                    await conn.execute(RECORD_RESETS)
                     result.stored.extend(await conn.fetch(CLOSE_BY_RESET))
             return result
         except BaseException as exc:
