@@ -62,6 +62,8 @@ CALLEES = {
     "after_fuzz": "+442079460909",
     "left_open": "+442079460999",
     "reloaded": "+442079460888",
+    "spoofed": "+442079460111",
+    "unkeyed_tcp": "+442079460222",
 }
 ADDRESSES = ("198.51.100.7", "192.0.2.20", "203.0.113.9")
 SDP = (
@@ -362,9 +364,13 @@ async def wait_packets(collector: Collector, source: str, outcome: str, count: i
     await wait_for(lambda: packets(collector, source, outcome) >= count, 10.0)
 
 
-async def send_tcp(port: int, chunks: Sequence[bytes], pause_s: float = 0.05) -> None:
-    """Write each chunk separately on one TCP connection, pausing between writes."""
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def send_tcp(
+    port: int, chunks: Sequence[bytes], pause_s: float = 0.05, *, local: str | None = None
+) -> None:
+    """Write each chunk separately on one TCP connection (from `local`), pausing between writes."""
+    _reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(local, 0) if local else None
+    )
     try:
         for chunk in chunks:
             writer.write(chunk)
@@ -659,6 +665,48 @@ async def test_bad_input_is_counted_and_the_listener_keeps_serving(
     assert calls["busy"]["sip_code"] == 486
     assert "Traceback" not in log_text
     assert_nothing_identifying(repr(rows))
+    assert_nothing_identifying(log_text)
+
+
+async def test_a_keyed_source_takes_only_hep_that_carries_its_key(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Raw SIP (which cannot carry a key) and HEP without the key from a keyed source's
+    address are refused and counted bad_authenticator, over UDP and TCP; one spoofed
+    datagram must not bill a call. HEP with the key from the same address is stored."""
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    port = config.sip_port
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    spoofed_call = answered(Call("c-spoofed@pbx", CALLEES["spoofed"]), 30.0)
+    spoofed = [copy for _offset, message in spoofed_call for copy in mirrored(message)]
+    keyed_udp = hep_flow(
+        answered(Call("c-keyed@pbx", CALLEES["keyed"]), 2.0), start, auth_key=HEP_KEY
+    )
+    unkeyed_tcp = hep_flow(busy(Call("c-unkeyed-tcp@pbx", CALLEES["unkeyed_tcp"])), start)
+    keyed_tcp = hep_flow(
+        answered(Call("c-keyed-tcp@pbx", CALLEES["tcp"]), 4.0), start, auth_key=HEP_KEY
+    )
+    with running_collector(config) as collector:
+        keyed = Sender(port, KEYED_ADDRESS)
+        try:
+            # Datagrams of one socket are handled in order: the raw call before the keyed one.
+            keyed.send(spoofed)
+            keyed.send(keyed_udp)
+        finally:
+            keyed.close()
+        await send_tcp(port, [b"".join(unkeyed_tcp + keyed_tcp)], local=KEYED_ADDRESS)
+        await wait_packets(collector, KEYED, "accepted", len(keyed_udp) + len(keyed_tcp))
+        await wait_rows(dsn, 2)
+        assert packets(collector, KEYED, "accepted") == len(keyed_udp) + len(keyed_tcp)
+        assert packets(collector, KEYED, "bad_authenticator") == len(spoofed) + len(unkeyed_tcp)
+        assert packets(collector, KEYED, "malformed") == 0
+        log_text = collector.log_text()
+    calls = by_callee(await fetch_rows(dsn))
+    assert set(calls) == {"keyed", "tcp"}
+    assert calls["keyed"]["duration_ms"] == 2000
+    assert calls["tcp"]["duration_ms"] == 4000
+    assert "Traceback" not in log_text
     assert_nothing_identifying(log_text)
 
 

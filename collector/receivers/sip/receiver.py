@@ -2,8 +2,9 @@
 
 Capture agents (Kamailio/OpenSIPS `siptrace`, heplify, FreeSWITCH) mirror
 every SIP message a proxy handles to `[sip].listen`, wrapped in HEPv3 (or
-the older HEPv1/v2, which carry no auth key: a source that requires one
-refuses them) or as bare SIP datagrams; over TCP the same HEPv3 packets
+the older HEPv1/v2, which carry no auth key) or as bare SIP datagrams (no key
+either): a source with a `hep_auth_key` takes only HEPv3 packets carrying it,
+anything else from its address counts `bad_authenticator`. Over TCP the same HEPv3 packets
 come back to back, each framed by its own 6-byte header. For every packet the receiver finds the
 configured source by address, decodes and checks it (auth key, payload
 type), parses the SIP headers and feeds one shared `DialogTracker`; each call
@@ -469,6 +470,15 @@ class SipReceiver:
             if when is None:
                 when = _now(UTC)
         else:
+            if source.auth_key is not None:
+                # Bare SIP carries no key: from a keyed source it is as good as forged.
+                source.bad_authenticator.inc()
+                self._limited.warning(
+                    "sip_unkeyed",
+                    "raw SIP from a source that requires a HEP auth key dropped",
+                    source=source.name,
+                )
+                return
             payload = data
             when = _now(UTC)
         tracker = self.tracker
