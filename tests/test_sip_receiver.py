@@ -668,9 +668,7 @@ async def test_bad_input_is_counted_and_the_listener_keeps_serving(
     assert_nothing_identifying(log_text)
 
 
-async def test_a_keyed_source_takes_only_hep_that_carries_its_key(
-    tmp_path: Path, dsn: str
-) -> None:
+async def test_a_keyed_source_takes_only_hep_that_carries_its_key(tmp_path: Path, dsn: str) -> None:
     """Raw SIP (which cannot carry a key) and HEP without the key from a keyed source's
     address are refused and counted bad_authenticator, over UDP and TCP; one spoofed
     datagram must not bill a call. HEP with the key from the same address is stored."""
