@@ -79,10 +79,11 @@ def called_hmac(number: str) -> str:
     return _pseudonyms.pseudonym(number.lstrip("+"))
 
 
-def sip_section(port: int, *, unknown_allowed: bool = False) -> str:
-    """The [sip] TOML: two sources (one keyed), and a third when `unknown_allowed`."""
+def sip_section(port: int, *, unknown_allowed: bool = False, settings: str = "") -> str:
+    """The [sip] TOML: two sources (one keyed), and a third when `unknown_allowed`;
+    `settings` are more [sip] lines."""
     extra = (
-        f'[sip]\nlisten = ["127.0.0.1:{port}"]\nmax_dialogs = 1000\n\n'
+        f'[sip]\nlisten = ["127.0.0.1:{port}"]\nmax_dialogs = 1000\n{settings}\n'
         f'[[sip.sources]]\nname = "{PROXY}"\naddress = "127.0.0.1"\n\n'
         f'[[sip.sources]]\nname = "{KEYED}"\naddress = "{KEYED_ADDRESS}/32"\n'
         f'hep_auth_key = "{HEP_KEY}"\n'
@@ -92,10 +93,12 @@ def sip_section(port: int, *, unknown_allowed: bool = False) -> str:
     return extra
 
 
-def sip_config(directory: Path, dsn: str) -> CollectorConfig:
+def sip_config(directory: Path, dsn: str, settings: str = "") -> CollectorConfig:
     """A daemon with [radius] (as the harness writes it) and a [sip] listener on a free port."""
     port = free_port()
-    return CollectorConfig(directory=directory, dsn=dsn, sip_port=port, extra=sip_section(port))
+    return CollectorConfig(
+        directory=directory, dsn=dsn, sip_port=port, extra=sip_section(port, settings=settings)
+    )
 
 
 # --- building captured SIP ------------------------------------------------
@@ -706,6 +709,39 @@ async def test_a_keyed_source_takes_only_hep_that_carries_its_key(tmp_path: Path
     assert calls["tcp"]["duration_ms"] == 4000
     assert "Traceback" not in log_text
     assert_nothing_identifying(log_text)
+
+
+async def test_a_future_dated_invite_does_not_stop_the_expiry_of_other_dialogs(
+    tmp_path: Path, dsn: str
+) -> None:
+    """One INVITE whose HEP time is ten days ahead, then a dialog from another source
+    that is already older than max_dialog_age_s: the stale one is closed (stored
+    incomplete) by the next housekeeping run, the future-dated one stays open."""
+    config = sip_config(tmp_path / "collector", dsn, settings="max_dialog_age_s = 60\n")
+    assert config.sip_port is not None
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = Call("c-ahead@pbx", CALLEES["answered"]).invite()
+    stale = Call("c-stale@pbx", CALLEES["left_open"])
+    with running_collector(config) as collector:
+        proxy = Sender(config.sip_port)
+        keyed = Sender(config.sip_port, KEYED_ADDRESS)
+        try:
+            proxy.send([hep(ahead, now + timedelta(days=10))])
+            await wait_packets(collector, PROXY, "accepted", 1)
+            keyed.send(
+                [
+                    hep(message, now - timedelta(hours=2, seconds=-offset), auth_key=HEP_KEY)
+                    for offset, message in answered(stale, 3600.0)[:5]  # up, never hung up
+                ]
+            )
+        finally:
+            proxy.close()
+            keyed.close()
+        rows = await wait_rows(dsn, 1)
+        await wait_for(lambda: collector.metric("cdr_collector_sip_open_dialogs") == 1, 10.0)
+    assert len(rows) == 1
+    row = by_callee(rows)["left_open"]
+    assert (row["source"], row["incomplete"], row["answered"]) == (KEYED, True, True)
 
 
 async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: str) -> None:
