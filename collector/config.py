@@ -76,6 +76,10 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
             "max_dialog_age_s",
             "correlation_header",
             "receive_buffer_bytes",
+            "tcp_max_connections",
+            "tcp_max_connections_per_address",
+            "tcp_idle_timeout_s",
+            "tcp_frame_timeout_ms",
         }
     ),
     "sip.sources": frozenset({"name", "address", "hep_auth_key"}),
@@ -227,6 +231,13 @@ class SipConfig:
     max_dialog_age_s: int = 14400
     correlation_header: str | None = None
     receive_buffer_bytes: int = 8388608
+    #: HEP-over-TCP connections served at once, in all and from one address
+    tcp_max_connections: int = 256
+    tcp_max_connections_per_address: int = 16
+    #: a HEP-over-TCP connection that sends nothing for this long is closed
+    tcp_idle_timeout_s: int = 600
+    #: a HEP frame begun on TCP must be complete within this
+    tcp_frame_timeout_ms: int = 5000
 
 
 @dataclass(frozen=True, repr=False)
@@ -762,7 +773,24 @@ def _sip(r: _Reader, data: Mapping[str, Any]) -> SipConfig:
     max_age = r.get(data, p, "max_dialog_age_s", int, d.max_dialog_age_s, positive)
     header = r.optional_str(data, p, "correlation_header")
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
-    return SipConfig(listen, tuple(sources), max_dialogs, max_age, header, rcvbuf)
+    tcp_max = r.get(data, p, "tcp_max_connections", int, d.tcp_max_connections, positive)
+    tcp_per_address = r.get(
+        data, p, "tcp_max_connections_per_address", int, d.tcp_max_connections_per_address, positive
+    )
+    tcp_idle = r.get(data, p, "tcp_idle_timeout_s", int, d.tcp_idle_timeout_s, positive)
+    tcp_frame = r.get(data, p, "tcp_frame_timeout_ms", int, d.tcp_frame_timeout_ms, positive)
+    return SipConfig(
+        listen,
+        tuple(sources),
+        max_dialogs,
+        max_age,
+        header,
+        rcvbuf,
+        tcp_max,
+        tcp_per_address,
+        tcp_idle,
+        tcp_frame,
+    )
 
 
 def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:

@@ -28,7 +28,7 @@ from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
-from collector.receivers.sip.receiver import MAX_TCP_STREAMS, SipReceiver
+from collector.receivers.sip.receiver import SipReceiver
 from collector.sink.writer import Ack, Writer
 from collector.telemetry import Health, Telemetry
 from tests.daemon import (
@@ -744,6 +744,70 @@ async def test_a_future_dated_invite_does_not_stop_the_expiry_of_other_dialogs(
     assert (row["source"], row["incomplete"], row["answered"]) == (KEYED, True, True)
 
 
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """Wait until the other side closes (FIN or reset); True, or fail after a while."""
+    try:
+        while await asyncio.wait_for(reader.read(4096), 20.0):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def test_idle_and_stalled_tcp_connections_from_one_peer_do_not_lock_others_out(
+    tmp_path: Path, dsn: str
+) -> None:
+    """300 HEP/TCP connections from one capture agent's address, idle or stopped inside a
+    packet header, more than the old global cap of 256: the address gets at most
+    tcp_max_connections_per_address of them, another agent's calls over TCP are still
+    stored, and the idle and stalled connections are closed (a stalled frame counts
+    malformed) until the flooding address can send a call again."""
+    per_address = 16
+    config = sip_config(
+        tmp_path / "collector",
+        dsn,
+        settings=(
+            f"tcp_max_connections_per_address = {per_address}\n"
+            "tcp_idle_timeout_s = 3\ntcp_frame_timeout_ms = 1000\n"
+        ),
+    )
+    assert config.sip_port is not None
+    port = config.sip_port
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    keyed_call = hep_flow(
+        answered(Call("c-keyed-flood@pbx", CALLEES["keyed"]), 2.0), start, auth_key=HEP_KEY
+    )
+    later_call = hep_flow(busy(Call("c-after-flood@pbx", CALLEES["busy"])), start)
+    flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    stalled = per_address // 2
+    with running_collector(config) as collector:
+        try:
+            for index in range(300):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                if per_address - stalled <= index < per_address:
+                    writer.write(b"HEP3\x03")  # five bytes of a six-byte header, then nothing
+                flood.append((reader, writer))
+            # another agent, while the flood holds its connections
+            await send_tcp(port, [b"".join(keyed_call)], local=KEYED_ADDRESS)
+            rows = await wait_rows(dsn, 1)
+            assert by_callee(rows)["keyed"]["source"] == KEYED
+            # every flood connection ends: refused at once, or closed idle or stalled
+            for reader, _writer in flood:
+                assert await closed_by_peer(reader)
+        finally:
+            for _reader, writer in flood:
+                writer.close()
+        await send_tcp(port, [b"".join(later_call)])
+        rows = await wait_rows(dsn, 2)
+        refused = packets(collector, PROXY, "overloaded")
+        assert 300 - per_address >= refused >= 250
+        assert packets(collector, PROXY, "malformed") == stalled
+        assert packets(collector, KEYED, "accepted") == len(keyed_call)
+        log_text = collector.log_text()
+    assert set(by_callee(rows)) == {"keyed", "busy"}
+    assert "Traceback" not in log_text
+
+
 async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: str) -> None:
     """SIGHUP: an address that was unknown becomes a source; calls open across it survive."""
 
@@ -792,8 +856,9 @@ class RowsWriter(Writer):
         return True
 
 
-def in_process_receiver() -> tuple[SipReceiver, RowsWriter, Telemetry]:
-    """A receiver fed by calling its datagram handler directly (no socket, no daemon)."""
+def in_process_receiver(**settings: Any) -> tuple[SipReceiver, RowsWriter, Telemetry]:
+    """A receiver fed by calling its datagram handler directly (no socket, no daemon);
+    `settings` are more SipConfig fields."""
     telemetry = Telemetry()
     privacy = PrivacyConfig(
         keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),), record_secret=b"r" * 32
@@ -804,6 +869,7 @@ def in_process_receiver() -> tuple[SipReceiver, RowsWriter, Telemetry]:
             SipSource(PROXY, "127.0.0.1"),
             SipSource(KEYED, KEYED_ADDRESS, hep_auth_key=HEP_KEY),
         ),
+        **settings,
     )
     writer = RowsWriter(telemetry)
     return SipReceiver(config, Redactor(privacy), writer, telemetry), writer, telemetry
@@ -897,20 +963,23 @@ def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
 
 
 async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> None:
-    receiver, writer, telemetry = in_process_receiver()
+    cap = 24
+    receiver, writer, telemetry = in_process_receiver(
+        tcp_max_connections=cap, tcp_max_connections_per_address=cap
+    )
     await receiver.start()
     streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
         host, port = receiver.addresses[0]
-        for _ in range(MAX_TCP_STREAMS):
+        for _ in range(cap):
             streams.append(await asyncio.open_connection(host, port))
-        await wait_for(lambda: len(receiver.streams) == MAX_TCP_STREAMS, 5.0)
+        await wait_for(lambda: len(receiver.streams) == cap, 5.0)
         reader, extra = await asyncio.open_connection(host, port)
         # refused: the daemon closes it at once
         assert await asyncio.wait_for(reader.read(1), 5.0) == b""
         extra.close()
         assert outcome_count(telemetry, PROXY, "overloaded") == 1
-        assert len(receiver.streams) == MAX_TCP_STREAMS
+        assert len(receiver.streams) == cap
         # the connections already open keep serving
         start = datetime.now(UTC).replace(microsecond=0)
         call = Call("tcp-capped@pbx.example.org", CALLEES["tcp"])
