@@ -83,7 +83,17 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "sip.sources": frozenset({"name", "address", "hep_auth_key"}),
-    "json": frozenset({"listen", "allowed", "basic_auth_file", "source", "max_body_bytes"}),
+    "json": frozenset(
+        {
+            "listen",
+            "allowed",
+            "basic_auth_file",
+            "source",
+            "max_body_bytes",
+            "header_timeout_ms",
+            "body_timeout_ms",
+        }
+    ),
 }
 
 #: the transports each listener section binds (a port clashes only within one transport)
@@ -251,6 +261,11 @@ class JsonConfig:
     credentials: tuple[tuple[str, str], ...] = ()
     source: str = "json"
     max_body_bytes: int = 1048576
+    #: a connection must deliver a request's headers within this, from its
+    #: opening or the end of its previous request
+    header_timeout_ms: int = 10000
+    #: and the body within this once the headers are in
+    body_timeout_ms: int = 30000
 
     def __repr__(self) -> str:
         return f"JsonConfig(listen={self.listen!r}, allowed={self.allowed!r})"
@@ -829,7 +844,18 @@ def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
         data, p, "source", str, d.source, lambda v: None if v.strip() else "must not be empty"
     )
     max_body = r.get(data, p, "max_body_bytes", int, d.max_body_bytes, positive)
-    return JsonConfig(listen, allowed or (), auth_file, tuple(credentials), source, max_body)
+    header_timeout = r.get(data, p, "header_timeout_ms", int, d.header_timeout_ms, positive)
+    body_timeout = r.get(data, p, "body_timeout_ms", int, d.body_timeout_ms, positive)
+    return JsonConfig(
+        listen,
+        allowed or (),
+        auth_file,
+        tuple(credentials),
+        source,
+        max_body,
+        header_timeout,
+        body_timeout,
+    )
 
 
 def dsn_problem(dsn: str) -> str | None:
