@@ -45,6 +45,7 @@ import hmac
 import json
 import re
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -803,7 +804,8 @@ class _ServerLog:
         self._report(exc_info)
 
     def warning(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self.receiver.count_internal(None)
+        receiver = self.receiver  # its text may quote a request: logged without it
+        receiver._limited.warning("json_server", "HTTP server warning", listener=receiver.listener)
 
     def debug(self, msg: str, *args: Any, exc_info: Any = None, **_kwargs: Any) -> None:
         # aiohttp reports a first request that is not HTTP at all at debug level
@@ -814,6 +816,8 @@ class _ServerLog:
         pass
 
     def _report(self, exc_info: Any) -> None:
+        if not isinstance(exc_info, BaseException):  # None or True: the exception being handled
+            exc_info = sys.exc_info()[1]
         if isinstance(exc_info, HttpProcessingError):
             self.receiver.count_bad_http(exc_info)
         else:
