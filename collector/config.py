@@ -76,10 +76,24 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
             "max_dialog_age_s",
             "correlation_header",
             "receive_buffer_bytes",
+            "tcp_max_connections",
+            "tcp_max_connections_per_address",
+            "tcp_idle_timeout_s",
+            "tcp_frame_timeout_ms",
         }
     ),
     "sip.sources": frozenset({"name", "address", "hep_auth_key"}),
-    "json": frozenset({"listen", "allowed", "basic_auth_file", "source", "max_body_bytes"}),
+    "json": frozenset(
+        {
+            "listen",
+            "allowed",
+            "basic_auth_file",
+            "source",
+            "max_body_bytes",
+            "header_timeout_ms",
+            "body_timeout_ms",
+        }
+    ),
 }
 
 #: the transports each listener section binds (a port clashes only within one transport)
@@ -227,6 +241,13 @@ class SipConfig:
     max_dialog_age_s: int = 14400
     correlation_header: str | None = None
     receive_buffer_bytes: int = 8388608
+    #: HEP-over-TCP connections served at once, in all and from one address
+    tcp_max_connections: int = 256
+    tcp_max_connections_per_address: int = 16
+    #: a HEP-over-TCP connection that sends nothing for this long is closed
+    tcp_idle_timeout_s: int = 600
+    #: a HEP frame begun on TCP must be complete within this
+    tcp_frame_timeout_ms: int = 5000
 
 
 @dataclass(frozen=True, repr=False)
@@ -240,6 +261,11 @@ class JsonConfig:
     credentials: tuple[tuple[str, str], ...] = ()
     source: str = "json"
     max_body_bytes: int = 1048576
+    #: a connection must deliver a request's headers within this, from its
+    #: opening or the end of its previous request
+    header_timeout_ms: int = 10000
+    #: and the body within this once the headers are in
+    body_timeout_ms: int = 30000
 
     def __repr__(self) -> str:
         return f"JsonConfig(listen={self.listen!r}, allowed={self.allowed!r})"
@@ -762,7 +788,24 @@ def _sip(r: _Reader, data: Mapping[str, Any]) -> SipConfig:
     max_age = r.get(data, p, "max_dialog_age_s", int, d.max_dialog_age_s, positive)
     header = r.optional_str(data, p, "correlation_header")
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
-    return SipConfig(listen, tuple(sources), max_dialogs, max_age, header, rcvbuf)
+    tcp_max = r.get(data, p, "tcp_max_connections", int, d.tcp_max_connections, positive)
+    tcp_per_address = r.get(
+        data, p, "tcp_max_connections_per_address", int, d.tcp_max_connections_per_address, positive
+    )
+    tcp_idle = r.get(data, p, "tcp_idle_timeout_s", int, d.tcp_idle_timeout_s, positive)
+    tcp_frame = r.get(data, p, "tcp_frame_timeout_ms", int, d.tcp_frame_timeout_ms, positive)
+    return SipConfig(
+        listen,
+        tuple(sources),
+        max_dialogs,
+        max_age,
+        header,
+        rcvbuf,
+        tcp_max,
+        tcp_per_address,
+        tcp_idle,
+        tcp_frame,
+    )
 
 
 def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
@@ -801,7 +844,18 @@ def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
         data, p, "source", str, d.source, lambda v: None if v.strip() else "must not be empty"
     )
     max_body = r.get(data, p, "max_body_bytes", int, d.max_body_bytes, positive)
-    return JsonConfig(listen, allowed or (), auth_file, tuple(credentials), source, max_body)
+    header_timeout = r.get(data, p, "header_timeout_ms", int, d.header_timeout_ms, positive)
+    body_timeout = r.get(data, p, "body_timeout_ms", int, d.body_timeout_ms, positive)
+    return JsonConfig(
+        listen,
+        allowed or (),
+        auth_file,
+        tuple(credentials),
+        source,
+        max_body,
+        header_timeout,
+        body_timeout,
+    )
 
 
 def dsn_problem(dsn: str) -> str | None:

@@ -233,6 +233,13 @@ class RateLimitedLog:
 
     def warning(self, key: str, event: str, **fields: Any) -> None:
         """Log `event` unless the same key was logged within the interval."""
+        self._log(self._logger.warning, key, event, fields)
+
+    def info(self, key: str, event: str, **fields: Any) -> None:
+        """`warning` at info level: for what is normal one at a time but may come in floods."""
+        self._log(self._logger.info, key, event, fields)
+
+    def _log(self, emit: Any, key: str, event: str, fields: dict[str, Any]) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
@@ -240,4 +247,4 @@ class RateLimitedLog:
             return
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
-        self._logger.warning(event, key=key, suppressed=suppressed, **fields)
+        emit(event, key=key, suppressed=suppressed, **fields)

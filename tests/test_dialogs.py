@@ -22,7 +22,7 @@ from collector.pipeline.outcome import (
     outcome_of,
     q850_from_sip_status,
 )
-from collector.receivers.sip.dialogs import DialogTracker, dialog_session_id
+from collector.receivers.sip.dialogs import DialogTracker, _Timetable, dialog_session_id
 from collector.receivers.sip.message import parse_sip
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -825,6 +825,82 @@ def test_eviction_at_max_dialogs() -> None:
     assert play(t, [(3.0, calls[0].response(200)), (9.0, calls[0].request("BYE", 2))]) == []
     # The others are still followed.
     assert only(play(t, [(4.0, calls[1].response(486))])).sip_code == 486
+
+
+def test_a_future_dated_dialog_does_not_hold_back_the_expiry_of_others() -> None:
+    """Each dialog expires by its own setup time: one INVITE dated ten days ahead (an
+    agent's clock, or a forged HEP time), seen first, must not keep later dialogs open."""
+    t = tracker(max_dialog_age_s=60.0)
+    play(t, [(10 * 86400.0, Call(call_id="ahead").invite())], source="agent-ahead")
+    for index in range(3):
+        play(t, [(index * 10.0, Call(call_id=f"c{index}").invite())])
+    closed = t.expire(at(75))
+    assert [r.session_id.split("\x1f")[0] for r in closed] == ["c0", "c1"]
+    assert all(r.incomplete for r in closed)
+    assert t.open_dialogs == 2
+    assert [r.source for r in t.expire(at(100))] == [SOURCE]
+    assert t.expire(at(10 * 86400.0 + 59)) == []
+    assert [r.source for r in t.expire(at(10 * 86400.0 + 60))] == ["agent-ahead"]
+    assert t.expired_total == 4
+    assert t.open_dialogs == 0
+
+
+def test_a_future_dated_cancel_does_not_hold_back_the_deadlines_of_others() -> None:
+    t = tracker()
+    ahead = Call(call_id="ahead")
+    assert play(t, [(86400.0, ahead.invite()), (86409.0, ahead.request("CANCEL", 1))]) == []
+    assert play(t, cancelled_call(Call())[:4]) == []  # its 487 is lost
+    record = only(t.expire(at(9 + 33)))
+    assert record.session_id == dialog_session_id(Call().call_id, Call().caller_tag)
+    assert (record.sip_code, record.incomplete) == (487, True)
+    assert t.open_dialogs == 1
+
+
+def test_a_future_dated_bye_does_not_keep_other_closed_dialogs_tombstoned() -> None:
+    t = tracker()
+    ahead, call = Call(call_id="ahead"), Call()
+    play(t, [(86400.0 + offset, message) for offset, message in answered_call(ahead)])
+    assert len(play(t, answered_call(call))) == 1
+    t.expire(at(65.05 + 33))
+    # Its tombstone is gone: the same Call-ID and From-tag start a new dialog.
+    play(t, [(200.0, call.invite())])
+    assert t.open_dialogs == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    setups=st.lists(
+        st.one_of(st.floats(0, 600), st.floats(-10 * 86400, 10 * 86400)),
+        min_size=1,
+        max_size=40,
+    ),
+    checks=st.lists(st.floats(0, 700), min_size=1, max_size=5),
+)
+def test_expiry_closes_exactly_the_dialogs_due_whatever_their_order(
+    setups: list[float], checks: list[float]
+) -> None:
+    t = tracker(max_dialog_age_s=60.0)
+    for index, setup in enumerate(setups):
+        play(t, [(setup, Call(call_id=f"c{index}").invite())])
+    expired: set[int] = set()
+    for now in sorted(checks):
+        closed = {int(r.session_id.split("\x1f")[0][1:]) for r in t.expire(at(now))}
+        due = {i for i, setup in enumerate(setups) if setup <= now - 60} - expired
+        assert closed == due
+        expired |= closed
+    assert t.open_dialogs == len(setups) - len(expired)
+
+
+def test_timetable_memory_follows_the_keys_it_holds() -> None:
+    table: _Timetable[int] = _Timetable()
+    for key in range(20_000):
+        table.set(key, at(key))
+        if key >= 10:
+            table.discard(key - 10)  # most keys go before they are due
+    assert len(table) == 10
+    assert len(table._heap) <= 2 * len(table) + 1024
+    assert table.pop_due(at(30_000)) == list(range(19_990, 20_000))
+    assert len(table) == 0
 
 
 def test_sources_are_kept_apart() -> None:

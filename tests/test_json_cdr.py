@@ -11,6 +11,7 @@ durability (503 when nothing can be stored) hold.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import signal
@@ -49,11 +50,14 @@ def json_section(
     allowed: str = "127.0.0.0/8",
     auth: bool = False,
     max_body_bytes: int = 1048576,
+    timeouts_ms: tuple[int, int] | None = None,
 ) -> str:
     text = (
         f'[json]\nlisten = "127.0.0.1:{port}"\nallowed = ["{allowed}"]\n'
         f'source = "{SOURCE}"\nmax_body_bytes = {max_body_bytes}\n'
     )
+    if timeouts_ms is not None:
+        text += f"header_timeout_ms = {timeouts_ms[0]}\nbody_timeout_ms = {timeouts_ms[1]}\n"
     if auth:
         text += 'basic_auth_file = "json.passwd"\n'
     return text
@@ -304,7 +308,8 @@ async def test_bad_posts_get_a_reason_and_nothing_is_stored(tmp_path: Path, dsn:
 
 
 async def test_basic_auth_and_allowed_networks(tmp_path: Path, dsn: str, data_dir: Path) -> None:
-    """401 with a challenge without valid credentials; 403 once 127.0.0.1 is no longer allowed."""
+    """401 with a challenge without valid credentials; once 127.0.0.1 is no longer allowed,
+    a new connection from it is refused and one opened before the reload gets 403."""
     directory = tmp_path / "collector"
     config = json_config(directory, dsn, auth=True)
     assert config.json_port is not None
@@ -327,10 +332,14 @@ async def test_basic_auth_and_allowed_networks(tmp_path: Path, dsn: str, data_di
             await wait_for(
                 lambda: collector.metric("cdr_collector_config_reloads_total", result="ok") == 1
             )
+            # the session's connection, opened before the reload
             status, text, _ = await post(session, url(config), busy, auth=(USER, PASSWORD))
             assert (status, text) == (403, "forbidden\n")
+        async with aiohttp.ClientSession() as fresh:
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await post(fresh, url(config), busy, auth=(USER, PASSWORD))
         assert packets(collector, "bad_authenticator") == 2
-        assert packets(collector, "unknown_client", source="unknown") == 1
+        assert packets(collector, "unknown_client", source="unknown") == 2
         assert packets(collector, "accepted") == 1
         assert PASSWORD not in collector.log_text()
     assert len(await json_rows(dsn)) == 1
@@ -703,3 +712,128 @@ def test_freeswitch_own_hangup_causes_count_as_normal_clearing() -> None:
     for name, expected in (("BUSY_EVERYWHERE", 16), ("GATEWAY_DOWN", 16), ("USER_BUSY", 17)):
         document = {"variables": {"uuid": "u-1", "hangup_cause": name}}
         assert json_record(document, SOURCE, RECEIVED).disconnect_cause == expected
+
+
+# --- hostile peers: refused at connection, slow ones timed out, bad HTTP counted ------
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bytes:
+    """Everything the daemon sends until it closes the connection (FIN or reset);
+    fails when it keeps the connection open."""
+    received = b""
+    try:
+        while data := await asyncio.wait_for(reader.read(65536), 20.0):
+            received += data
+    except ConnectionResetError:
+        pass
+    return received
+
+
+async def test_a_peer_outside_allowed_is_refused_before_anything_is_read(
+    tmp_path: Path, dsn: str, data_dir: Path
+) -> None:
+    """Connections from an address outside `allowed` are closed as they come, whatever they
+    send (nothing, half a request line, a request aiohttp cannot parse): counted
+    unknown_client once each, never parsed, never a log line each. An allowed address
+    posts as usual meanwhile."""
+    config = json_config(tmp_path / "collector", dsn, allowed="127.0.0.2/32")
+    assert config.json_port is not None
+    busy = (data_dir / "json" / "busy_b_leg.json").read_bytes()
+    sends = [b"", b"POST /cdr HTTP/1.1\r\nHost: x", b"GARBAGE \x00\x01\r\n\r\n"]
+    connections = []
+    with running_collector(config) as collector:
+        for index in range(60):
+            reader, writer = await asyncio.open_connection("127.0.0.1", config.json_port)
+            if sends[index % 3]:
+                writer.write(sends[index % 3])
+            connections.append((reader, writer))
+        try:
+            for reader, _writer in connections:
+                assert await closed_by_peer(reader) == b""  # not even a 403: nothing read
+        finally:
+            for _reader, writer in connections:
+                writer.close()
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            status, _, _ = await post(session, url(config, BUSY_UUID), busy)
+            assert status == 200
+        assert packets(collector, "unknown_client", source="unknown") == 60
+        assert packets(collector, "accepted") == 1
+        assert packets(collector, "malformed") == 0
+        log_text = collector.log_text()
+    assert len(await json_rows(dsn)) == 1
+    assert "Traceback" not in log_text
+    assert "Error handling request" not in log_text
+    assert log_text.count("not allowed") <= 2  # rate-limited: one line per 10 s
+
+
+async def test_slow_headers_and_bodies_are_timed_out(
+    tmp_path: Path, dsn: str, data_dir: Path
+) -> None:
+    """An allowed peer that sends nothing, or part of its headers, is closed after
+    header_timeout_ms; one whose body stalls gets 408 after body_timeout_ms. The two
+    unfinished requests count malformed; a good post still gets through."""
+    config = json_config(tmp_path / "collector", dsn, timeouts_ms=(500, 500))
+    assert config.json_port is not None
+    busy = (data_dir / "json" / "busy_b_leg.json").read_bytes()
+    head = (
+        f"POST /cdr?uuid={BUSY_UUID} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(busy)}\r\n\r\n"
+    ).encode()
+    with running_collector(config) as collector:
+        silent = await asyncio.open_connection("127.0.0.1", config.json_port)
+        partial_head = await asyncio.open_connection("127.0.0.1", config.json_port)
+        partial_head[1].write(head[:40])
+        partial_body = await asyncio.open_connection("127.0.0.1", config.json_port)
+        partial_body[1].write(head + busy[:100])
+        try:
+            assert await closed_by_peer(silent[0]) == b""
+            assert await closed_by_peer(partial_head[0]) == b""
+            answer = await closed_by_peer(partial_body[0])
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:40]
+        finally:
+            for _reader, writer in (silent, partial_head, partial_body):
+                writer.close()
+        async with aiohttp.ClientSession() as session:
+            status, _, _ = await post(session, url(config, BUSY_UUID), busy)
+            assert status == 200
+        assert packets(collector, "malformed") == 2
+        assert packets(collector, "accepted") == 1
+        log_text = collector.log_text()
+    assert len(await json_rows(dsn)) == 1
+    assert "Traceback" not in log_text
+
+
+async def test_malformed_http_is_counted_and_logged_once_without_a_traceback(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Requests aiohttp cannot parse (request line, header, chunked body, oversized
+    line) get 400 and count malformed; the log says so once per reason and interval,
+    with no traceback, instead of an ERROR with a traceback for each."""
+    config = json_config(tmp_path / "collector", dsn)
+    assert config.json_port is not None
+    bad = [
+        b"GARBAGE\r\n\r\n",
+        b"POST /cdr HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        b"POST /cdr HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+        b"POST /cdr HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /cdr HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    ]
+    rounds = 8
+    with running_collector(config) as collector:
+        for _ in range(rounds):
+            for request in bad:
+                reader, writer = await asyncio.open_connection("127.0.0.1", config.json_port)
+                writer.write(request)
+                try:
+                    answer = await closed_by_peer(reader)
+                finally:
+                    writer.close()
+                assert answer.split(b" ", 2)[1] == b"400", (request[:40], answer[:60])
+        assert packets(collector, "malformed") == rounds * len(bad)
+        assert collector.process is not None and collector.process.poll() is None
+        log_text = collector.log_text()
+    assert "Traceback" not in log_text
+    assert "Error handling request" not in log_text
+    # one line per kind of parser error and interval, not one per request
+    assert 1 <= log_text.count('"malformed HTTP request refused"') <= len(bad)

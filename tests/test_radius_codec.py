@@ -534,6 +534,65 @@ def test_status_server_response_verifies_with_pyrad(radius_dictionary: Any) -> N
     assert not request.VerifyReply(request.CreateReply(packet=bytes(damaged)), bytes(damaged))
 
 
+# -- Message-Authenticator on Accounting-Request (RFC 5080 2.2.2) --------------------
+
+
+def pyrad_signed_stop(radius_dictionary: Any, secret: bytes) -> bytes:
+    """An Accounting-Request with a Message-Authenticator, both computed by pyrad."""
+    request = pyrad_packet.AcctPacket(id=78, secret=secret, dict=radius_dictionary)
+    request["Acct-Status-Type"] = "Stop"
+    request["Acct-Session-Id"] = "pyrad-signed-1"
+    request["Called-Station-Id"] = "4930123456789"
+    request.add_message_authenticator()
+    return bytes(request.RequestPacket())
+
+
+def test_pyrad_accounting_message_authenticator_verifies_with_the_codec(
+    radius_dictionary: Any,
+) -> None:
+    packet = codec.decode(pyrad_signed_stop(radius_dictionary, SECRET))
+    assert codec.accounting_request_ok(packet, SECRET)
+    assert codec.message_authenticator_ok(packet, SECRET, accounting=True)
+    assert not codec.message_authenticator_ok(packet, b"another-secret", accounting=True)
+    # hashed with the Request Authenticator as sent (the Status-Server rule), it fails
+    assert not codec.message_authenticator_ok(packet, SECRET)
+
+
+def test_accounting_message_authenticator_is_hmac_md5_with_both_authenticators_zeroed(
+    radius_dictionary: Any,
+) -> None:
+    raw = pyrad_signed_stop(radius_dictionary, SECRET)
+    offset = raw.index(bytes((d.MESSAGE_AUTHENTICATOR, 18))) + 2
+    # recomputed here from RFC 3579 3.2 and RFC 5080 2.2.2, not with the codec
+    zeroed = raw[:4] + bytes(16) + raw[20:offset] + bytes(16) + raw[offset + 16 :]
+    assert raw[offset : offset + 16] == hmac.new(SECRET, zeroed, hashlib.md5).digest()
+
+
+@pytest.mark.parametrize("value", [bytes(16), b"\xff" * 16], ids=["zeros", "ones"])
+def test_accounting_message_authenticator_of_another_value_fails(
+    radius_dictionary: Any, value: bytes
+) -> None:
+    raw = pyrad_signed_stop(radius_dictionary, SECRET)
+    offset = raw.index(bytes((d.MESSAGE_AUTHENTICATOR, 18))) + 2
+    forged = raw[:offset] + value + raw[offset + 16 :]
+    # the Request Authenticator recomputed: only the Message-Authenticator is wrong
+    forged = codec.encode_accounting_request(forged[1], forged[20:], SECRET)
+    packet = codec.decode(forged)
+    assert codec.accounting_request_ok(packet, SECRET)
+    assert not codec.message_authenticator_ok(packet, SECRET, accounting=True)
+
+
+def test_a_second_message_authenticator_does_not_hide_a_malformed_first() -> None:
+    body = bytes((d.MESSAGE_AUTHENTICATOR, 10)) + bytes(8)
+    body += bytes((d.MESSAGE_AUTHENTICATOR, 18)) + bytes(16)
+    raw = codec.encode_accounting_request(5, body, SECRET)
+    offset = 20 + 10 + 2
+    zeroed = raw[:4] + bytes(16) + raw[20:]
+    signed = raw[:offset] + hmac.new(SECRET, zeroed, hashlib.md5).digest()
+    signed = codec.encode_accounting_request(5, signed[20:], SECRET)
+    assert not codec.message_authenticator_ok(codec.decode(signed), SECRET, accounting=True)
+
+
 # -- dictionary numbers ----------------------------------------------------------
 
 

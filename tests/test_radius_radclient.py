@@ -10,8 +10,17 @@ import asyncio
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
+from pyrad import packet as pyrad_packet
+from pyrad.dictionary import Dictionary
+
+from collector.receivers.radius import codec
 from tests.daemon import SECRET, CollectorConfig, connected, running_collector, wait_for
+
+DICTIONARY_PATH = Path(__file__).parent / "data" / "radius" / "dictionary"
+MESSAGE_AUTHENTICATOR = 80
 
 CISCO_STOP = """Acct-Status-Type = Stop
 Acct-Session-Id = "0000A1B2"
@@ -333,3 +342,140 @@ async def test_a_switch_on_ipv6_is_answered_and_stored(
         assert wrong.returncode != 0
         rows = await fetch_rows(dsn)
     assert len(rows) == 1 and rows[0]["called_prefix"] == "+4420"
+
+
+# --- Message-Authenticator: crafted packets (radclient only sends valid ones) ---------
+
+
+def pyrad_request(code: int, identifier: int, secret: bytes, session: str = "") -> bytes:
+    """A request built by pyrad with a Message-Authenticator: a Stop (with `session`)
+    or a Status-Server."""
+    request = pyrad_packet.AcctPacket(
+        code=code, id=identifier, secret=secret, dict=Dictionary(str(DICTIONARY_PATH))
+    )
+    if code == pyrad_packet.AccountingRequest:
+        request["Acct-Status-Type"] = "Stop"
+        request["Acct-Session-Id"] = session
+        request["Calling-Station-Id"] = "4930123456789"
+        request["Called-Station-Id"] = "442071234567"
+        request["Acct-Session-Time"] = 42
+    request.add_message_authenticator()
+    return bytes(request.RequestPacket())
+
+
+def forge_message_authenticator(raw: bytes, value: bytes) -> bytes:
+    """`raw` with its Message-Authenticator attribute's value replaced by `value` (any
+    length). An Accounting-Request gets its Request Authenticator recomputed with the
+    right secret, so that the Message-Authenticator is the only thing wrong."""
+    pos = codec.HEADER_LENGTH
+    while raw[pos] != MESSAGE_AUTHENTICATOR:
+        pos += raw[pos + 1]
+    attributes = (
+        raw[codec.HEADER_LENGTH : pos]
+        + bytes((MESSAGE_AUTHENTICATOR, len(value) + 2))
+        + value
+        + raw[pos + raw[pos + 1] :]
+    )
+    if raw[0] == codec.ACCOUNTING_REQUEST:
+        return codec.encode_accounting_request(raw[1], attributes, SECRET.encode())
+    length = codec.HEADER_LENGTH + len(attributes)
+    return raw[:2] + length.to_bytes(2, "big") + raw[4:20] + attributes
+
+
+def answers_after(
+    address: tuple[str, int], refused: list[bytes], valid: bytes
+) -> tuple[bytes, list[bytes]]:
+    """Send each refused packet, then the valid one, from one socket; return the first
+    answer and whatever else arrived before it was read.
+
+    The daemon takes one socket's datagrams in order and answers a request
+    only after those before it were handled (an answer to an earlier one would
+    be sent first): so once the valid request's answer is here, an answer to
+    any refused one would be here too.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        for datagram in [*refused, valid]:
+            sock.sendto(datagram, address)
+        first = sock.recv(4096)
+        sock.setblocking(False)
+        rest = []
+        while True:
+            try:
+                rest.append(sock.recv(4096))
+            except BlockingIOError:
+                return first, rest
+
+
+async def test_accounting_with_a_wrong_message_authenticator_gets_no_answer_and_is_not_stored(
+    radclient: str, collector_config: CollectorConfig, dsn: str
+) -> None:
+    """RFC 5080 2.2.2: a Message-Authenticator on an Accounting-Request is optional, but
+    one that is present must verify (computed with the Request Authenticator zeroed);
+    a request that fails is dropped silently, whatever its Request Authenticator."""
+    secret = SECRET.encode()
+    valid = pyrad_request(pyrad_packet.AccountingRequest, 30, secret, "ma-valid")
+    refused = [
+        forge_message_authenticator(
+            pyrad_request(pyrad_packet.AccountingRequest, 31, secret, "ma-zeros"), bytes(16)
+        ),
+        # the right secret, but computed over the Request Authenticator as sent
+        forge_message_authenticator(
+            pyrad_request(pyrad_packet.AccountingRequest, 32, secret, "ma-other"),
+            bytes(range(16)),
+        ),
+        forge_message_authenticator(
+            pyrad_request(pyrad_packet.AccountingRequest, 33, secret, "ma-short"), bytes(8)
+        ),
+        pyrad_request(pyrad_packet.AccountingRequest, 34, b"not-the-secret", "ma-secret"),
+    ]
+    for packet in refused[:3]:  # only the Message-Authenticator is wrong
+        assert codec.accounting_request_ok(codec.decode(packet), secret)
+    with running_collector(collector_config) as collector:
+        # radclient computes a Message-Authenticator for accounting when asked to
+        signed = radclient_send(
+            radclient,
+            collector.radius_address,
+            "acct",
+            SECRET,
+            CISCO_STOP + "Message-Authenticator = 0x00\n",
+        )
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+        first, rest = answers_after(collector.radius_address, refused, valid)
+        assert first[0] == codec.ACCOUNTING_RESPONSE and first[1] == 30
+        assert codec.response_ok(first, valid[4:20], secret)
+        assert rest == []
+        assert collector.metric("cdr_collector_packets_total", outcome="bad_authenticator") == 4
+        assert collector.metric("cdr_collector_packets_total", outcome="accepted") == 2
+        await wait_for(lambda: collector.metric("cdr_collector_records_stored_total") == 2)
+    assert len(await fetch_rows(dsn)) == 2
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda raw: forge_message_authenticator(raw, bytes(16)), id="zeros"),
+        pytest.param(lambda raw: forge_message_authenticator(raw, bytes(range(16))), id="wrong"),
+        pytest.param(lambda raw: forge_message_authenticator(raw, bytes(8)), id="short"),
+        pytest.param(lambda raw: raw[:2] + (20).to_bytes(2, "big") + raw[4:20], id="absent"),
+    ],
+)
+async def test_status_server_without_a_valid_message_authenticator_gets_no_answer(
+    collector_config: CollectorConfig, forge: Any
+) -> None:
+    """RFC 5997 3: a Status-Server must carry a valid Message-Authenticator; one that
+    does not is dropped silently (its Request Authenticator is random, so nothing else
+    proves it came from a client that knows the secret)."""
+    secret = SECRET.encode()
+    valid = pyrad_request(pyrad_packet.StatusServer, 40, secret)
+    refused = [
+        forge(pyrad_request(pyrad_packet.StatusServer, 41, secret)),
+        pyrad_request(pyrad_packet.StatusServer, 42, b"not-the-secret"),
+    ]
+    with running_collector(collector_config) as collector:
+        first, rest = answers_after(collector.radius_address, refused, valid)
+        assert first[0] == codec.ACCOUNTING_RESPONSE and first[1] == 40
+        assert codec.response_ok(first, valid[4:20], secret)
+        assert rest == []
+        assert collector.metric("cdr_collector_packets_total", outcome="bad_authenticator") == 2

@@ -28,7 +28,7 @@ from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
-from collector.receivers.sip.receiver import MAX_TCP_STREAMS, SipReceiver
+from collector.receivers.sip.receiver import SipReceiver
 from collector.sink.writer import Ack, Writer
 from collector.telemetry import Health, Telemetry
 from tests.daemon import (
@@ -62,6 +62,8 @@ CALLEES = {
     "after_fuzz": "+442079460909",
     "left_open": "+442079460999",
     "reloaded": "+442079460888",
+    "spoofed": "+442079460111",
+    "unkeyed_tcp": "+442079460222",
 }
 ADDRESSES = ("198.51.100.7", "192.0.2.20", "203.0.113.9")
 SDP = (
@@ -77,10 +79,11 @@ def called_hmac(number: str) -> str:
     return _pseudonyms.pseudonym(number.lstrip("+"))
 
 
-def sip_section(port: int, *, unknown_allowed: bool = False) -> str:
-    """The [sip] TOML: two sources (one keyed), and a third when `unknown_allowed`."""
+def sip_section(port: int, *, unknown_allowed: bool = False, settings: str = "") -> str:
+    """The [sip] TOML: two sources (one keyed), and a third when `unknown_allowed`;
+    `settings` are more [sip] lines."""
     extra = (
-        f'[sip]\nlisten = ["127.0.0.1:{port}"]\nmax_dialogs = 1000\n\n'
+        f'[sip]\nlisten = ["127.0.0.1:{port}"]\nmax_dialogs = 1000\n{settings}\n'
         f'[[sip.sources]]\nname = "{PROXY}"\naddress = "127.0.0.1"\n\n'
         f'[[sip.sources]]\nname = "{KEYED}"\naddress = "{KEYED_ADDRESS}/32"\n'
         f'hep_auth_key = "{HEP_KEY}"\n'
@@ -90,10 +93,12 @@ def sip_section(port: int, *, unknown_allowed: bool = False) -> str:
     return extra
 
 
-def sip_config(directory: Path, dsn: str) -> CollectorConfig:
+def sip_config(directory: Path, dsn: str, settings: str = "") -> CollectorConfig:
     """A daemon with [radius] (as the harness writes it) and a [sip] listener on a free port."""
     port = free_port()
-    return CollectorConfig(directory=directory, dsn=dsn, sip_port=port, extra=sip_section(port))
+    return CollectorConfig(
+        directory=directory, dsn=dsn, sip_port=port, extra=sip_section(port, settings=settings)
+    )
 
 
 # --- building captured SIP ------------------------------------------------
@@ -362,9 +367,13 @@ async def wait_packets(collector: Collector, source: str, outcome: str, count: i
     await wait_for(lambda: packets(collector, source, outcome) >= count, 10.0)
 
 
-async def send_tcp(port: int, chunks: Sequence[bytes], pause_s: float = 0.05) -> None:
-    """Write each chunk separately on one TCP connection, pausing between writes."""
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def send_tcp(
+    port: int, chunks: Sequence[bytes], pause_s: float = 0.05, *, local: str | None = None
+) -> None:
+    """Write each chunk separately on one TCP connection (from `local`), pausing between writes."""
+    _reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(local, 0) if local else None
+    )
     try:
         for chunk in chunks:
             writer.write(chunk)
@@ -662,6 +671,143 @@ async def test_bad_input_is_counted_and_the_listener_keeps_serving(
     assert_nothing_identifying(log_text)
 
 
+async def test_a_keyed_source_takes_only_hep_that_carries_its_key(tmp_path: Path, dsn: str) -> None:
+    """Raw SIP (which cannot carry a key) and HEP without the key from a keyed source's
+    address are refused and counted bad_authenticator, over UDP and TCP; one spoofed
+    datagram must not bill a call. HEP with the key from the same address is stored."""
+    config = sip_config(tmp_path / "collector", dsn)
+    assert config.sip_port is not None
+    port = config.sip_port
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    spoofed_call = answered(Call("c-spoofed@pbx", CALLEES["spoofed"]), 30.0)
+    spoofed = [copy for _offset, message in spoofed_call for copy in mirrored(message)]
+    keyed_udp = hep_flow(
+        answered(Call("c-keyed@pbx", CALLEES["keyed"]), 2.0), start, auth_key=HEP_KEY
+    )
+    unkeyed_tcp = hep_flow(busy(Call("c-unkeyed-tcp@pbx", CALLEES["unkeyed_tcp"])), start)
+    keyed_tcp = hep_flow(
+        answered(Call("c-keyed-tcp@pbx", CALLEES["tcp"]), 4.0), start, auth_key=HEP_KEY
+    )
+    with running_collector(config) as collector:
+        keyed = Sender(port, KEYED_ADDRESS)
+        try:
+            # Datagrams of one socket are handled in order: the raw call before the keyed one.
+            keyed.send(spoofed)
+            keyed.send(keyed_udp)
+        finally:
+            keyed.close()
+        await send_tcp(port, [b"".join(unkeyed_tcp + keyed_tcp)], local=KEYED_ADDRESS)
+        await wait_packets(collector, KEYED, "accepted", len(keyed_udp) + len(keyed_tcp))
+        await wait_rows(dsn, 2)
+        assert packets(collector, KEYED, "accepted") == len(keyed_udp) + len(keyed_tcp)
+        assert packets(collector, KEYED, "bad_authenticator") == len(spoofed) + len(unkeyed_tcp)
+        assert packets(collector, KEYED, "malformed") == 0
+        log_text = collector.log_text()
+    calls = by_callee(await fetch_rows(dsn))
+    assert set(calls) == {"keyed", "tcp"}
+    assert calls["keyed"]["duration_ms"] == 2000
+    assert calls["tcp"]["duration_ms"] == 4000
+    assert "Traceback" not in log_text
+    assert_nothing_identifying(log_text)
+
+
+async def test_a_future_dated_invite_does_not_stop_the_expiry_of_other_dialogs(
+    tmp_path: Path, dsn: str
+) -> None:
+    """One INVITE whose HEP time is ten days ahead, then a dialog from another source
+    that is already older than max_dialog_age_s: the stale one is closed (stored
+    incomplete) by the next housekeeping run, the future-dated one stays open."""
+    config = sip_config(tmp_path / "collector", dsn, settings="max_dialog_age_s = 60\n")
+    assert config.sip_port is not None
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = Call("c-ahead@pbx", CALLEES["answered"]).invite()
+    stale = Call("c-stale@pbx", CALLEES["left_open"])
+    with running_collector(config) as collector:
+        proxy = Sender(config.sip_port)
+        keyed = Sender(config.sip_port, KEYED_ADDRESS)
+        try:
+            proxy.send([hep(ahead, now + timedelta(days=10))])
+            await wait_packets(collector, PROXY, "accepted", 1)
+            keyed.send(
+                [
+                    hep(message, now - timedelta(hours=2, seconds=-offset), auth_key=HEP_KEY)
+                    for offset, message in answered(stale, 3600.0)[:5]  # up, never hung up
+                ]
+            )
+        finally:
+            proxy.close()
+            keyed.close()
+        rows = await wait_rows(dsn, 1)
+        await wait_for(lambda: collector.metric("cdr_collector_sip_open_dialogs") == 1, 10.0)
+    assert len(rows) == 1
+    row = by_callee(rows)["left_open"]
+    assert (row["source"], row["incomplete"], row["answered"]) == (KEYED, True, True)
+
+
+async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
+    """Wait until the other side closes (FIN or reset); True, or fail after a while."""
+    try:
+        while await asyncio.wait_for(reader.read(4096), 20.0):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def test_idle_and_stalled_tcp_connections_from_one_peer_do_not_lock_others_out(
+    tmp_path: Path, dsn: str
+) -> None:
+    """300 HEP/TCP connections from one capture agent's address, idle or stopped inside a
+    packet header, more than the old global cap of 256: the address gets at most
+    tcp_max_connections_per_address of them, another agent's calls over TCP are still
+    stored, and the idle and stalled connections are closed (a stalled frame counts
+    malformed) until the flooding address can send a call again."""
+    per_address = 16
+    config = sip_config(
+        tmp_path / "collector",
+        dsn,
+        settings=(
+            f"tcp_max_connections_per_address = {per_address}\n"
+            "tcp_idle_timeout_s = 3\ntcp_frame_timeout_ms = 1000\n"
+        ),
+    )
+    assert config.sip_port is not None
+    port = config.sip_port
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    keyed_call = hep_flow(
+        answered(Call("c-keyed-flood@pbx", CALLEES["keyed"]), 2.0), start, auth_key=HEP_KEY
+    )
+    later_call = hep_flow(busy(Call("c-after-flood@pbx", CALLEES["busy"])), start)
+    flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    stalled = per_address // 2
+    with running_collector(config) as collector:
+        try:
+            for index in range(300):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                if per_address - stalled <= index < per_address:
+                    writer.write(b"HEP3\x03")  # five bytes of a six-byte header, then nothing
+                flood.append((reader, writer))
+            # another agent, while the flood holds its connections
+            await send_tcp(port, [b"".join(keyed_call)], local=KEYED_ADDRESS)
+            rows = await wait_rows(dsn, 1)
+            assert by_callee(rows)["keyed"]["source"] == KEYED
+            # every flood connection ends: refused at once, or closed idle or stalled
+            for reader, _writer in flood:
+                assert await closed_by_peer(reader)
+        finally:
+            for _reader, writer in flood:
+                writer.close()
+        await send_tcp(port, [b"".join(later_call)])
+        rows = await wait_rows(dsn, 2)
+        refused = packets(collector, PROXY, "overloaded")
+        assert 300 - per_address >= refused >= 250
+        assert packets(collector, PROXY, "malformed") == stalled
+        assert packets(collector, KEYED, "accepted") == len(keyed_call)
+        log_text = collector.log_text()
+    assert set(by_callee(rows)) == {"keyed", "busy"}
+    assert "Traceback" not in log_text
+
+
 async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: str) -> None:
     """SIGHUP: an address that was unknown becomes a source; calls open across it survive."""
 
@@ -710,8 +856,9 @@ class RowsWriter(Writer):
         return True
 
 
-def in_process_receiver() -> tuple[SipReceiver, RowsWriter, Telemetry]:
-    """A receiver fed by calling its datagram handler directly (no socket, no daemon)."""
+def in_process_receiver(**settings: Any) -> tuple[SipReceiver, RowsWriter, Telemetry]:
+    """A receiver fed by calling its datagram handler directly (no socket, no daemon);
+    `settings` are more SipConfig fields."""
     telemetry = Telemetry()
     privacy = PrivacyConfig(
         keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),), record_secret=b"r" * 32
@@ -722,6 +869,7 @@ def in_process_receiver() -> tuple[SipReceiver, RowsWriter, Telemetry]:
             SipSource(PROXY, "127.0.0.1"),
             SipSource(KEYED, KEYED_ADDRESS, hep_auth_key=HEP_KEY),
         ),
+        **settings,
     )
     writer = RowsWriter(telemetry)
     return SipReceiver(config, Redactor(privacy), writer, telemetry), writer, telemetry
@@ -815,20 +963,23 @@ def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
 
 
 async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> None:
-    receiver, writer, telemetry = in_process_receiver()
+    cap = 24
+    receiver, writer, telemetry = in_process_receiver(
+        tcp_max_connections=cap, tcp_max_connections_per_address=cap
+    )
     await receiver.start()
     streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
         host, port = receiver.addresses[0]
-        for _ in range(MAX_TCP_STREAMS):
+        for _ in range(cap):
             streams.append(await asyncio.open_connection(host, port))
-        await wait_for(lambda: len(receiver.streams) == MAX_TCP_STREAMS, 5.0)
+        await wait_for(lambda: len(receiver.streams) == cap, 5.0)
         reader, extra = await asyncio.open_connection(host, port)
         # refused: the daemon closes it at once
         assert await asyncio.wait_for(reader.read(1), 5.0) == b""
         extra.close()
         assert outcome_count(telemetry, PROXY, "overloaded") == 1
-        assert len(receiver.streams) == MAX_TCP_STREAMS
+        assert len(receiver.streams) == cap
         # the connections already open keep serving
         start = datetime.now(UTC).replace(microsecond=0)
         call = Call("tcp-capped@pbx.example.org", CALLEES["tcp"])

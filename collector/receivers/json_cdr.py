@@ -21,13 +21,19 @@ The endpoint answers 200 only once the record is durable (committed, or
 fsync'd to the spool); 503 with Retry-After when it is not, so that the
 switch keeps the CDR and posts it again (the record key makes the repeat one
 row); anything but 2xx makes mod_json_cdr retry and then write the CDR to
-its err-log-dir. It only serves the configured networks (403), checks HTTP
-basic credentials when configured (401), refuses bodies over
+its err-log-dir. It only serves the configured networks: a connection from
+anywhere else is closed as it is accepted, before a byte is read (and a
+request on a connection whose address a reload removed gets 403). It checks
+HTTP basic credentials when configured (401), refuses bodies over
 `max_body_bytes` (413) and documents it cannot read (400, with a one-line
 reason naming the field). A request with `Expect: 100-continue` that would
-be refused gets that answer before its body is sent. It never echoes, logs
-or counts a value taken from a document: no number, address or URI reaches
-a response, a log line or a label.
+be refused gets that answer before its body is sent. A connection has
+`header_timeout_ms` to deliver a request's headers and then
+`body_timeout_ms` for its body (408): aiohttp itself would wait for ever.
+HTTP that aiohttp cannot parse is counted and logged once per interval,
+never with a traceback. It never echoes, logs or counts a value taken from
+a document: no number, address or URI reaches a response, a log line or a
+label.
 """
 
 from __future__ import annotations
@@ -39,13 +45,15 @@ import hmac
 import json
 import re
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, unquote_to_bytes
 
 from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from collector.config import JsonConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
@@ -652,6 +660,170 @@ class _LastResponse(web.Response):
         self._close_connection()  # the transport still sends what it has buffered
 
 
+class _Guard(asyncio.Protocol):
+    """One JSON connection, in front of the aiohttp protocol that serves it.
+
+    At `connection_made` a peer outside `allowed` is aborted before a byte
+    is read (so neither a slow nor a malformed request from it costs a parse
+    or a log line); an allowed one gets aiohttp's protocol, to which every
+    event is passed on. Until a request's headers are complete (from the
+    connection's opening, or the end of its previous request) a timer runs:
+    past `header_timeout_ms` the connection is closed, counted malformed
+    when it had sent part of a request.
+    """
+
+    def __init__(self, receiver: JsonReceiver, serve: Callable[[], asyncio.Protocol]) -> None:
+        self.receiver = receiver
+        self.serve = serve
+        self.inner: asyncio.Protocol | None = None
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.partial = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        receiver = self.receiver
+        stream = cast(asyncio.Transport, transport)
+        peer = stream.get_extra_info("peername")
+        if not peer or receiver.networks.find(peer[0]) is None:
+            receiver.count_forbidden()
+            stream.abort()
+            return
+        self.transport = stream
+        receiver.guards[stream] = self
+        self.inner = inner = self.serve()
+        inner.connection_made(stream)
+        self.wait_for_headers()
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            if self.timer is not None:
+                self.partial = True
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_waiting()
+        if self.transport is not None:
+            self.receiver.guards.pop(self.transport, None)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+            self.inner = None
+
+    def wait_for_headers(self) -> None:
+        """Start the header timer (at the opening, and after each request)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.stop_waiting()
+        self.partial = False
+        delay = self.receiver.config.header_timeout_ms / 1000
+        self.timer = asyncio.get_running_loop().call_later(delay, self._headers_too_slow)
+
+    def stop_waiting(self) -> None:
+        """A request's headers are in (or the connection is gone)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.receiver.count_headers_too_slow(self.partial)
+            self.transport.abort()
+
+
+class _GuardedSite(web.BaseSite):
+    """The JSON listener: aiohttp's server behind a `_Guard` per connection."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        receiver: JsonReceiver,
+        sock: socket.socket | None,
+        host: str,
+        port: int,
+    ) -> None:
+        super().__init__(runner)
+        self._receiver = receiver
+        self._sock = sock
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        serve = self._runner.server
+        assert serve is not None
+        receiver = self._receiver
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: _Guard(receiver, serve), sock=self._sock, backlog=self._backlog
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: _Guard(receiver, serve),
+                self._host,
+                self._port,
+                reuse_address=True,
+                backlog=self._backlog,
+            )
+
+
+class _ServerLog:
+    """Stands in for the logger aiohttp's server reports to.
+
+    aiohttp reports a request it cannot parse (request line, header, chunk
+    framing) with `logger.exception`, an ERROR and a traceback for every bad
+    request a client sends. Here such client errors count malformed and log
+    one line per interval naming the error class. Anything else it reports
+    is a failure in this process: counted and logged the same way,
+    rate-limited, as the other receivers log theirs.
+    """
+
+    def __init__(self, receiver: JsonReceiver) -> None:
+        self.receiver = receiver
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = None, **_kwargs: Any) -> None:
+        self._report(exc_info)
+
+    def error(self, msg: str, *args: Any, exc_info: Any = None, **_kwargs: Any) -> None:
+        self._report(exc_info)
+
+    def warning(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        receiver = self.receiver  # its text may quote a request: logged without it
+        receiver._limited.warning("json_server", "HTTP server warning", listener=receiver.listener)
+
+    def debug(self, msg: str, *args: Any, exc_info: Any = None, **_kwargs: Any) -> None:
+        # aiohttp reports a first request that is not HTTP at all at debug level
+        if isinstance(exc_info, HttpProcessingError):
+            self.receiver.count_bad_http(exc_info)
+
+    def info(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def _report(self, exc_info: Any) -> None:
+        if not isinstance(exc_info, BaseException):  # None or True: the exception being handled
+            exc_info = sys.exc_info()[1]
+        if isinstance(exc_info, HttpProcessingError):
+            self.receiver.count_bad_http(exc_info)
+        else:
+            self.receiver.count_internal(exc_info)
+
+
 class JsonReceiver:
     """Serves `POST /cdr`, answering each CDR once it is durable."""
 
@@ -678,6 +850,8 @@ class JsonReceiver:
         self._addresses: list[tuple[str, int]] = []
         self._limited = RateLimitedLog(log)
         self._counters: dict[tuple[str, str], Any] = {}
+        #: the guard of each open connection, by transport (for the header timer)
+        self.guards: dict[asyncio.BaseTransport, _Guard] = {}
 
     # --- lifecycle ---------------------------------------------------------
     def bind(self, inherited: list[socket.socket] | None = None) -> None:
@@ -703,16 +877,14 @@ class JsonReceiver:
 
     async def start(self) -> None:
         """Listen on `listen` (or the adopted socket) and serve POST /cdr."""
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[self._header_timer]
+        )
         app.router.add_post("/cdr", self._post, expect_handler=self._expect)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=_ServerLog(self))
         await runner.setup()
-        site: web.BaseSite
-        if self._socket is not None:
-            site = web.SockSite(runner, self._socket)
-        else:
-            host, port = parse_host_port(self.config.listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+        host, port = parse_host_port(self.config.listen)
+        site = _GuardedSite(runner, self, self._socket, host, port)
         try:
             await site.start()
         except BaseException:
@@ -744,6 +916,63 @@ class JsonReceiver:
         self.networks = _allowed_networks(config.allowed)
         self.config = config
 
+    # --- per connection ----------------------------------------------------
+    def count_forbidden(self) -> None:
+        """A connection or request from an address outside `allowed`."""
+        self._count("unknown", "unknown_client")
+        self._limited.warning(
+            "json_forbidden", "CDR post from an address not allowed", listener=self.listener
+        )
+
+    def count_headers_too_slow(self, partial: bool) -> None:
+        """A connection closed for not sending a request's headers in time."""
+        if partial:
+            self._count(self.config.source, "malformed")
+            self._limited.warning(
+                "json_slow_headers",
+                "HTTP request headers not complete in time: connection closed",
+                listener=self.listener,
+            )
+        else:
+            self._limited.info("json_idle", "idle HTTP connection closed", listener=self.listener)
+
+    def count_bad_http(self, exc: HttpProcessingError) -> None:
+        """A request aiohttp could not parse (answered 400 by aiohttp): a line per kind
+        of parser error and interval."""
+        self._count(self.config.source, "malformed")
+        error_class = type(exc).__name__  # one of aiohttp's few parser errors
+        self._limited.warning(
+            "json_bad_http:" + error_class,
+            "malformed HTTP request refused",
+            listener=self.listener,
+            error_class=error_class,
+        )
+
+    def count_internal(self, exc: object) -> None:
+        """A failure aiohttp caught in this process's handling of a request."""
+        self._count("unknown", "malformed")
+        self._limited.warning(
+            "json_internal",
+            "JSON request handling failed",
+            listener=self.listener,
+            error_class=type(exc).__name__ if isinstance(exc, BaseException) else None,
+        )
+
+    @web.middleware
+    async def _header_timer(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        """Stops the connection's header timer while a request is handled, restarts it after."""
+        guard = self.guards.get(request.transport) if request.transport is not None else None
+        if guard is not None:
+            guard.stop_waiting()
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            if guard is not None:
+                guard.wait_for_headers()
+
     # --- per request -------------------------------------------------------
     def _count(self, source: str, outcome: str) -> None:
         child = self._counters.get((source, outcome))
@@ -764,10 +993,8 @@ class JsonReceiver:
         config = self.config
         source = config.source
         if not request.remote or self.networks.find(request.remote) is None:
-            self._count("unknown", "unknown_client")
-            self._limited.warning(
-                "json_forbidden", "CDR post from an address not allowed", listener=self.listener
-            )
+            # the connection was let in before a reload took its address off the list
+            self.count_forbidden()
             return web.Response(status=403, text="forbidden\n")
         if config.credentials and not _credentials_match(
             request.headers.get("Authorization"), config.credentials
@@ -817,10 +1044,33 @@ class JsonReceiver:
             return refusal
         limit = config.max_body_bytes
         body = bytearray()
-        async for chunk in request.content.iter_chunked(_READ_CHUNK):
-            body += chunk
-            if len(body) > limit:
-                return self._too_large(source)
+        try:
+            async with asyncio.timeout(config.body_timeout_ms / 1000):
+                async for chunk in request.content.iter_chunked(_READ_CHUNK):
+                    body += chunk
+                    if len(body) > limit:
+                        return self._too_large(source)
+        except TimeoutError:
+            self._count(source, "malformed")
+            self._limited.warning(
+                "json_slow_body", "CDR post body not complete in time", source=source
+            )
+            # the rest of the body may never come: answer and close, without lingering for it
+            return _LastResponse(
+                web.Response(status=408, text="request body not complete in time\n"),
+                request.protocol.force_close,
+            )
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            self._count(source, "malformed")
+            self._limited.warning(
+                "json_bad_body",
+                "CDR post body unreadable",
+                source=source,
+                error_class=type(exc).__name__,
+            )
+            return _LastResponse(
+                web.Response(status=400, text="bad request body\n"), request.protocol.force_close
+            )
         received_at = datetime.now(UTC)
         try:
             document = decode_body(bytes(body), request.content_type)

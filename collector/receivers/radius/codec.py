@@ -180,26 +180,39 @@ def accounting_request_ok(packet: Packet, secret: bytes) -> bool:
 
 
 def _message_authenticator_offset(raw: bytes) -> int:
-    """Byte offset of the Message-Authenticator value, or -1 (framing already checked)."""
+    """Byte offset of the first Message-Authenticator's value, or -1 (framing already checked).
+
+    -1 also when that attribute is not 18 octets long: RFC 3579 3.2 allows no
+    other length, and a packet carrying a malformed one cannot verify.
+    """
     pos = HEADER_LENGTH
     length = len(raw)
     while pos + 2 <= length:
         attr_length = raw[pos + 1]
-        if raw[pos] == MESSAGE_AUTHENTICATOR and attr_length == 18:
-            return pos + 2
+        if raw[pos] == MESSAGE_AUTHENTICATOR:
+            return pos + 2 if attr_length == 18 else -1
         if attr_length < 2:
             return -1
         pos += attr_length
     return -1
 
 
-def message_authenticator_ok(packet: Packet, secret: bytes) -> bool:
-    """RFC 3579 3.2: HMAC-MD5 over the packet with the Message-Authenticator zeroed."""
+def message_authenticator_ok(packet: Packet, secret: bytes, *, accounting: bool = False) -> bool:
+    """RFC 3579 3.2: HMAC-MD5 (keyed by the secret) over the packet with the attribute zeroed.
+
+    A Status-Server (like an Access-Request) is hashed with its Request
+    Authenticator as sent: the client chose it at random. An Accounting-Request
+    (`accounting`, RFC 5080 2.2.2) has its Message-Authenticator computed
+    before its Request Authenticator, with that field zeroed as RFC 2866 zeroes
+    it for its own hash, so the check zeroes it as well. False when the
+    packet has no well-formed Message-Authenticator.
+    """
     raw = packet.raw
     offset = _message_authenticator_offset(raw)
     if offset < 0:
         return False
-    zeroed = raw[:offset] + ZERO_AUTHENTICATOR + raw[offset + 16 :]
+    authenticator = ZERO_AUTHENTICATOR if accounting else raw[4:20]
+    zeroed = raw[:4] + authenticator + raw[20:offset] + ZERO_AUTHENTICATOR + raw[offset + 16 :]
     expected = hmac.digest(secret, zeroed, "md5")
     return hmac.compare_digest(expected, raw[offset : offset + 16])
 

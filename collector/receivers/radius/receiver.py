@@ -1,7 +1,9 @@
 """The RADIUS accounting listener (UDP, RFC 2866 and RFC 5997 Status-Server).
 
 For every datagram: find the client by source address, drop and count what
-is unknown, malformed or badly authenticated, answer retransmissions from a
+is unknown, malformed or badly authenticated (a Request Authenticator or a
+Message-Authenticator that does not verify: the latter is required on
+Status-Server and checked on accounting whenever present), answer retransmissions from a
 duplicate cache, and hand each new record to the writer. The
 Accounting-Response is sent only when the writer reports the record durable
 (committed, or fsync'd to the spool): RFC 2866 forbids answering a request
@@ -26,6 +28,7 @@ from collector.model import RecordKind
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable, grow_receive_buffer, make_udp_socket
 from collector.receivers.radius import codec
+from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR
 from collector.receivers.radius.profiles import Context, NotACall, interpret
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
@@ -231,6 +234,15 @@ class RadiusReceiver:
             self._count(source, "bad_authenticator")
             self._limited.warning(
                 "bad_auth", "bad Request Authenticator: check the shared secret", source=source
+            )
+            return
+        if MESSAGE_AUTHENTICATOR in packet.attrs and not codec.message_authenticator_ok(
+            packet, secret, accounting=True
+        ):
+            # optional on accounting, but one that is present must verify (RFC 5080 2.2.2)
+            self._count(source, "bad_authenticator")
+            self._limited.warning(
+                "bad_auth", "bad Message-Authenticator: check the shared secret", source=source
             )
             return
         now = datetime.now(UTC)

@@ -75,7 +75,11 @@ Choices the records depend on:
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections.abc import Hashable
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.outcome import CAUSE_NORMAL_CLEARING, q850_from_sip_status
@@ -109,6 +113,74 @@ def _branch_rank(status: int) -> int:
 
 
 _DialogKey = tuple[str, str, str]
+_Key = TypeVar("_Key", bound=Hashable)
+
+#: stale heap entries a timetable tolerates beyond its live ones before it rebuilds
+_COMPACT_SLACK = 1024
+
+
+class _Timetable(Generic[_Key]):
+    """Keys with a due time, each handed back once its time has come, in any order they were set.
+
+    Capture times come from the agents, so a key set later may well be due
+    earlier (one agent's clock is ahead, one INVITE is dated next year): a
+    scan in insertion order that stops at the first key not yet due would let
+    one such key hold back every key behind it. So the due times sit in a
+    heap, beside a dict of each key's current due time. Setting a key costs
+    O(log n), discarding it O(1): its heap entry stays behind and is skipped
+    when it surfaces (the dict no longer agrees with it). Once such stale
+    entries outnumber the live ones, the heap is rebuilt from the dict, so
+    memory stays proportional to the keys held and the cost per key O(log n)
+    amortized. The dict keeps insertion order for `oldest`.
+    """
+
+    __slots__ = ("_due", "_heap", "_sequence")
+
+    def __init__(self) -> None:
+        self._due: dict[_Key, datetime] = {}
+        # (due, tie-breaker, key): the tie-breaker keeps keys from ever being compared
+        self._heap: list[tuple[datetime, int, _Key]] = []
+        self._sequence = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def __contains__(self, key: _Key) -> bool:
+        return key in self._due
+
+    def set(self, key: _Key, due: datetime) -> None:
+        """Make `key` due at `due` (moving it to the end of the insertion order)."""
+        due_of = self._due
+        due_of.pop(key, None)
+        due_of[key] = due
+        heap = self._heap
+        heapq.heappush(heap, (due, next(self._sequence), key))
+        if len(heap) > 2 * len(due_of) + _COMPACT_SLACK:
+            self._compact()
+
+    def discard(self, key: _Key) -> None:
+        """Forget `key` (nothing when it is not held)."""
+        self._due.pop(key, None)
+
+    def oldest(self) -> _Key:
+        """The key set longest ago (the timetable must not be empty)."""
+        return next(iter(self._due))
+
+    def pop_due(self, now: datetime) -> list[_Key]:
+        """Remove and return every key due at or before `now`, soonest first."""
+        heap, due_of = self._heap, self._due
+        found: list[_Key] = []
+        while heap and heap[0][0] <= now:
+            due, _tie, key = heapq.heappop(heap)
+            if due_of.get(key) == due:
+                del due_of[key]
+                found.append(key)
+        return found
+
+    def _compact(self) -> None:
+        sequence = self._sequence
+        self._heap = [(due, next(sequence), key) for key, due in self._due.items()]
+        heapq.heapify(self._heap)
 
 
 def dialog_session_id(call_id: str, from_tag: str | None) -> str:
@@ -224,10 +296,12 @@ class DialogTracker:
         self.expired_total = 0
         # Insertion order is creation order: the first entry is the oldest dialog.
         self._dialogs: dict[_DialogKey, _Dialog] = {}
+        # Each open dialog by its setup time, for max_dialog_age_s.
+        self._ages: _Timetable[_DialogKey] = _Timetable()
         # Dialogs waiting for a retry after a retryable failure, or for the 487 after a CANCEL.
-        self._deadlines: dict[_DialogKey, datetime] = {}
+        self._deadlines: _Timetable[_DialogKey] = _Timetable()
         # Recently closed dialogs (key -> until when), so late copies cannot reopen them.
-        self._closed: dict[_DialogKey, datetime] = {}
+        self._closed: _Timetable[_DialogKey] = _Timetable()
 
     @property
     def open_dialogs(self) -> int:
@@ -330,18 +404,13 @@ class DialogTracker:
         A retryable failure not retried within the window ends the call with
         that response; a CANCEL whose 487 never showed up ends it as
         cancelled (incomplete); a dialog older than `max_dialog_age_s` is
-        emitted incomplete. Dialogs are checked oldest first and the scan
-        stops at the first one not yet due, so the cost is proportional to
+        emitted incomplete. Each dialog is judged by its own times, whatever
+        the times of the others (see `_Timetable`), at a cost proportional to
         what expires.
         """
         records: list[CallRecord] = []
         dialogs = self._dialogs
-        deadlines = self._deadlines
-        while deadlines:
-            key, due = next(iter(deadlines.items()))
-            if due > now:
-                break
-            del deadlines[key]
+        for key in self._deadlines.pop_due(now):
             dialog = dialogs.get(key)
             if dialog is None or dialog.answer is not None:
                 continue
@@ -354,20 +423,14 @@ class DialogTracker:
             elif dialog.cancel is not None:
                 records.append(self._close_incomplete(dialog, now))
 
-        cutoff = now - self.max_dialog_age
-        while dialogs:
-            dialog = next(iter(dialogs.values()))
-            if dialog.setup > cutoff:
-                break
+        for key in self._ages.pop_due(now - self.max_dialog_age):
+            dialog = dialogs.get(key)
+            if dialog is None:
+                continue
             self.expired_total += 1
             records.append(self._close_incomplete(dialog, now))
 
-        closed = self._closed
-        while closed:
-            key, until = next(iter(closed.items()))
-            if until > now:
-                break
-            del closed[key]
+        self._closed.pop_due(now)
         return records
 
     # -- opening ---------------------------------------------------------
@@ -385,6 +448,7 @@ class DialogTracker:
             self.evicted_total += 1
             records.append(self._close_incomplete(oldest, ts))
         dialogs[key] = _Dialog(key, msg, ts, source)
+        self._ages.set(key, ts)
         return records
 
     def _another_invite(self, dialog: _Dialog, msg: SipMessage) -> None:
@@ -402,7 +466,7 @@ class DialogTracker:
             dialog.cseq = msg.cseq
             dialog.final_status = dialog.final_time = dialog.final_cause = None
             dialog.branch_status = dialog.branch_time = dialog.branch_cause = None
-            self._deadlines.pop(dialog.key, None)
+            self._deadlines.discard(dialog.key)
             dialog.fill_from_copy(msg)
 
     @staticmethod
@@ -433,9 +497,7 @@ class DialogTracker:
             self._set_deadline(dialog.key, ts + self.retry_window)
 
     def _set_deadline(self, key: _DialogKey, when: datetime) -> None:
-        deadlines = self._deadlines
-        deadlines.pop(key, None)  # re-insert at the end: the dict stays roughly time-ordered
-        deadlines[key] = when
+        self._deadlines.set(key, when)
 
     # -- durable starts ----------------------------------------------------
 
@@ -593,11 +655,12 @@ class DialogTracker:
         """Forget the dialog (leaving a tombstone) and build its record."""
         key = dialog.key
         del self._dialogs[key]
-        self._deadlines.pop(key, None)
+        self._ages.discard(key)
+        self._deadlines.discard(key)
         closed = self._closed
         if len(closed) >= self.max_dialogs:
-            del closed[next(iter(closed))]
-        closed[key] = clock + self.retry_window
+            closed.discard(closed.oldest())
+        closed.set(key, clock + self.retry_window)
 
         setup = dialog.setup
         answer = dialog.answer

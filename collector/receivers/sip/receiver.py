@@ -2,8 +2,9 @@
 
 Capture agents (Kamailio/OpenSIPS `siptrace`, heplify, FreeSWITCH) mirror
 every SIP message a proxy handles to `[sip].listen`, wrapped in HEPv3 (or
-the older HEPv1/v2, which carry no auth key: a source that requires one
-refuses them) or as bare SIP datagrams; over TCP the same HEPv3 packets
+the older HEPv1/v2, which carry no auth key) or as bare SIP datagrams (no key
+either): a source with a `hep_auth_key` takes only HEPv3 packets carrying it,
+anything else from its address counts `bad_authenticator`. Over TCP the same HEPv3 packets
 come back to back, each framed by its own 6-byte header. For every packet the receiver finds the
 configured source by address, decodes and checks it (auth key, payload
 type), parses the SIP headers and feeds one shared `DialogTracker`; each call
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import hmac
 import socket
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -58,9 +60,6 @@ log = get_logger(__name__)
 HOUSEKEEPING_INTERVAL_S = 1.0
 #: pending TCP connections the kernel queues for us
 TCP_BACKLOG = 128
-#: HEP-over-TCP connections served at once per listener; a capture agent holds
-#: one or two, so more means a misbehaving agent, refused before it costs memory
-MAX_TCP_STREAMS = 256
 #: the label of packets from an address no source owns
 UNKNOWN_SOURCE = "unknown"
 
@@ -119,7 +118,10 @@ class _HepStream(asyncio.Protocol):
     way to find the next packet boundary, so the connection is counted
     malformed and closed (the agent reconnects and starts on a boundary).
     The buffer never holds more than one partial packet (at most 64 KiB)
-    plus what one read delivered.
+    plus what one read delivered. `last_active` (the last read) and
+    `frame_started` (when the partial packet in the buffer began, None when
+    there is none) let the receiver close connections that went quiet or
+    stalled inside a packet.
     """
 
     def __init__(self, receiver: SipReceiver) -> None:
@@ -127,6 +129,8 @@ class _HepStream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.address = ""
         self.buffer = bytearray()
+        self.last_active = time.monotonic()
+        self.frame_started: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = stream = cast(asyncio.Transport, transport)
@@ -140,19 +144,18 @@ class _HepStream(asyncio.Protocol):
             stream.abort()
             self.transport = None
             return
-        if len(receiver.streams) >= MAX_TCP_STREAMS:
-            receiver.count_too_many_streams(self.address)
+        if not receiver.admit_stream(self):
             stream.abort()
             self.transport = None
-            return
-        receiver.streams.add(self)
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
         transport = self.transport
         if transport is None or receiver.paused:
             return
+        now = self.last_active = time.monotonic()
         buffer = self.buffer
+        started_empty = not buffer
         buffer += data
         size = len(buffer)
         offset = 0
@@ -175,9 +178,14 @@ class _HepStream(asyncio.Protocol):
             return
         if offset:
             del buffer[:offset]
+        if not buffer:
+            self.frame_started = None
+        elif offset or started_empty:
+            self.frame_started = now  # a new packet began in this read
+        # else the same partial packet goes on: its start stays where it was
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.receiver.streams.discard(self)
+        self.receiver.forget_stream(self)
         self.buffer.clear()
         self.transport = None
 
@@ -231,8 +239,9 @@ class SipReceiver:
             config.max_dialogs, float(config.max_dialog_age_s), config.correlation_header
         )
         self.paused = False
-        #: open TCP connections (closed at stop)
+        #: open TCP connections (closed at stop), and the same by peer address
         self.streams: set[_HepStream] = set()
+        self._streams_by_address: dict[str, set[_HepStream]] = {}
         self._udp_sockets: list[socket.socket] = []
         self._tcp_sockets: list[socket.socket] = []
         self._transports: list[asyncio.BaseTransport] = []
@@ -318,6 +327,7 @@ class SipReceiver:
         for stream in list(self.streams):
             stream.abort()
         self.streams.clear()
+        self._streams_by_address.clear()
         for transport in self._transports:
             transport.close()
         self._transports.clear()
@@ -383,8 +393,38 @@ class SipReceiver:
             "unknown_client", "packet from an unknown address dropped", listener=self.listener
         )
 
-    def count_too_many_streams(self, address: str) -> None:
-        """A connection refused because MAX_TCP_STREAMS are open: counted overloaded."""
+    def admit_stream(self, stream: _HepStream) -> bool:
+        """Register a new TCP connection, or refuse it (counted overloaded) past the limits.
+
+        Both limits count: the total bounds memory, the one per address keeps
+        a single misbehaving peer (or a flood of idle connections from it)
+        from locking every other capture agent out.
+        """
+        config = self.config
+        address = stream.address
+        mine = self._streams_by_address.get(address)
+        if len(self.streams) >= config.tcp_max_connections:
+            self._count_refused_stream(address, "total")
+            return False
+        if mine is not None and len(mine) >= config.tcp_max_connections_per_address:
+            self._count_refused_stream(address, "per_address")
+            return False
+        if mine is None:
+            mine = self._streams_by_address[address] = set()
+        mine.add(stream)
+        self.streams.add(stream)
+        return True
+
+    def forget_stream(self, stream: _HepStream) -> None:
+        """A TCP connection is gone (or was never admitted)."""
+        self.streams.discard(stream)
+        mine = self._streams_by_address.get(stream.address)
+        if mine is not None:
+            mine.discard(stream)
+            if not mine:
+                del self._streams_by_address[stream.address]
+
+    def _count_refused_stream(self, address: str, limit: str) -> None:
         source = self._find(address)
         if source is not None:
             source.overloaded.inc()
@@ -392,8 +432,35 @@ class SipReceiver:
             "hep_streams",
             "too many HEP TCP connections: new one refused",
             listener=self.listener,
-            open=len(self.streams),
+            reason=limit,
+            count=len(self.streams),
         )
+
+    def close_stalled_streams(self, now: float) -> None:
+        """Close TCP connections idle past `tcp_idle_timeout_s`, or stuck inside a packet
+        past `tcp_frame_timeout_ms` (that partial packet counts malformed)."""
+        config = self.config
+        idle_before = now - config.tcp_idle_timeout_s
+        frame_before = now - config.tcp_frame_timeout_ms / 1000
+        for stream in list(self.streams):
+            started = stream.frame_started
+            if started is not None and started <= frame_before:
+                source = self._find(stream.address)
+                if source is not None:
+                    source.malformed.inc()
+                self._limited.warning(
+                    "hep_stream_stalled",
+                    "HEP packet on TCP not completed in time: connection closed",
+                    listener=self.listener,
+                )
+            elif stream.last_active <= idle_before:
+                self._limited.info(
+                    "hep_stream_idle", "idle HEP TCP connection closed", listener=self.listener
+                )
+            else:
+                continue
+            self.forget_stream(stream)
+            stream.abort()
 
     def count_broken_stream(self, address: str, reason: str) -> None:
         """A TCP stream that stopped being HEPv3: counted once, then closed."""
@@ -469,6 +536,15 @@ class SipReceiver:
             if when is None:
                 when = _now(UTC)
         else:
+            if source.auth_key is not None:
+                # Bare SIP carries no key: from a keyed source it is as good as forged.
+                source.bad_authenticator.inc()
+                self._limited.warning(
+                    "sip_unkeyed",
+                    "raw SIP from a source that requires a HEP auth key dropped",
+                    source=source.name,
+                )
+                return
             payload = data
             when = _now(UTC)
         tracker = self.tracker
@@ -521,7 +597,8 @@ class SipReceiver:
 
     # --- housekeeping ------------------------------------------------------
     async def _housekeeping(self) -> None:
-        """Once a second: close dialogs that time settled, refresh the gauges."""
+        """Once a second: close dialogs that time settled and TCP connections that
+        stalled, refresh the gauges."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             if self.paused:
@@ -530,6 +607,8 @@ class SipReceiver:
                 records = self.tracker.expire(_now(UTC))
                 if records:
                     self._emit(records)
+                if self.streams:
+                    self.close_stalled_streams(time.monotonic())
                 self._refresh_metrics()
             except Exception as exc:  # noqa: BLE001 - housekeeping must go on
                 self._internal_error(exc)
