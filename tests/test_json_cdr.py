@@ -69,7 +69,13 @@ def json_config(directory: Path, dsn: str, **options: Any) -> CollectorConfig:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "json.passwd").write_text(f"# user:password\n{USER}:{PASSWORD}\n")
     return CollectorConfig(
-        directory=directory, dsn=dsn, json_port=port, extra=json_section(port, **options)
+        directory=directory,
+        dsn=dsn,
+        json_port=port,
+        extra=json_section(port, **options),
+        # the documents in tests/data carry fixed dates: a retention this long keeps
+        # them believable (and kept) whenever the tests run
+        retention_days=36500,
     )
 
 

@@ -907,7 +907,7 @@ def outcome_count(telemetry: Telemetry, source: str, outcome: str) -> float:
 
 def test_hep_v1_and_v2_packets_become_records() -> None:
     receiver, writer, telemetry = in_process_receiver()
-    start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     v2_call = Call("hep2-call@pbx.example.org", CALLEES["answered"])
     v1_call = Call("hep1-call@pbx.example.org", CALLEES["busy"])
     packets = legacy_flow(answered(v2_call, 3.0), start, 2) + legacy_flow(busy(v1_call), None, 1)
