@@ -39,7 +39,6 @@ from collector.receivers.sip.hep import (
     encode_hep12,
 )
 from tests.test_durability import kamailio_packet
-from tests.test_hep import chunks_of
 from tests.test_json_cdr import form_base64, form_urlencoded, fs_url_encode
 from tests.test_sip_receiver import Call, answered, busy, cancelled, hep, no_answer
 
@@ -81,8 +80,9 @@ def junk(rng: random.Random, alphabet: bytes = b"", size: int = 24) -> bytes:
 # --- text that looks like what the decoders parse ---------------------------
 
 _DIGITS = "0123456789"
-#: digits of other scripts and widths: isdigit() says yes, int() may too
-_OTHER_DIGITS = "\u0663\u06f5\u0967\uff13\U0001d7d8\u00b2"
+#: digits of other scripts and widths: isdigit() says yes to each, int() to the
+#: first five (decimal digits) and not to the others (superscripts, circled)
+_OTHER_DIGITS = "\u0663\u06f5\u0967\uff13\U0001d7d8\u00b2\u2075\u2468"
 
 
 def digit_run(rng: random.Random, longest: int = 24) -> str:
@@ -136,7 +136,8 @@ def cisco_time(rng: random.Random) -> str:
     ]
     if rng.random() < 0.2:
         del parts[rng.randrange(len(parts))]
-    return flag + " ".join(parts)
+    text = flag + " ".join(parts)
+    return foreign_digit(rng, text.encode()).decode() if rng.random() < 0.2 else text
 
 
 def freeswitch_time(rng: random.Random) -> str:
@@ -203,10 +204,10 @@ def radius_seeds(now: datetime | None = None, seed: int = 8) -> list[tuple[str, 
 
 
 def split_attributes(blob: bytes) -> list[Attribute]:
-    """Top-level (type, value) pairs of a well-formed attribute blob."""
+    """Top-level (type, value) pairs of an attribute blob, up to where its framing breaks."""
     attributes = []
     pos = 0
-    while pos + 2 <= len(blob):
+    while pos + 2 <= len(blob) and blob[pos + 1] >= 2:
         length = blob[pos + 1]
         attributes.append((blob[pos], blob[pos + 2 : pos + length]))
         pos += length
@@ -298,20 +299,36 @@ def vsa(vendor: int, vendor_type: int, value: bytes) -> bytes:
     return vendor.to_bytes(4, "big") + bytes((vendor_type, min(len(value), 247) + 2)) + value[:247]
 
 
+def foreign_digit(rng: random.Random, value: bytes) -> bytes:
+    """`value` with one of its ASCII digits written in another script or width (UTF-8).
+
+    `str.isdigit()` is true for each of them, `int()` takes some and not others.
+    """
+    places = [i for i, byte in enumerate(value) if 0x30 <= byte <= 0x39]
+    if not places:
+        return value
+    at = rng.choice(places)
+    return value[:at] + rng.choice(_OTHER_DIGITS).encode() + value[at + 1 :]
+
+
 def _mutate_attribute(rng: random.Random, attribute: Attribute) -> Attribute:
     number, value = attribute
     if number == d.VENDOR_SPECIFIC and len(value) >= 6:
         vendor, vendor_type = int.from_bytes(value[:4], "big"), value[4]
         roll = rng.random()
-        if roll < 0.6:
+        if roll < 0.5:
             return number, vsa(vendor, vendor_type, attribute_value(rng, vendor, vendor_type))
+        if roll < 0.65:
+            return number, vsa(vendor, vendor_type, foreign_digit(rng, value[6:]))
         if roll < 0.8:
             # a sub-attribute length that disagrees with the VSA: the slow path
             return number, value[:5] + bytes((rng.randrange(256),)) + value[6:]
         return number, flip_bytes(rng, value) if rng.random() < 0.5 else truncate(rng, value)
     roll = rng.random()
-    if roll < 0.7:
+    if roll < 0.6:
         return number, attribute_value(rng, 0, number)
+    if roll < 0.7:
+        return number, foreign_digit(rng, value)
     if roll < 0.85:
         return number, flip_bytes(rng, value) if value else junk(rng)
     return number, truncate(rng, value) + junk(rng, b"0123456789", 8)
@@ -538,9 +555,24 @@ def wrap(rng: random.Random, message: bytes, when: datetime, auth_key: str | Non
     return hep(message, when, compress=form == 5, auth_key=auth_key)
 
 
+def split_chunks(packet: bytes) -> list[tuple[int, int, bytes]]:
+    """(vendor, type, body) of a HEPv3 packet's chunks, up to where its framing breaks."""
+    chunks = []
+    offset = 6
+    while offset + 6 <= len(packet):
+        length = int.from_bytes(packet[offset + 4 : offset + 6], "big")
+        if length < 6:
+            break
+        vendor = int.from_bytes(packet[offset : offset + 2], "big")
+        chunk_type = int.from_bytes(packet[offset + 2 : offset + 4], "big")
+        chunks.append((vendor, chunk_type, packet[offset + 6 : offset + length]))
+        offset += length
+    return chunks
+
+
 def mutate_hep3(rng: random.Random, packet: bytes) -> bytes:
     """A HEPv3 packet with its chunks changed, re-framed, then sometimes damaged as bytes."""
-    chunks = chunks_of(packet)
+    chunks = split_chunks(packet) or [(0, CHUNK_PAYLOAD, packet[6:])]
     for _ in range(rng.randint(1, 3)):
         operation = rng.randrange(9)
         index = rng.randrange(len(chunks))
@@ -605,7 +637,7 @@ def mutate_hep12(rng: random.Random, packet: bytes) -> bytes:
     if operation == 2:
         return packet[: rng.choice((1, 7, 8, 15, 16, 19, 20, 28, 31, 32))]
     if operation == 3:
-        header = 28 if packet[0] == 2 else 16  # IPv4, with the HEPv2 time header or without
+        header = 28 if packet[:1] == b"\x02" else 16  # IPv4, with the HEPv2 time header or without
         return packet[:header] + mutate_sip(rng, packet[header:])
     return flip_bytes(rng, packet, 0, 32)
 
