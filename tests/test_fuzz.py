@@ -164,14 +164,14 @@ def interpret_everywhere(packet: codec.Packet) -> list[CallRecord]:
     return records
 
 
-def cisco_start(setup_time: str) -> bytes:
+def cisco_start(setup_time: str, secret: bytes = FUZZ_SECRET) -> bytes:
     """A Cisco Start carrying one h323-setup-time, signed."""
     attributes = (
         codec.encode_attribute(d.ACCT_STATUS_TYPE, codec.integer(d.STATUS_START))
         + codec.encode_attribute(d.ACCT_SESSION_ID, b"0000A1B2")
         + codec.encode_vsa(d.CISCO, d.H323_SETUP_TIME, f"h323-setup-time={setup_time}".encode())
     )
-    return codec.encode_accounting_request(1, attributes, FUZZ_SECRET)
+    return codec.encode_accounting_request(1, attributes, secret)
 
 
 @fuzz_settings(1500)
@@ -277,7 +277,7 @@ def sip_texts(draw: st.DrawFn) -> bytes:
     return message
 
 
-@fuzz_settings(1500)
+@fuzz_settings(1000)
 @given(data=sip_texts())
 def test_sip_message_with_changed_headers_parses_or_is_a_sip_error(data: bytes) -> None:
     read_sip(data)
@@ -416,8 +416,8 @@ async def assert_no_number_stored(dsn: str, inputs: set[str]) -> dict[str, list[
 def assert_no_internal_error(collector: Collector) -> None:
     """No packet got past its decoder's error and broke something behind it."""
     text = collector.log_text()
-    assert "packet handling failed" not in text
-    assert "Traceback" not in text
+    assert "packet handling failed" not in text, "a packet broke its handler (see the log)"
+    assert "Traceback" not in text, "a request broke its handler (see the log)"
     assert collector.metric("cdr_collector_records_dropped") == 0
     assert collector.process is not None and collector.process.poll() is None
 
@@ -436,6 +436,8 @@ def radius_batches(now: datetime) -> tuple[list[bytes], list[bytes], list[bytes]
         )
         for _ in range(300)
     ]
+    # once an uncaught ValueError: counted as an internal error, never answered
+    resigned.append(cisco_start("1\u00b2:00:01.250 UTC Mon Nov 30 2026", secret))
     valid = [
         build(call)
         for call in traffic.make_calls(2, seed=2, now=now)
