@@ -34,7 +34,7 @@ from collector.receivers.sip.hep import (
     CHUNK_AUTH_KEY,
     CHUNK_COMPRESSED_PAYLOAD,
     CHUNK_PAYLOAD,
-    HepPacket,
+    decode_hep,
     encode_chunks,
     encode_hep12,
 )
@@ -67,6 +67,15 @@ def splice(rng: random.Random, data: bytes, insert: bytes) -> bytes:
     """`insert` put somewhere into `data`."""
     at = rng.randint(0, len(data))
     return data[:at] + insert + data[at:]
+
+
+def maybe_damage(rng: random.Random, data: bytes, roll: float) -> bytes:
+    """`data` with bytes changed (roll below 0.15) or cut short (below 0.25), else as it is."""
+    if roll < 0.15:
+        return flip_bytes(rng, data)
+    if roll < 0.25:
+        return truncate(rng, data)
+    return data
 
 
 def junk(rng: random.Random, alphabet: bytes = b"", size: int = 24) -> bytes:
@@ -513,13 +522,9 @@ def mutate_sip(rng: random.Random, message: bytes) -> bytes:
         else:
             separator = rng.choice(("\r\n", "\n"))
     text = separator.join(lines) + (separator * 2 if blank else "") + body
-    data = text.encode("utf-8", "surrogateescape")
     roll = rng.random()
-    if roll < 0.15:
-        data = flip_bytes(rng, data)
-    elif roll < 0.25:
-        data = truncate(rng, data)
-    elif roll < 0.3:
+    data = maybe_damage(rng, text.encode("utf-8", "surrogateescape"), roll)
+    if 0.25 <= roll < 0.3:
         data = rng.choice((b"\r\n\r\n", b"\n", b"\r\n")) + data
     return data
 
@@ -528,21 +533,8 @@ def mutate_sip(rng: random.Random, message: bytes) -> bytes:
 
 
 def hep12(payload: bytes, when: datetime, version: int) -> bytes:
-    """One HEPv1 or HEPv2 packet as an older agent sends it."""
-    packet = HepPacket(
-        payload=payload,
-        time_seconds=int(when.timestamp()),
-        time_micros=when.microsecond,
-        protocol_type=1,
-        capture_id=2001,
-        ip_family=2,
-        ip_protocol=17,
-        src_address=bytes((198, 51, 100, 7)),
-        dst_address=bytes((192, 0, 2, 20)),
-        src_port=5060,
-        dst_port=5060,
-    )
-    return encode_hep12(packet, version=version)
+    """One HEPv1 or HEPv2 packet as an older agent sends it (the fields `hep` fills in)."""
+    return encode_hep12(decode_hep(hep(payload, when)), version=version)
 
 
 def wrap(rng: random.Random, message: bytes, when: datetime, auth_key: str | None = None) -> bytes:
@@ -608,20 +600,16 @@ def mutate_hep3(rng: random.Random, packet: bytes) -> bytes:
             chunks.append((0, CHUNK_COMPRESSED_PAYLOAD, bomb))
         else:
             chunks.append((0, CHUNK_AUTH_KEY, junk(rng, size=12)))
-    data = encode_chunks(chunks)
     roll = rng.random()
-    if roll < 0.15:
-        data = flip_bytes(rng, data)
-    elif roll < 0.25:
-        data = truncate(rng, data)
-    elif roll < 0.35:
+    data = maybe_damage(rng, encode_chunks(chunks), roll)
+    if 0.25 <= roll < 0.35:
         # a chunk length field that runs past the packet or stops short
         offset = 6
         for _ in range(rng.randrange(len(chunks))):
             offset += int.from_bytes(data[offset + 4 : offset + 6], "big")
         length = rng.choice((0, 5, 6, 7, 0xFFFF, len(data) - offset + 1))
         data = data[: offset + 4] + length.to_bytes(2, "big") + data[offset + 6 :]
-    elif roll < 0.45:
+    elif 0.35 <= roll < 0.45:
         length = rng.choice((0, 6, len(data) - 1, len(data) + 1, 0xFFFF))
         data = data[:4] + length.to_bytes(2, "big") + data[6:]
     return data

@@ -45,8 +45,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collector import traffic
-from collector.config import PrivacyConfig
-from collector.model import CallRecord, Protocol, RecordKind
+from collector.model import CallRecord
 from collector.pipeline.redact import Redactor
 from collector.receivers.json_cdr import JsonCdrError, decode_body, json_record
 from collector.receivers.radius import codec
@@ -61,10 +60,12 @@ from collector.receivers.sip.hep import (
     hep_frame_length,
 )
 from collector.receivers.sip.message import SIP_ERROR_REASONS, SipError, SipMessage, parse_sip
+from collector.telemetry import PACKET_OUTCOMES
 from collector.traffic import AccountingClient
 from tests import fuzzing
 from tests.daemon import SECRET, Collector, CollectorConfig, connected, running_collector, wait_for
 from tests.test_json_cdr import json_config, post, url
+from tests.test_numbers_privacy import privacy, stop_record
 from tests.test_sip_receiver import (
     KEYED,
     KEYED_ADDRESS,
@@ -374,16 +375,6 @@ def test_json_cdr_with_changed_fields_is_a_record_or_a_json_cdr_error(
 #: the seed of each daemon batch
 BATCH_SEED = 20261130
 PACKETS = "cdr_collector_packets_total"
-RADIUS_OUTCOMES = (
-    "accepted",
-    "duplicate",
-    "bad_authenticator",
-    "unknown_client",
-    "malformed",
-    "unsupported",
-    "overloaded",
-    "not_durable",
-)
 
 
 def counted(collector: Collector, listener: str, source: str | None = None) -> float:
@@ -490,7 +481,7 @@ async def test_fuzzed_radius_is_counted_and_nothing_damaged_is_stored(
             await send_counted(collector, sock, collector.radius_address, damaged)
             refused = {
                 outcome: collector.metric(PACKETS, listener="radius", outcome=outcome)
-                for outcome in RADIUS_OUTCOMES
+                for outcome in PACKET_OUTCOMES
             }
             assert refused["accepted"] == 0 and refused["duplicate"] == 0, refused
             assert refused["bad_authenticator"] + refused["malformed"] + refused[
@@ -668,18 +659,10 @@ async def test_accounting_request_with_a_wrong_message_authenticator_is_not_take
     strict=True, reason="a called number of more than 15 digits is kept whole in called_masked"
 )
 def test_called_number_over_15_digits_is_not_kept_in_called_masked() -> None:
-    redactor = Redactor(PrivacyConfig(keys=(("t1", b"k" * 32),), record_secret=b"r" * 32))
+    redactor = Redactor(privacy())
     number = "442079460123"
     for called in (f"+{number}0000", f"00{number}99999", f"{number}0000000000"):
-        record = CallRecord(
-            kind=RecordKind.STOP,
-            source="sbc-fuzz",
-            protocol=Protocol.RADIUS,
-            session_id="s-1",
-            event_time=NOW,
-            called=called,
-        )
-        masked = redactor.redact(record, NOW).called_masked
+        masked = redactor.redact(stop_record(called=called), NOW).called_masked
         # an E.164 number has at most 15 digits, of which mask_digits (3) are hidden
         assert masked is None or sum(c.isdigit() for c in masked) <= 12, "too many digits shown"
         assert masked is None or number not in masked
