@@ -74,6 +74,9 @@ AUTH_REALM = "cdr-collector"
 MAX_UUID_CHARS = 128
 #: epoch seconds accepted for a time: after 1970, before 2106 (32-bit unsigned)
 MAX_EPOCH_S = 2**32
+#: a callflow's profile_index has a digit or two; a longer one counts as absent
+#: (int() refuses more than 4300 digits, and sorting needs no more than this)
+_MAX_PROFILE_INDEX_DIGITS = 9
 _READ_CHUNK = 65536
 
 #: FreeSWITCH hangup cause names and their Q.850 values (switch_types.h); names
@@ -435,7 +438,13 @@ def _callflows(document: Mapping[str, Any]) -> list[_Flow]:
             continue
         times = entry.get("times")
         index_text = entry.get("profile_index")
-        index = int(index_text) if isinstance(index_text, str) and index_text.isdecimal() else None
+        index = (
+            int(index_text)
+            if isinstance(index_text, str)
+            and index_text.isdecimal()
+            and len(index_text) <= _MAX_PROFILE_INDEX_DIGITS
+            else None
+        )
         flows.append(_Flow(index, profile, times if isinstance(times, dict) else {}))
     if all(flow.index is not None for flow in flows):
         flows.sort(key=lambda flow: -(flow.index or 0))

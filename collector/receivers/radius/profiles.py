@@ -200,6 +200,8 @@ def cisco_wall_clock(value: str) -> tuple[datetime | None, str, bool]:
         clock = text[:12]
         if (
             day is not None
+            # isdigit() also takes superscripts and other digits int() refuses
+            and clock.isascii()
             and clock[:2].isdigit()
             and clock[3:5].isdigit()
             and clock[6:8].isdigit()
