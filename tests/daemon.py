@@ -115,6 +115,8 @@ class CollectorConfig:
     connect_timeout_ms: int = 3000
     extra: str = ""
     extra_clients: str = ""
+    #: more [privacy] keys ("default_region = \"DE\"\n")
+    privacy_extra: str = ""
 
     def render(self) -> Path:
         """Write keys and collector.toml into the directory; return the config path."""
@@ -141,7 +143,9 @@ class CollectorConfig:
             )
         parts.append(f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n')
         parts.append(f'[logging]\nlevel = "{self.log_level}"\nformat = "json"\n')
-        parts.append('[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n')
+        parts.append(
+            '[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n' + self.privacy_extra
+        )
         parts.append(
             f'[radius]\nlisten = ["{_host_port(self.radius_host, self.radius_port)}"]\n\n'
             f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'
