@@ -276,9 +276,9 @@ class NumberPlan:
             return None
         if raw.isascii():
             if raw.isdigit():  # the common cases: plain digits, or "+" and digits
-                return self._whole(False, raw)
+                return self._number(False, raw)
             if raw[:1] == "+" and raw[1:].isdigit():
-                return self._whole(True, raw[1:])
+                return self._international(raw[1:])
         else:
             raw = ascii_digits(raw)
         text = strip_uri(raw)
@@ -289,23 +289,18 @@ class NumberPlan:
             return dial
         if dial.feature:
             return Number(dial.digits, False) if len(dial.digits) <= MAX_DIGITS else _TOO_LONG
-        number = self._whole(dial.plus, dial.digits)
+        number = self._number(dial.plus, dial.digits)
         if number is not _TOO_LONG:
             return number
         for end in reversed(dial.group_ends):
-            head = self._classify(dial.plus, dial.digits[:end])
-            if head.e164 and self._valid(head.digits):
+            head = self._number(dial.plus, dial.digits[:end])
+            if isinstance(head, Number) and head.e164 and self._valid(head.digits):
                 return head
         return _TOO_LONG
 
-    def _whole(self, plus: bool, digits: str) -> Number | Unusable:
-        """`digits` as one number, or `too_long` when they are more than a number has."""
-        number = self._classify(plus, digits)
-        if len(number.digits) > MAX_DIGITS:
-            return _TOO_LONG
-        return number if number.digits else _NOT_A_NUMBER  # "00" and nothing after it
-
-    def _classify(self, plus: bool, digits: str) -> Number:
+    def _number(self, plus: bool, digits: str) -> Number | Unusable:
+        """`digits` as one number: E.164 when they make one, else a dial string;
+        `too_long` when they are more than a number has."""
         if plus:
             return self._international(digits)
         if digits.startswith("00"):
@@ -316,12 +311,17 @@ class NumberPlan:
             return self._international(digits)
         return Number(digits, False)
 
-    def _international(self, digits: str) -> Number:
-        if 7 <= len(digits) <= 15 and self._country_code(digits):
+    def _international(self, digits: str) -> Number | Unusable:
+        size = len(digits)
+        if size > MAX_DIGITS:
+            return _TOO_LONG
+        if size >= 7 and self._country_code(digits):
             return Number(digits, True)
-        return Number(digits, False)
+        return Number(digits, False) if digits else _NOT_A_NUMBER  # "00" and nothing after it
 
-    def _national(self, digits: str) -> Number:
+    def _national(self, digits: str) -> Number | Unusable:
+        if len(digits) > MAX_DIGITS:
+            return _TOO_LONG
         try:
             parsed = phonenumbers.parse(digits, self.default_region)
         except phonenumbers.NumberParseException:
