@@ -541,6 +541,8 @@ BERLIN_FORMS = (
     "tel:+49-30-1234567;ext=99",
     "sip:+49301234567@host;user=phone",
     "sip:%2B49301234567@host;user=phone",
+    "+49301234567\x00",  # NUL-terminated, as some RADIUS clients send text
+    "030 1234567\x00\x00",
     '"Berlin Office" <sip:030/1234567@pbx.example;user=phone>',
     "<tel:+49 30 1234567>",
 )

@@ -127,6 +127,9 @@ def ascii_digits(raw: str) -> str:
 
 def strip_uri(raw: str) -> str:
     """Reduce "Name <sip:+4930123@host;user=phone>" or "tel:+4930123;ext=1" to "+4930123"."""
+    nul = raw.find("\x00")
+    if nul >= 0:  # a C string's terminator, which some switches send in RADIUS text
+        raw = raw[:nul]
     text = raw.strip()
     if "<" in text:
         start = text.find("<")
