@@ -165,9 +165,8 @@ def read_dial(text: str) -> DialString | Unusable:
     if first in _FEATURE_MARKS and first:
         return _feature_code(text)
     plus = first == "+"
-    # the usual written forms ("+49 30 1234567", "030/123-45-67") without a character loop
-    plain = (text[1:] if plus else text).translate(_WITHOUT_VISUAL_SEPARATORS)
-    if plain.isdigit() and plain.isascii() and len(plain) <= MAX_DIGITS and "(0)" not in text:
+    plain = _usual_digits(text, plus)
+    if plain is not None:
         return DialString(plus, plain, ())
     size = len(text)
     index = 1 if plus else 0
@@ -216,6 +215,16 @@ def read_dial(text: str) -> DialString | Unusable:
     if ends and ends[-1] == len(digits):
         ends.pop()
     return DialString(plus, "".join(digits), tuple(ends))
+
+
+def _usual_digits(text: str, plus: bool) -> str | None:
+    """The digits of a number written the usual way ("+49 30 1234567", "030/123-45-67":
+    digits and visual separators after an optional '+'), found without a character
+    loop; None for any other form, which `read_dial` reads character by character."""
+    plain = (text[1:] if plus else text).translate(_WITHOUT_VISUAL_SEPARATORS)
+    if plain.isdigit() and plain.isascii() and len(plain) <= MAX_DIGITS and "(0)" not in text:
+        return plain
+    return None
 
 
 def _feature_code(text: str) -> DialString | Unusable:
@@ -287,6 +296,10 @@ class NumberPlan:
         text = strip_uri(raw)
         if text.lower() in _NON_NUMBERS:
             return None
+        plus = text[:1] == "+"
+        plain = _usual_digits(text, plus)
+        if plain is not None:  # a URI or spaces around a number: read_dial's quick case, inline
+            return self._number(plus, plain)
         dial = read_dial(text)
         if isinstance(dial, Unusable):
             return dial
