@@ -611,7 +611,11 @@ def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyCon
         "mask_digits",
         int,
         d.mask_digits,
-        lambda v: None if 0 <= v <= 8 else "must be between 0 and 8",
+        lambda v: (
+            None
+            if 1 <= v <= 8
+            else "must be between 1 and 8 (with 0 the masked number would be the whole number)"
+        ),
     )
     rate_deck = r.optional_str(data, p, "rate_deck")
     region = r.optional_str(data, p, "default_region")

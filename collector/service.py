@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from collector.config import Config, ConfigError, load_config, parse_host_port
-from collector.logs import get_logger
+from collector.logs import RateLimitedLog, get_logger
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver
@@ -74,7 +74,8 @@ class Service:
             database_configured=config.database is not None,
             spool_configured=config.spool is not None,
         )
-        self.redactor = Redactor(config.privacy)
+        self._limited = RateLimitedLog(log)
+        self.redactor = Redactor(config.privacy, self._number_unusable)
         self._erasures_wakeup = asyncio.Event()
         self.sink = (
             PostgresSink(config.database, config.privacy.retention_days)
@@ -206,6 +207,16 @@ class Service:
         finally:
             await self.stop()
 
+    def _number_unusable(self, source: str, field: str, reason: str) -> None:
+        """Count a called or calling value the redactor refused as no phone number."""
+        self.telemetry.numbers_unusable.labels(source, field, reason).inc()
+        self._limited.warning(
+            f"{field}:{reason}:{source}",
+            f"{field} number not stored: no phone number",
+            source=source,
+            reason=reason,
+        )
+
     # --- reload (SIGHUP) ---------------------------------------------------
     def reload(self) -> bool:
         """Re-read the configuration; take new clients, secrets and keys, or keep the old ones."""
@@ -220,7 +231,7 @@ class Service:
             return False
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
-        redactor = Redactor(new.privacy)
+        redactor = Redactor(new.privacy, self._number_unusable)
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
         self.redactor = redactor

@@ -267,6 +267,14 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.numbers_unusable = Counter(
+            PREFIX + "numbers_unusable",
+            "Called or calling values that were no phone number (an opaque id, a name, more"
+            " digits than a number has): the record is stored without them. By source, field"
+            " (called, calling) and reason (not_a_number, too_long).",
+            ["source", "field", "reason"],
+            registry=r,
+        )
         self.udp_drops = _UdpDrops()
         r.register(self.udp_drops)
         self.database_up.set(0)

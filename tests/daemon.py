@@ -117,6 +117,8 @@ class CollectorConfig:
     extra_clients: str = ""
     #: privacy.retention_days (None: the default)
     retention_days: int | None = None
+    #: more [privacy] keys ("default_region = \"DE\"\n")
+    privacy_extra: str = ""
 
     def render(self) -> Path:
         """Write keys and collector.toml into the directory; return the config path."""
@@ -146,7 +148,7 @@ class CollectorConfig:
         privacy = '[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n'
         if self.retention_days is not None:
             privacy += f"retention_days = {self.retention_days}\n"
-        parts.append(privacy)
+        parts.append(privacy + self.privacy_extra)
         parts.append(
             f'[radius]\nlisten = ["{_host_port(self.radius_host, self.radius_port)}"]\n\n'
             f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'

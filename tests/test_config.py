@@ -334,6 +334,21 @@ def test_short_record_key_is_reported(minimal: Path) -> None:
     assert found(problems_of(minimal), "privacy.record_key_file", "16 bytes")
 
 
+@pytest.mark.parametrize("mask_digits", [0, -1, 9])
+def test_a_mask_that_would_show_the_whole_number_is_refused(
+    minimal: Path, mask_digits: int
+) -> None:
+    minimal.write_text(
+        MINIMAL.replace(
+            'record_key_file = "record-key"',
+            f'record_key_file = "record-key"\nmask_digits = {mask_digits}',
+        )
+    )
+    result = check_config(minimal)
+    assert result.returncode == 1
+    assert has_problem(problem_lines(result, minimal), minimal, "privacy.mask_digits", "between 1")
+
+
 def test_no_listener_is_an_error(tmp_path: Path) -> None:
     write_keys(tmp_path)
     path = tmp_path / "c.toml"

@@ -604,12 +604,9 @@ async def test_fuzzed_json_cdrs_get_an_answer_and_the_endpoint_keeps_serving(
     await assert_no_number_stored(dsn, inputs)
 
 
-# --- defects outside the decoders, found while fuzzing (marked until they are fixed) -----
+# --- defects outside the decoders, found while fuzzing -------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a called number of more than 15 digits is kept whole in called_masked"
-)
 def test_called_number_over_15_digits_is_not_kept_in_called_masked() -> None:
     redactor = Redactor(privacy())
     number = "442079460123"

@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from collector.config import PrivacyConfig
+from collector.pipeline.redact import Redactor
 from collector.receivers.json_cdr import JsonCdrError, decode_body, json_record
 from tests.conftest import require_program
 from tests.daemon import (
@@ -696,6 +698,53 @@ def test_numbers_as_sip_and_tel_uris() -> None:
     }
     record = json_record(document, SOURCE, RECEIVED)
     assert (record.calling, record.called) == ("+493012345678", "+442079460123")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "030/1234567",
+        "030_1234567",
+        "+49 (0)30 1234567",
+        "\uff10\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
+    ],
+)
+def test_numbers_written_with_any_separator_or_digits_are_numbers(written: str) -> None:
+    """What the RADIUS and SIP paths read as a number, the JSON path reads as one too,
+    rather than passing over it to another variable (a SIP user name) or none."""
+    document = {
+        "variables": {
+            "uuid": "u-1",
+            "caller_id_number": written,
+            "destination_number": written,
+            "sip_to_user": "alice",
+        }
+    }
+    record = json_record(document, SOURCE, RECEIVED)
+    assert record.called is not None and record.calling is not None
+    redactor = Redactor(
+        PrivacyConfig(keys=(("k1", b"K" * 32),), record_secret=b"R" * 32, default_region="DE")
+    )
+    stored = redactor.redact(record, RECEIVED)
+    assert stored.called_hmac in redactor.number_pseudonyms("+49301234567")
+    assert stored.calling_hmac == stored.called_hmac
+    assert stored.called_masked == "+49301234***"
+
+
+def test_a_destination_that_is_no_number_reaches_the_redactor_as_sent() -> None:
+    """No variable holds a number: the destination as sent, which the redactor refuses
+    (and counts) instead of a record that looks as if nothing was dialled."""
+    document = {"variables": {"uuid": "u-1", "destination_number": "1bdaa608131517540001"}}
+    record = json_record(document, SOURCE, RECEIVED)
+    assert record.called == "1bdaa608131517540001"
+    refused: list[tuple[str, str, str]] = []
+    redactor = Redactor(
+        PrivacyConfig(keys=(("k1", b"K" * 32),), record_secret=b"R" * 32),
+        lambda *report: refused.append(report),
+    )
+    stored = redactor.redact(record, RECEIVED)
+    assert (stored.called_masked, stored.called_hmac, stored.called_prefix) == (None, None, None)
+    assert refused == [(SOURCE, "called", "not_a_number")]
 
 
 def test_b_leg_correlates_to_its_a_leg(data_dir: Path) -> None:

@@ -17,10 +17,11 @@ import phonenumbers
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phonenumbers import PhoneNumberFormat as PNF
 
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
-from collector.pipeline.numbers import Number, NumberPlan, strip_uri
+from collector.pipeline.numbers import Number, NumberPlan, Unusable, strip_uri
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec, profiles
@@ -53,7 +54,7 @@ def privacy(
 
 def e164(plan: NumberPlan, raw: str) -> Number:
     number = plan.normalize(raw)
-    assert number is not None
+    assert isinstance(number, Number)
     return number
 
 
@@ -87,7 +88,7 @@ def test_every_usual_form_normalizes_to_the_same_e164(raw: str) -> None:
 
 def test_national_number_needs_a_default_region() -> None:
     number = NumberPlan().normalize("030 12345678")
-    assert number is not None
+    assert isinstance(number, Number)
     assert number.e164 is False  # without a region nobody can say which country "030" is
 
 
@@ -194,7 +195,7 @@ def test_prefix_does_not_depend_on_numbers_seen_before(
 # -- masking ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mask_digits", range(9))
+@pytest.mark.parametrize("mask_digits", range(1, 9))
 def test_masking_hides_exactly_the_last_digits(mask_digits: int) -> None:
     plan = NumberPlan(mask_digits=mask_digits)
     masked = plan.mask(e164(plan, "+493012345678"))
@@ -205,6 +206,30 @@ def test_masking_hides_exactly_the_last_digits(mask_digits: int) -> None:
 def test_masking_a_short_code_hides_all_of_it_at_most() -> None:
     plan = NumberPlan(mask_digits=3)
     assert plan.mask(e164(plan, "12")) == "**"
+
+
+@pytest.mark.parametrize("mask_digits", [0, -3])
+def test_a_mask_hiding_nothing_is_refused(mask_digits: int) -> None:
+    with pytest.raises(ValueError, match="at least one digit"):
+        NumberPlan(mask_digits=mask_digits)
+
+
+@pytest.mark.parametrize(
+    ("raw", "mask_digits", "masked"),
+    [
+        ("4711", 1, "47**"),  # an extension: half of it hidden, not only its last digit
+        ("112", 1, "1**"),
+        ("19222", 3, "19***"),
+        ("7", 1, "*"),
+        ("0301234567", 3, "03012*****"),  # national, no region known: no E.164 number
+        ("+493012345678", 1, "+49301234567*"),  # E.164: what is configured
+    ],
+)
+def test_a_dial_string_that_is_no_e164_number_has_at_least_half_hidden(
+    raw: str, mask_digits: int, masked: str
+) -> None:
+    plan = NumberPlan(mask_digits=mask_digits)
+    assert plan.mask(e164(plan, raw)) == masked
 
 
 # -- properties over random numbers --------------------------------------------------------
@@ -234,7 +259,7 @@ def test_normalize_is_idempotent_and_form_independent(digits: str) -> None:
 
 
 @PROPERTIES
-@given(digits=e164_digits(), mask_digits=st.integers(0, 8))
+@given(digits=e164_digits(), mask_digits=st.integers(1, 8))
 def test_masked_keeps_length_and_head(digits: str, mask_digits: int) -> None:
     plan = NumberPlan(mask_digits=mask_digits)
     masked = plan.mask(Number(digits, True))
@@ -490,6 +515,186 @@ def test_a_number_in_other_digits_is_the_same_number(form: str) -> None:
     assert stored.calling_country == "GB"
     assert stored.called_hmac in redact.number_pseudonyms("+442071234567")
     assert stored.called_hmac in redact.number_pseudonyms(form)
+
+
+#: one Berlin number (+49 30 1234567) as people and switches write it, region DE
+BERLIN_FORMS = (
+    "+49301234567",
+    "+49 (0)30 1234567",
+    "+49 (0) 30 123 45 67",
+    "+49(0)30/1234567",
+    "+49 30 1234567",
+    "0049301234567",
+    "0049 (0)30 1234567",
+    "030/1234567",
+    "030-123 45 67",
+    "030_1234567",
+    "030 1234567",
+    "(030) 1234567",
+    "49301234567",
+    "\uff10\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17",  # full-width
+    "\uff0b\uff14\uff19\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
+    "\u0660\u0663\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # Arabic-Indic
+    "+49\u201330\u20131234567",  # en dashes
+    "+49\u00a030\u00a01234567",  # no-break spaces
+    "tel:+49-30-1234567",
+    "tel:+49-30-1234567;ext=99",
+    "sip:+49301234567@host;user=phone",
+    "sip:%2B49301234567@host;user=phone",
+    "+49301234567\x00",  # NUL-terminated, as some RADIUS clients send text
+    "030 1234567\x00\x00",
+    '"Berlin Office" <sip:030/1234567@pbx.example;user=phone>',
+    "<tel:+49 30 1234567>",
+)
+
+
+@pytest.mark.parametrize("form", BERLIN_FORMS)
+def test_a_number_written_any_way_is_one_pseudonym_prefix_and_masked_form(form: str) -> None:
+    redact = Redactor(privacy(default_region="DE"))
+    stored = redact.redact(stop_record(called=form, calling=form), WHEN)
+    assert stored.called_prefix == "+4930"
+    assert stored.called_country == "DE"
+    assert stored.called_masked == "+49301234***"
+    assert stored.called_hmac == Pseudonymizer((KEY_NEW,)).pseudonym("49301234567")
+    assert stored.calling_hmac == stored.called_hmac
+    # erase, given this form, finds the rows written under any other form and key
+    assert redact.erasure_entries(form) == redact.erasure_entries("+49301234567")
+
+
+#: a Berlin number of 14 digits, with digits dialled after it
+OVERDIALLED = "49305551234567"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "+49305551234567#1234",
+        "+49305551234567#",
+        "0049305551234567#1234",
+        "030 5551234567#1234",
+        "+49305551234567*1234",
+        "+49305551234567,,1234",
+        "+49305551234567;1234",
+        "+49305551234567p1234",
+        "+49305551234567w1234",
+        "+49305551234567x1234",
+        "+49305551234567 ext. 1234",
+        "+49 30 5551234567 Ext 1234",
+        "+49305551234567 1234",  # after a space: 18 digits, a valid number before it
+        "+49 30 5551234567 12 34",
+        "0049305551234567 1234",
+        "0305551234567 1234",
+        "sip:+49305551234567%231234@trunk.example;user=phone",
+        "tel:+49305551234567;ext=1234",
+        "0190+49305551234567",  # a routing prefix, then the number
+    ],
+)
+def test_digits_dialled_after_the_number_are_no_part_of_it(form: str) -> None:
+    redact = Redactor(privacy(default_region="DE"))
+    stored = redact.redact(stop_record(called=form), WHEN)
+    assert stored.called_masked == "+49305551234***"
+    assert stored.called_prefix == "+4930"
+    assert stored.called_hmac == Pseudonymizer((KEY_NEW,)).pseudonym(OVERDIALLED)
+    assert stored.called_hmac in redact.number_pseudonyms("+" + OVERDIALLED)
+    assert redact.erasure_entries(form) == redact.erasure_entries("+" + OVERDIALLED)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1bdaa608131517540001", "not_a_number"),  # an opaque id from a SIP trunk
+        ("sip:1bdaa608131517540001@trunk.example", "not_a_number"),
+        ("alice", "not_a_number"),
+        ("4930abc12345678", "not_a_number"),
+        ("1-800-FLOWERS", "not_a_number"),
+        ("+49 30 1234567 / Büro", "not_a_number"),
+        ("49301234567!", "not_a_number"),
+        ("+", "not_a_number"),
+        ("493055512345671234", "too_long"),  # overdial glued on, no separator
+        ("+493055512345671234", "too_long"),
+        ("00493055512345671234", "too_long"),
+        ("99990049305551234567", "too_long"),  # a routing prefix glued on
+        ("4930 55512345671234", "too_long"),  # no valid number ends at the space
+        ("*21*004930555123456789#", "too_long"),
+    ],
+)
+def test_what_is_no_phone_number_is_stored_as_no_number_and_reported(
+    value: str, reason: str
+) -> None:
+    refused: list[tuple[str, str, str]] = []
+    redact = Redactor(privacy(default_region="DE"), lambda *report: refused.append(report))
+    stored = redact.redact(stop_record(called=value, calling=value), WHEN)
+    for name in ("called_prefix", "called_country", "called_destination", "called_masked"):
+        assert getattr(stored, name) is None, name
+    assert stored.called_hmac is None
+    assert stored.calling_country is None and stored.calling_hmac is None
+    assert stored.duration_ms == 60_000  # the call itself is kept
+    assert refused == [("sbc-fra-1", "called", reason), ("sbc-fra-1", "calling", reason)]
+    assert redact.erasure_entries(value) == []
+
+
+@pytest.mark.parametrize("value", [None, "", "anonymous", "sip:anonymous@anonymous.invalid"])
+def test_no_number_at_all_is_not_reported(value: str | None) -> None:
+    refused: list[tuple[str, str, str]] = []
+    redact = Redactor(privacy(), lambda *report: refused.append(report))
+    redact.redact(stop_record(called=value, calling=value), WHEN)
+    assert refused == []
+
+
+OVERDIAL_SEPARATORS = ("#", "*", ",", ";", "p", "w", "x", " ext ", ",,", "#,")
+
+
+@PROPERTIES
+@given(
+    digits=e164_digits(),
+    separator=st.sampled_from(OVERDIAL_SEPARATORS),
+    tail=st.text("0123456789#*", max_size=12),
+)
+def test_overdial_after_any_number_leaves_that_number(
+    digits: str, separator: str, tail: str
+) -> None:
+    plan = NumberPlan()
+    assert plan.normalize(f"+{digits}{separator}{tail}") == plan.normalize("+" + digits)
+
+
+@PROPERTIES
+@given(digits=e164_digits(), tail=st.text("0123456789", min_size=1, max_size=8))
+def test_digits_after_a_space_are_the_number_s_or_an_extension_never_a_third_number(
+    digits: str, tail: str
+) -> None:
+    plan = NumberPlan()
+    number = plan.normalize(f"+{digits} {tail}")
+    if len(digits) + len(tail) <= 15:
+        assert number == Number(digits + tail, True)  # spaces only group digits
+    else:
+        assert number in (Number(digits, True), Unusable("too_long"))
+        if number == Unusable("too_long"):  # no valid number ends at the space
+            parsed = phonenumbers.parse("+" + digits)
+            as_written = phonenumbers.format_number(parsed, PNF.E164) == "+" + digits
+            assert not (as_written and phonenumbers.is_valid_number(parsed))
+
+
+#: what a value where a number belongs may be made of, the odd characters included
+DIAL_ALPHABET = "0123456789+ -./()_#*,;pwxabcz\uff10\uff15\u0663@:%"
+
+
+@PROPERTIES
+@given(value=st.text(DIAL_ALPHABET, max_size=40))
+def test_whatever_arrives_no_whole_number_is_stored(value: str) -> None:
+    """A masked form always hides digits of the number it stands for, that number has
+    at most 15 digits, and `erase` of the same value finds its pseudonym."""
+    redact = Redactor(privacy(default_region="DE", mask_digits=1))
+    stored = redact.redact(stop_record(called=value), WHEN)
+    number = redact.plan.normalize(value)
+    if not isinstance(number, Number):
+        assert stored.called_masked is None and stored.called_hmac is None
+        return
+    assert len(number.digits) <= 15
+    masked = stored.called_masked
+    assert masked is not None and masked.endswith("*")
+    shown = masked.lstrip("+").rstrip("*")
+    assert number.digits.startswith(shown) and len(shown) < len(number.digits)
+    assert stored.called_hmac in redact.number_pseudonyms(value)
 
 
 def test_called_pseudonym_is_the_same_whatever_the_form() -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, RecordKind, StoredCdr
-from collector.pipeline.numbers import NumberPlan
+from collector.pipeline.numbers import Number, NumberPlan
 from collector.pipeline.plausible import MAX_DURATION_MS, max_age, mend
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
@@ -59,24 +60,6 @@ def leg_label(leg: str) -> str:
     return folded if folded in LEGS else OTHER_LEG
 
 
-def ascii_number(raw: str | None) -> str | None:
-    """`raw` with every digit written as an ASCII digit.
-
-    A switch may send a number in full-width or another script's digits; left
-    as they are, they would make another pseudonym than the same number in
-    ASCII (out of reach of `erase`) and reach the masked form as sent.
-    """
-    if raw is None or raw.isascii():
-        return raw
-    folded = unicodedata.normalize("NFKC", raw)
-    return "".join(
-        (str(unicodedata.decimal(ch)) if ch.isdecimal() else "")
-        if ch.isdigit() and not ch.isascii()
-        else ch
-        for ch in folded
-    )
-
-
 def _within(value: int | None, low: int, high: int) -> int | None:
     """The value when it lies in [low, high], else None (the column could not hold it)."""
     return value if value is not None and low <= value <= high else None
@@ -85,14 +68,19 @@ def _within(value: int | None, low: int, high: int) -> int | None:
 #: how erasure tags start in `erasures` (pseudonyms start with a key id and ':')
 ERASURE_TAG_PREFIX = "erasure:"
 
+#: (source, field "called" or "calling", reason from numbers.UNUSABLE_REASONS)
+UnusableReport = Callable[[str, str, str], None]
+
 
 class Redactor:
     """Turns CallRecords into StoredCdrs under one privacy configuration."""
 
-    def __init__(self, privacy: PrivacyConfig) -> None:
+    def __init__(self, privacy: PrivacyConfig, unusable: UnusableReport | None = None) -> None:
         self.plan = NumberPlan(
             privacy.rate_deck_entries, privacy.default_region, privacy.mask_digits
         )
+        #: told (source, field, reason) of each number refused as no phone number
+        self.unusable = unusable
         self.pseudonyms = Pseudonymizer(privacy.keys)
         self.keyer = RecordKeyer(privacy.record_secret)
         #: times older than this at arrival are not believed
@@ -150,8 +138,8 @@ class Redactor:
 
     def erasure_entries(self, raw: str) -> list[str]:
         """What `erase` records for `raw`: its pseudonyms under every key, and its tag."""
-        number = self.plan.normalize(ascii_number(raw))
-        if number is None:
+        number = self.plan.normalize(raw)
+        if not isinstance(number, Number):
             return []
         return [*self.pseudonyms.all_pseudonyms(number.digits), self.erasure_tag(number.digits)]
 
@@ -177,8 +165,8 @@ class Redactor:
         record = mend(record, received_at, self.max_age)
         plan = self.plan
         pseudonym = self.pseudonyms.pseudonym
-        called = plan.normalize(ascii_number(record.called))
-        if called is not None:
+        called = plan.normalize(record.called)
+        if isinstance(called, Number):
             where = plan.destination(called)
             called_prefix, called_country, called_destination = (
                 where.prefix,
@@ -189,17 +177,21 @@ class Redactor:
             called_hmac: str | None = pseudonym(called.digits)
         else:
             called_prefix = called_country = called_destination = called_masked = called_hmac = None
-        calling = plan.normalize(ascii_number(record.calling))
-        if calling is not None:
+            if called is not None and self.unusable is not None:
+                self.unusable(record.source, "called", called.reason)
+        calling = plan.normalize(record.calling)
+        if isinstance(calling, Number):
             calling_country = plan.country(calling)
             calling_hmac: str | None = pseudonym(calling.digits)
         else:
             calling_country = calling_hmac = None
+            if calling is not None and self.unusable is not None:
+                self.unusable(record.source, "calling", calling.reason)
         erased = self.erased
         if erased:
-            if called is not None and (tag := self.erasure_tag(called.digits)) in erased:
+            if isinstance(called, Number) and (tag := self.erasure_tag(called.digits)) in erased:
                 called_hmac = tag
-            if calling is not None and (tag := self.erasure_tag(calling.digits)) in erased:
+            if isinstance(calling, Number) and (tag := self.erasure_tag(calling.digits)) in erased:
                 calling_hmac = tag
 
         duration_ms = record.duration_ms

@@ -58,7 +58,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from collector.config import JsonConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, Protocol, RecordKind
-from collector.pipeline.numbers import strip_uri
+from collector.pipeline.numbers import Unusable, ascii_digits, read_dial, strip_uri
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable
 from collector.sink.writer import Writer
@@ -180,7 +180,6 @@ _CANCELLED_SIP_CODE = 487
 _CALLING_VARIABLES = ("caller_id_number", "effective_caller_id_number", "ani")
 _CALLED_VARIABLES = ("destination_number",)
 _CALLED_FALLBACK_VARIABLES = ("callee_id_number", "sip_req_user", "sip_to_user")
-_NUMBER_CHARACTERS = frozenset("+0123456789 -().")
 #: variables FreeSWITCH sets on a B-leg to the uuid of the leg that originated it
 _ORIGINATOR_VARIABLES = ("originating_leg_uuid", "originator")
 
@@ -387,20 +386,20 @@ def _flow_moment(times: Mapping[str, Any], name: str) -> tuple[datetime | None, 
     return _micro_moment(micros, f"callflow.times.{name}"), str(micros)
 
 
-def _looks_like_number(value: str | None) -> bool:
-    """True for a dialled-number string ("+49 30 1234", "004930..."), not a user name."""
-    if not value or not _NUMBER_CHARACTERS.issuperset(value):
-        return False
-    return sum(ch.isdigit() for ch in value) >= 3
-
-
 def _as_number(value: str | None) -> str | None:
-    """The number in a value ("+4930...", "sip:+4930...@host", "tel:..."), or None."""
+    """The number in a value ("+49 (0)30 …", "030/…", "sip:+4930…@host", "tel:…"), or None
+    when it holds none (a user name, a route name, an opaque id).
+
+    Read as the pipeline reads numbers (`numbers.read_dial`), so a value is
+    passed on exactly when the redactor will take it for a number.
+    """
     if not value:
         return None
-    if not _NUMBER_CHARACTERS.issuperset(value):
-        value = strip_uri(value)
-    return value if _looks_like_number(value) else None
+    text = strip_uri(ascii_digits(value))
+    dial = read_dial(text)
+    if isinstance(dial, Unusable) or len(dial.digits) < 3:
+        return None
+    return text
 
 
 def _first_number(variables: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
@@ -562,15 +561,20 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
 
     # the number first dialled: the oldest profile, before any transfer
     original = flows[-1].profile if flows else {}
+    # no number anywhere: the first value as sent, which the redactor refuses and counts
     calling = (
         _first_number(variables, _CALLING_VARIABLES)
         or _as_number(_profile_text(original, "caller_id_number"))
         or _as_number(_profile_text(original, "ani"))
+        or _text(variables, _CALLING_VARIABLES[0])
+        or _profile_text(original, "caller_id_number")
     )
     called = (
         _first_number(variables, _CALLED_VARIABLES)
         or _as_number(_profile_text(original, "destination_number"))
         or _first_number(variables, _CALLED_FALLBACK_VARIABLES)
+        or _text(variables, _CALLED_VARIABLES[0])
+        or _profile_text(original, "destination_number")
     )
 
     pdd_ms = _integer(variables, "progressmsec") or _integer(variables, "progress_mediamsec")
