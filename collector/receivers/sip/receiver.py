@@ -515,38 +515,26 @@ class SipReceiver:
                     reason=exc.reason,
                 )
                 return
-            key = source.auth_key
-            if key is not None:
-                sent = packet.auth_key
-                if sent is None or not hmac.compare_digest(sent, key):
-                    source.bad_authenticator.inc()
-                    self._limited.warning(
-                        "hep_auth",
-                        "HEP packet with a wrong or missing auth key dropped",
-                        source=source.name,
-                    )
-                    return
-            # An agent that leaves the type out is taken at its word that it mirrors SIP.
+            sent = packet.auth_key
             kind = packet.protocol_type
-            if kind is not None and kind != PROTO_SIP:
-                source.unsupported.inc()
-                return
             payload = packet.payload
             when = packet.timestamp
             if when is None:
                 when = _now(UTC)
         else:
-            if source.auth_key is not None:
-                # Bare SIP carries no key: from a keyed source it is as good as forged.
-                source.bad_authenticator.inc()
-                self._limited.warning(
-                    "sip_unkeyed",
-                    "raw SIP from a source that requires a HEP auth key dropped",
-                    source=source.name,
-                )
-                return
-            payload = data
-            when = _now(UTC)
+            # bare SIP carries no key: from a keyed source it is as good as forged
+            sent, kind, payload, when = None, None, data, _now(UTC)
+        key = source.auth_key
+        if key is not None and (sent is None or not hmac.compare_digest(sent, key)):
+            source.bad_authenticator.inc()
+            self._limited.warning(
+                "hep_auth", "packet without the source's HEP auth key dropped", source=source.name
+            )
+            return
+        # An agent that leaves the type out is taken at its word that it mirrors SIP.
+        if kind is not None and kind != PROTO_SIP:
+            source.unsupported.inc()
+            return
         tracker = self.tracker
         try:
             message = parse_sip(payload, tracker.correlation_header)
