@@ -327,6 +327,19 @@ class Collector:
             return exc.code, exc.read().decode()
 
 
+def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m collector ARGS` (migrate, purge, erase, run ...) from the repository, as a
+    user runs it; its output captured, its exit status returned, never raised."""
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
 @contextlib.contextmanager
 def running_collector(config: CollectorConfig) -> Iterator[Collector]:
     """Start a daemon for the duration of a block; stop it with SIGTERM after."""

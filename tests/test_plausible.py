@@ -28,11 +28,11 @@ from tests.daemon import (
     SECRET,
     CollectorConfig,
     connected,
+    run_command,
     running_collector,
     wait_for,
 )
 from tests.test_durability import kamailio_packet
-from tests.test_retention import _run_cli
 
 MAX_32 = 2**32 - 1
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
@@ -179,7 +179,7 @@ async def test_absurd_times_through_radius_are_kept_at_arrival_flagged_and_never
     assert rows["fine"]["duration_ms"] == 30_000
 
     # retention leaves them: they are dated now, not in 1890
-    purged = _run_cli("purge", "--config", str(config.directory / "collector.toml"))
+    purged = run_command("purge", "--config", str(config.directory / "collector.toml"))
     assert purged.returncode == 0, purged.stderr
     assert len(await _rows(dsn)) == 5
 

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +23,14 @@ from collector.receivers.radius import dictionary as d
 from collector.retention import erase, purge, unknown_key_ids
 from collector.sink.spool import decode_rows
 from collector.traffic import AccountingClient, Call, generic_attributes
-from tests.daemon import ROOT, SECRET, CollectorConfig, connected, running_collector, wait_for
+from tests.daemon import (
+    SECRET,
+    CollectorConfig,
+    connected,
+    run_command,
+    running_collector,
+    wait_for,
+)
 
 PRIVATE_NUMBER = "+4917612345678"
 OTHER_NUMBER = "+442071234567"
@@ -47,17 +52,6 @@ def _labelled(attributes: bytes, account: str) -> bytes:
     return attributes + codec.encode_attribute(d.USER_NAME, account.encode())
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-
-
 async def test_purge_expires_rows_and_open_calls_dated_far_ahead(tmp_path: Path, dsn: str) -> None:
     """Rows dated decades ahead (the daemon now stores such times as implausible, at
     their arrival, but an older release stored them as sent, in the default partition)
@@ -66,7 +60,7 @@ async def test_purge_expires_rows_and_open_calls_dated_far_ahead(tmp_path: Path,
     future = datetime(2100, 1, 1, 12, tzinfo=UTC)
     now = datetime.now(UTC).replace(microsecond=0)
     long_ago = now - timedelta(days=200)  # retention is 180 days
-    assert _run_cli("migrate", "--config", str(config.render())).returncode == 0
+    assert run_command("migrate", "--config", str(config.render())).returncode == 0
     async with connected(dsn) as conn:
         for key, account, received in (
             (b"\x01", "ahead-old", long_ago),
@@ -94,7 +88,7 @@ async def test_purge_expires_rows_and_open_calls_dated_far_ahead(tmp_path: Path,
             )
         # (no daily partitions: the daemon, which makes them, never ran)
         assert await conn.fetchval("SELECT count(*) FROM cdrs_default") == 3
-    result = _run_cli("purge", "--config", str(config.directory / "collector.toml"))
+    result = run_command("purge", "--config", str(config.directory / "collector.toml"))
     assert result.returncode == 0, result.stderr
     assert "deleted 1 row(s)" in result.stdout
     assert "and 1 open call(s)" in result.stdout
@@ -144,7 +138,7 @@ async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
 
     # the operator's command reaches the spool directory as well
     toml = str(config.directory / "collector.toml")
-    result_cli = _run_cli("erase", "--config", toml, "--number", PRIVATE_NUMBER)
+    result_cli = run_command("erase", "--config", toml, "--number", PRIVATE_NUMBER)
     assert result_cli.returncode == 0, result_cli.stderr
     assert "erased 2 row(s)" in result_cli.stdout  # the stored row and the refused one
     async with connected(dsn) as conn:
@@ -154,7 +148,7 @@ async def test_rejected_rows_in_the_spool_directory_are_erased_and_expire(
         assert await conn.fetchval("SELECT count(*) FROM cdrs") == 0
 
         # retention: the refused row of a call 200 days old goes now ...
-        purged = _run_cli("purge", "--config", toml)
+        purged = run_command("purge", "--config", toml)
         assert purged.returncode == 0, purged.stderr
         assert "removed 1 refused row(s)" in purged.stdout
         (line,) = rejected.read_bytes().splitlines()

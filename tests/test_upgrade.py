@@ -16,7 +16,6 @@ import json
 import shutil
 import struct
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,23 +38,12 @@ from collector.sink.spool import (
     encode_frame,
     encode_rows,
 )
-from tests.daemon import ROOT, CollectorConfig, connected, running_collector, wait_for
+from tests.daemon import CollectorConfig, connected, run_command, running_collector, wait_for
 
 FIXTURES = Path(__file__).parent / "data" / "upgrade"
 LAYOUT_1_DIR = FIXTURES / "layout-1"
 #: far enough that retention never touches the fixtures' calls, whenever the tests run
 KEEP_DAYS = 36500
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "collector", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
 
 
 def _json_value(value: Any) -> Any:
@@ -169,12 +157,12 @@ async def test_layout_1_refused_rows_are_read_erased_and_expired(
         assert row.sip_code == 486
     sip_row = next(r for r in rows if r.protocol == "sip")
 
-    migrated = _cli("migrate", "--config", str(config_path))
+    migrated = run_command("migrate", "--config", str(config_path))
     assert migrated.returncode == 0, migrated.stderr
     # the SIP busy call of the fixture went to this (fiction) number
     privacy = load_config(str(config_path)).privacy
     assert sip_row.called_hmac in Redactor(privacy).number_pseudonyms("+442079460202")
-    erased = _cli("erase", "--config", str(config_path), "--number", "+44 20 7946 0202")
+    erased = run_command("erase", "--config", str(config_path), "--number", "+44 20 7946 0202")
     assert erased.returncode == 0, erased.stderr
     assert "erased 1 row(s)" in erased.stdout
     (left,) = (spool / name).read_bytes().splitlines()
@@ -214,7 +202,7 @@ async def test_layout_1_database_migrates_keeping_every_row(tmp_path: Path, dsn:
     assert versions == old_versions
     assert before == 50
 
-    migrated = _cli("migrate", "--config", str(config_path))
+    migrated = run_command("migrate", "--config", str(config_path))
     assert migrated.returncode == 0, migrated.stderr
     pending = [name for version, name, _sql in schema_files() if version not in old_versions]
     if pending:
@@ -307,7 +295,7 @@ def test_a_newer_release_spool_stops_the_start_and_is_left_alone(
     segment.write_bytes(frame + frame)
     with pytest.raises(SpoolLayoutError):
         Spool(str(spool), 1 << 30, 1 << 20).open()
-    result = _cli("run", "--config", str(config_path))
+    result = run_command("run", "--config", str(config_path))
     assert result.returncode == 1
     assert "written by a newer cdr-collector" in result.stderr
     assert "00000000000000000007.seg" in result.stderr
@@ -364,13 +352,13 @@ async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, dsn: str
     its spool, acknowledged, and stores them once the schema is one it knows."""
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, log_level="info")
     config_path = config.render()
-    assert _cli("migrate", "--config", str(config_path)).returncode == 0
+    assert run_command("migrate", "--config", str(config_path)).returncode == 0
     async with connected(dsn) as conn:
         await conn.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, 'from-the-future.sql')",
             SCHEMA_VERSION + 1,
         )
-    refused = _cli("migrate", "--config", str(config_path))
+    refused = run_command("migrate", "--config", str(config_path))
     assert refused.returncode == 1
     assert f"version {SCHEMA_VERSION + 1}, newer than this cdr-collector" in refused.stderr
 
@@ -404,12 +392,12 @@ async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, dsn: str
 async def test_migrate_says_what_it_changed(tmp_path: Path, dsn: str) -> None:
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
     config_path = config.render()
-    first = _cli("migrate", "--config", str(config_path))
+    first = run_command("migrate", "--config", str(config_path))
     assert first.returncode == 0, first.stderr
     assert f"schema migrated from version 0 to {SCHEMA_VERSION}:" in first.stdout
     for _version, name, _sql in schema_files():
         assert f"  {name}: " in first.stdout
-    again = _cli("migrate", "--config", str(config_path))
+    again = run_command("migrate", "--config", str(config_path))
     assert again.returncode == 0
     assert again.stdout.strip() == f"schema is up to date (version {SCHEMA_VERSION}); nothing changed"
 
@@ -431,7 +419,7 @@ async def test_migrated_tables_hold_exactly_the_declared_columns(tmp_path: Path,
     """Adding a field to StoredCdr without its migration (or a column without its
     declaration) fails here, not in a carrier's database."""
     config_path = CollectorConfig(directory=tmp_path / "c", dsn=dsn).render()
-    assert _cli("migrate", "--config", str(config_path)).returncode == 0
+    assert run_command("migrate", "--config", str(config_path)).returncode == 0
     async with connected(dsn) as conn:
         columns: dict[str, dict[str, str]] = {}
         for row in await conn.fetch(
