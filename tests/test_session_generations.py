@@ -21,6 +21,7 @@ from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
+from collector.retention import purge
 from collector.traffic import AccountingClient
 from tests.daemon import (
     PSEUDONYM_KEY,
@@ -29,6 +30,7 @@ from tests.daemon import (
     Collector,
     CollectorConfig,
     connected,
+    run_command,
     running_collector,
 )
 
@@ -157,3 +159,33 @@ def test_generations_follow_the_records_own_time() -> None:
     assert other.learn_resets({"sbc-a": [base + timedelta(hours=1)]}) == 0
     again = other.redact(_record(RecordKind.STOP, base + timedelta(hours=3)), base)
     assert again.record_key == stop.record_key
+
+
+async def test_restarts_are_kept_while_keys_of_their_calls_can_be(tmp_path: Path, dsn: str) -> None:
+    """Retention forgets a restart only once the next one, too, is older than the keys
+    it keeps; a source's latest restart is never forgotten."""
+    config = CollectorConfig(directory=tmp_path / "a", dsn=dsn)
+    assert run_command("migrate", "--config", str(config.render())).returncode == 0
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=300)  # retention is 180 days
+    async with connected(dsn) as conn:
+        for source, reset_at, seen_at in (
+            ("sbc-a", long_ago, long_ago),  # followed by an old restart: forgotten
+            ("sbc-a", long_ago + timedelta(days=1), long_ago),  # followed by a recent one
+            ("sbc-a", now - timedelta(days=1), now),
+            ("sbc-b", long_ago, long_ago),  # its latest, however old
+        ):
+            await conn.execute(
+                "INSERT INTO source_resets (source, reset_at, seen_at) VALUES ($1, $2, $3)",
+                source,
+                reset_at,
+                seen_at,
+            )
+        result = await purge(conn, 180)
+        kept = await conn.fetch("SELECT source, reset_at FROM source_resets ORDER BY 1, 2")
+    assert result.resets_expired == 1
+    assert [(r["source"], r["reset_at"]) for r in kept] == [
+        ("sbc-a", long_ago + timedelta(days=1)),
+        ("sbc-a", now - timedelta(days=1)),
+        ("sbc-b", long_ago),
+    ]

@@ -200,8 +200,9 @@ class Redactor:
         if duration_ms is None and connect is not None and disconnect is not None:
             duration_ms = max(0, round((disconnect - connect).total_seconds() * 1000))
             if duration_ms > MAX_DURATION_MS:
-                # believable ends, an unbelievable call between them
-                duration_ms, connect, implausible = None, None, True
+                # believable ends, an unbelievable call between them: not billed (the
+                # sink caps what it computes from these times the same way)
+                duration_ms, implausible = None, True
         answered = record.answered
         if answered is None and record.kind is RecordKind.STOP:
             if duration_ms is not None:
