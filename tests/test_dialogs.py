@@ -732,6 +732,76 @@ def test_two_answers_from_parallel_forks_only_the_kept_dialogs_bye_ends_the_call
     assert t.expire(at(10_000_000)) == []
 
 
+# -- a 2xx with two To-tags ----------------------------------------------------
+#
+# Some phones answer `To: ...;tag=a;tag=b`. A proxy forwards that header as it
+# is (Kamailio does: tests/test_peers_kamailio.py), and each party then keeps
+# the tag its parser keeps: the first, the last (Kamailio's own parser, and so
+# its accounting, keeps the last), or both, echoed as received. Whichever it
+# is, the call's BYE must end the call.
+
+TWO_TAGS = "a6c85cf;tag=b7d96dg"
+
+
+def two_tag_call(bye_tag: str, *, callee_hangs_up: bool = False) -> list[Step]:
+    """An answered call whose 2xx carries two To-tags; its BYE names the dialog by `bye_tag`."""
+    answered = Call(callee_tag=TWO_TAGS)
+    later = Call(callee_tag=bye_tag)
+    bye_cseq = 1 if callee_hangs_up else 2
+    return [
+        (0.0, answered.invite()),
+        (2.0, Call().response(180)),
+        (5.0, answered.response(200)),
+        (5.05, later.request("ACK", 1)),
+        (65.0, later.request("BYE", bye_cseq, from_callee=callee_hangs_up)),
+        (65.05, later.response(200, cseq=bye_cseq, method="BYE", from_callee=callee_hangs_up)),
+    ]
+
+
+@pytest.mark.parametrize("bye_tag", ["b7d96dg", "a6c85cf", TWO_TAGS, "b7d96dg;tag=a6c85cf"])
+@pytest.mark.parametrize("callee_hangs_up", [False, True])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_a_2xx_with_two_to_tags_ends_with_a_bye_naming_either(
+    bye_tag: str, callee_hangs_up: bool, mirror: bool
+) -> None:
+    t = tracker(max_dialog_age_s=3600.0)
+    record = only(play(t, two_tag_call(bye_tag, callee_hangs_up=callee_hangs_up), mirror=mirror))
+    # Complete, at the BYE, with its cause: not left open until max_dialog_age_s.
+    assert t.open_dialogs == 0
+    assert record.incomplete is False
+    assert record.times_derived is False
+    assert record.answered is True
+    assert record.connect_time == at(5)
+    assert record.disconnect_time == at(65)
+    assert record.duration_ms == 60_000
+    assert (record.sip_code, record.disconnect_cause) == (200, 16)
+    assert t.expire(at(10_000_000)) == []
+    assert t.expired_total == 0
+
+
+def test_copies_of_the_2xx_add_their_tags_to_the_dialog() -> None:
+    # The copy seen first names the dialog by one tag only (a proxy that rewrote
+    # To); the other copy, sharing it, adds the second: the BYE may carry either.
+    first, both = Call(callee_tag="b7d96dg"), Call(callee_tag=TWO_TAGS)
+    steps = [
+        (0.0, Call().invite()),
+        (5.0, forwarded(first.response(200))),
+        (5.001, both.response(200)),
+        (65.0, Call(callee_tag="a6c85cf").request("BYE", 1, from_callee=True)),
+    ]
+    record = only(play(tracker(), steps))
+    assert (record.duration_ms, record.incomplete) == (60_000, False)
+
+
+def test_a_bye_naming_neither_tag_of_the_2xx_is_another_dialogs() -> None:
+    t = tracker(max_dialog_age_s=3600.0)
+    steps = two_tag_call("c0ffee")  # a second fork's dialog, answered later
+    assert play(t, steps) == []
+    assert t.open_dialogs == 1
+    record = only(play(t, [(70.0, Call(callee_tag="a6c85cf").request("BYE", 3))]))
+    assert record.disconnect_time == at(70)
+
+
 # -- retries after a challenge or redirect -----------------------------------
 
 

@@ -136,7 +136,7 @@ def test_header_names_any_case_and_space_before_colon() -> None:
         "FROM : <sip:alice@example.org>;TAG=AbC",
         "tO: <sip:bob@example.net>",
         "CALL-id:   spaced-id  ",
-        "cseq: 7 invite",
+        "cseq\t: 7 INVITE",
     )
     msg = parse_sip(data)
     assert msg.from_tag == "AbC"  # tag values keep their case
@@ -144,15 +144,37 @@ def test_header_names_any_case_and_space_before_colon() -> None:
     assert (msg.cseq, msg.cseq_method) == (7, "INVITE")
 
 
-def test_first_of_repeated_headers_wins() -> None:
-    data = message(
+@pytest.mark.parametrize(
+    "method", ["invite", "Invite", "IN%56ITE", "RE%47IST%45R", "X.y-Z!%*_+`'~"]
+)
+def test_any_token_is_a_method_as_written(method: str) -> None:
+    # RFC 3261 7.1 and 25.1: a method is a case-sensitive token; "invite" is an
+    # extension method, not INVITE, and % is no escape in it (RFC 4475 3.1.1.2, 3.1.1.5).
+    data = message(f"{method} sip:bob@example.net SIP/2.0", *BASE[:3], f"CSeq: 1 {method}")
+    msg = parse_sip(data)
+    assert (msg.method, msg.cseq_method) == (method, method)
+    assert msg.method != "INVITE"
+
+
+def test_repeated_headers_must_agree() -> None:
+    """A second Call-ID, From, To or CSeq is refused unless it repeats the first."""
+    again = message(
         "INVITE sip:1@example.net SIP/2.0",
         *BASE,
-        "From: <sip:mallory@example.org>;tag=f2",
-        "Call-ID: second",
+        "i: c1@example.org",
+        "from : <sip:alice@example.org>;tag=f1",
     )
-    msg = parse_sip(data)
+    msg = parse_sip(again)
     assert (msg.from_user, msg.from_tag, msg.call_id) == ("alice", "f1", "c1@example.org")
+    for repeated in (
+        "From: <sip:mallory@example.org>;tag=f2",
+        "f: <sip:alice@example.org>;tag=f2",
+        "Call-ID: second",
+        "t: <sip:carol@example.net>",
+        "CSeq: 2 INVITE",
+    ):
+        data = message("INVITE sip:1@example.net SIP/2.0", *BASE, repeated)
+        assert parse_error(data) == "repeated_header", repeated
 
 
 def test_repr_and_errors_hold_no_header_value() -> None:
@@ -185,6 +207,25 @@ def test_repr_and_errors_hold_no_header_value() -> None:
         ("<sip:bob@example.net>; tag=spaced", "bob", "spaced"),
         ("<sip:bob@example.net>;tag=a1, <sip:other@example.net>;tag=b2", "bob", "a1"),
         ("<urn:service:sos>;tag=u", None, "u"),
+        # Quoted display names: an escaped quote does not end them, an escaped
+        # backslash before the quote does; '<', ';' and "tag=" inside are text.
+        (r'"a \" <sip:no@x>;tag=no" <sip:+4930111@x>;tag=yes', "+4930111", "yes"),
+        (r'"a \\" <sip:+4930111@x>;tag=yes', "+4930111", "yes"),
+        ('"<sip:no@x>;tag=no" <sip:+4930111@x>;tag=yes', "+4930111", "yes"),
+        ('"BEL:\\\x07 NUL:\\\x00" <sip:+4930111@x>;tag=ctl', "+4930111", "ctl"),
+        # Tokens as display name, with or without space before '<' (RFC 4475 3.1.1.6).
+        ("caller<sip:+4930111@x>;tag=t", "+4930111", "t"),
+        ("Bell, Alexander <sip:+4930111@x>;tag=43", "+4930111", "43"),
+        # Spaces inside the brackets (RFC 4475 3.1.2.14) and around ';' and '='.
+        ("< sip:+4930111@x > ; TAG = sp ; q=1", "+4930111", "sp"),
+        ("sip:+4930111@x ;   tag    = 1918181833n", "+4930111", "1918181833n"),
+        # A quoted parameter value before the tag may hold ";tag=".
+        ('<sip:+4930111@x>;p="a;tag=no";tag=yes', "+4930111", "yes"),
+        ('sip:+4930111@x;p="<b>";tag=yes', "+4930111", "yes"),
+        # A "tag" spelled otherwise before the usual one comes first.
+        ("<sip:+4930111@x>; Tag=first;tag=second", "+4930111", "first"),
+        ("<sip:+4930111@x>;xtag=no;tag=yes", "+4930111", "yes"),
+        ("<sip:+4930111@x>;tag=_token~1'+`*%!-.", "+4930111", "_token~1'+`*%!-."),
     ],
 )
 def test_from_header_forms(value: str, user: str | None, tag: str | None) -> None:
@@ -198,6 +239,24 @@ def test_from_header_forms(value: str, user: str | None, tag: str | None) -> Non
     msg = parse_sip(data)
     assert msg.from_user == user
     assert msg.from_tag == tag
+
+
+@pytest.mark.parametrize(
+    ("value", "tags"),
+    [
+        ("<sip:b@y>", ()),
+        ("<sip:b@y>;tag=a", ("a",)),
+        ("<sip:b@y>;tag=a;tag=b", ("a", "b")),
+        ("<sip:b@y>;tag=a ; TAG = b;x=1", ("a", "b")),
+        ('<sip:b@y>;x="tag=no";tag=a', ("a",)),
+    ],
+)
+def test_every_to_tag(value: str, tags: tuple[str, ...]) -> None:
+    data = message("SIP/2.0 200 OK", "From: <sip:a@x>;tag=f;tag=g", f"To: {value}", *BASE[2:])
+    msg = parse_sip(data)
+    assert msg.to_tags == tags
+    assert msg.to_tag == (tags[0] if tags else None)
+    assert (msg.from_tag, msg.from_tags) == ("f", ("f", "g"))
 
 
 @pytest.mark.parametrize(
@@ -221,6 +280,13 @@ def test_from_header_forms(value: str, user: str | None, tag: str | None) -> Non
         ("sip:5550101;phone-context=+1-2x2@h", "5550101"),
         ("tel:5550101;phone-context=+", "5550101"),
         ("tel:5550101;xphone-context=+1212", "5550101"),
+        # Semicolons in a user part that is no number belong to it (RFC 4475 3.1.1.9).
+        ("sip:user;par=u%40example.net@example.com", "user;par=u@example.net"),
+        ("sip:%2B4930123;npdi@example.org", "+4930123"),
+        # Escapes are decoded once (RFC 4475 3.1.1.3, 3.1.1.4).
+        ("sip:sips%3Auser%40example.com@example.net", "sips:user@example.com"),
+        ("sip:%75se%72@example.com", "user"),
+        ("sip:null-%00-null@example.com", "null-\x00-null"),
         ("http://example.org/", None),
         ("", None),
     ],
@@ -299,7 +365,12 @@ def test_asserted_number_reads_every_identity(headers: list[str], number: str | 
         ([], 0),
         (["Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1"], 1),
         (["Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1", "v: SIP/2.0/UDP [2001:db8::1]:5060"], 2),
-        (["Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK2", "VIA: x"], 3),
+        (["Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK2", "VIA: x/y/z"], 3),
+        # Folded, and spaced around the slashes (RFC 4475 3.1.1.1).
+        (["v:  SIP  / 2.0  / TCP     a   ;\r\n  branch  =   z9hG4bK1  ,\r\n SIP / 2.0 / UDP b"], 2),
+        # Empty elements are no hops (RFC 4475 3.1.2.1).
+        (["Via: SIP/2.0/UDP 192.0.2.15;;,;,,"], 1),
+        (['Via: SIP/2.0/UDP a;x="1,2", SIP/2.0/UDP b'], 2),
     ],
 )
 def test_via_count(vias: list[str], count: int) -> None:
@@ -343,7 +414,12 @@ def test_request_uri_user() -> None:
     ],
 )
 def test_reason_q850_cause(reasons: list[str], cause: int | None) -> None:
-    data = message("BYE sip:1@example.net SIP/2.0", *BASE, *(f"Reason: {r}" for r in reasons))
+    data = message(
+        "BYE sip:1@example.net SIP/2.0",
+        *BASE[:3],
+        "CSeq: 2 BYE",
+        *(f"Reason: {r}" for r in reasons),
+    )
     assert parse_sip(data).reason_cause == cause
 
 
@@ -360,7 +436,24 @@ def test_reason_q850_cause(reasons: list[str], cause: int | None) -> None:
         (message("SIP/2.0 700 Odd", *BASE), "bad_start_line"),
         (message("SIP/2.0", *BASE), "bad_start_line"),
         (message("INVITE sip:a@b HTTP/1.1", *BASE), "bad_start_line"),
-        (message("INV1TE sip:a@b SIP/2.0", *BASE), "bad_start_line"),
+        (message("INV<TE sip:a@b SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE\tsip:a@b SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE <sip:a@b> SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE sip:a@b; lr SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE a@b SIP/2.0", *BASE), "bad_start_line"),
+        (message("INVITE sip:a@b SIP/3.0", *BASE), "bad_version"),
+        (message("SIP/2.1 200 OK", *BASE), "bad_version"),
+        (message("SIP/2.0 2000 OK", *BASE), "bad_start_line"),
+        (message("SIP/2.0 200OK", *BASE), "bad_start_line"),
+        (message("OPTIONS sip:a@b SIP/2.0", *BASE), "method_mismatch"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: 4294967296 INVITE"), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: 1 INV<TE"), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", *BASE[:3], "CSeq: 1 INVITE x"), "bad_cseq"),
+        (message("INVITE sip:a@b SIP/2.0", 'From: "Alice <sip:a@x>;tag=1', *BASE[1:]), "bad_from"),
+        (message("INVITE sip:a@b SIP/2.0", "From: <sip:a@x;tag=1", *BASE[1:]), "bad_from"),
+        (message("INVITE sip:a@b SIP/2.0", 'From: "Alice" sip:a@x;tag=1', *BASE[1:]), "bad_from"),
+        (message("INVITE sip:a@b SIP/2.0", BASE[0], 'To: "Bob\\" <sip:b@y>', *BASE[2:]), "bad_to"),
+        (message("INVITE sip:a@b SIP/2.0", BASE[0], "To:  ", *BASE[2:]), "no_to"),
         (message("INVITE sip:a@b SIP/2.0", *BASE[:2], "CSeq: 1 INVITE"), "no_call_id"),
         (
             message("INVITE sip:a@b SIP/2.0", *BASE[:2], "Call-ID:   ", "CSeq: 1 INVITE"),

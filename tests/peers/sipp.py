@@ -41,7 +41,7 @@ SCENARIO_DIR = Path(__file__).with_name("scenarios")
 LOOPBACK = "127.0.0.1"
 
 #: The call shapes under ``scenarios/``; each directory holds uac.xml and uas.xml.
-Scenario = Literal["answered", "callee_hangup", "busy", "cancelled", "no_answer"]
+Scenario = Literal["answered", "callee_hangup", "busy", "cancelled", "no_answer", "two_to_tags"]
 SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
 
 #: E.164-shaped numbers from ranges kept for fiction and tests (Ofcom's

@@ -69,8 +69,16 @@ Choices the records depend on:
   caller's final response ever being seen). When only the forwarded copies
   are mirrored, every copy has the same count and all of them count.
 - Two 2xx from parallel branches. The caller acknowledges both and hangs up
-  the one it does not keep with a BYE. The To-tag of the first 2xx names
+  the one it does not keep with a BYE. The To-tags of the first 2xx name
   the call's dialog: only a BYE of that dialog (from either side) ends it.
+- Two To-tags in one 2xx (`To: ...;tag=a;tag=b`, as some phones answer).
+  The proxy forwards the header unchanged, and then each party keeps the
+  tag its parser keeps: the first, the last (Kamailio's parser, and so its
+  accounting, keeps the last), or both, echoed as received. So the dialog
+  is known under every To-tag of its first 2xx, and of any copy of that
+  2xx sharing one of them, and a later BYE carrying any one of them, in
+  To from the caller or in From from the callee, ends the call. A 2xx of
+  another branch shares none of them and stays another dialog.
 """
 
 from __future__ import annotations
@@ -197,7 +205,7 @@ class _Dialog:
 
     __slots__ = (
         "answer",
-        "answer_tag",
+        "answer_tags",
         "branch_cause",
         "branch_status",
         "branch_time",
@@ -242,8 +250,8 @@ class _Dialog:
         self.called = msg.ruri_user
         self.to_user = msg.to_user
         self.correlation = msg.correlation
-        #: the To-tag of the first 2xx: the dialog a BYE must belong to
-        self.answer_tag: str | None = None
+        #: the To-tags of the first 2xx (and its copies): the dialog a BYE must belong to
+        self.answer_tags: frozenset[str] = frozenset()
         #: the fewest Vias on a copy of the initial INVITE (the caller's side)
         self.vias = msg.via_count
         # The best failure a branch sent the proxy, and when the last one came.
@@ -345,13 +353,13 @@ class DialogTracker:
         if status == 0:
             method = msg.method
             if method == "BYE":
-                answer_tag = dialog.answer_tag
-                if answer_tag is not None:
-                    # Only the answered dialog's BYE ends the call, whichever side sends it.
+                answer_tags = dialog.answer_tags
+                # Only the answered dialog's BYE ends the call, whichever side sends it.
+                if answer_tags:
                     if tag == dialog.from_tag:
-                        if msg.to_tag != answer_tag:
+                        if msg.to_tag not in answer_tags and answer_tags.isdisjoint(msg.to_tags):
                             return []
-                    elif tag != answer_tag:
+                    elif tag not in answer_tags and answer_tags.isdisjoint(msg.from_tags):
                         return []
                 return [self._close_by_bye(dialog, msg, ts)]
             if method == "INVITE":
@@ -370,8 +378,13 @@ class DialogTracker:
         if status < 300:
             if dialog.answer is None:
                 dialog.answer = ts
-                dialog.answer_tag = msg.to_tag
+                dialog.answer_tags = frozenset(msg.to_tags)
                 return [self._start_record(dialog)]
+            # A copy of the first 2xx (it shares a tag) may name the dialog by one more.
+            answer_tags = dialog.answer_tags
+            tags = msg.to_tags
+            if not answer_tags.issuperset(tags) and not answer_tags.isdisjoint(tags):
+                dialog.answer_tags = answer_tags.union(tags)
             return []
         if dialog.answer is not None or dialog.final_status is not None:
             # A 487 to a forked branch after another branch answered, or a copy.

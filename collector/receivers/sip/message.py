@@ -1,4 +1,4 @@
-"""A fast, tolerant reader of the SIP header fields that call accounting needs.
+"""A fast reader, by the RFC 3261 grammar, of the SIP header fields that call accounting needs.
 
 `parse_sip` takes one SIP message as captured (request or response) and pulls
 out only what the dialog tracker uses: the start line (method and
@@ -8,19 +8,34 @@ Request-URI, or status code), Call-ID, the From/To tags and URIs, CSeq, the
 correlation header. User parts, the asserted number, the Via count, the
 Q.850 cause and the correlation header are worked out only when asked for,
 because the tracker needs them from a few messages of each call (the
-INVITE, the one that ends it), not from every 100 Trying and ACK. It
-reads with `str.find` and slicing rather than regular expressions, accepts
-compact header names, any header-name case, bare-LF line ends and folded
-lines, and stops at the blank line that ends the headers. It must never
-raise anything but `SipError` (with a short fixed `reason`, fit for a metric
-label), from parsing or from any property of the message, and never look at
-the body (SDP stays unread). A SipMessage holds the header block while it is
-fed to the tracker and is then dropped; its repr shows no header value, and
-only raw user parts leave it, for the pipeline to normalize and redact.
+INVITE, the one that ends it), not from every 100 Trying and ACK.
+
+It reads what RFC 3261 allows, and RFC 4475's torture messages exercise:
+any token as a method (case-sensitive: `invite` and `RE%47IST%45R` are
+extension methods, not INVITE or REGISTER), header names in any case and
+compact form with whitespace before the colon, folded lines, quoted strings
+with escaped characters, parameters with whitespace around `;` and `=`,
+leading zeros in CSeq; and it is liberal where RFC 4475 says an element may
+be (extra spaces in the start line, bare-LF line ends, spaces inside `<>`).
+What it reads must be unambiguous: a start line off the grammar, a SIP
+version other than 2.0, a CSeq out of range or naming another method than
+the request, an unterminated quoted string or `<` in From or To, and two
+different Call-ID, From, To or CSeq headers are refused, as RFC 4475 says
+an element may refuse them. Everything else in a message (Contact,
+Content-Length, Date, the body) is never read, so its defects cannot matter.
+
+It must never raise anything but `SipError` (with a short fixed `reason`,
+fit for a metric label), from parsing or from any property of the message,
+and never look at the body (SDP stays unread). A SipMessage holds the header
+block while it is fed to the tracker and is then dropped; its repr shows no
+header value, and only raw user parts leave it, for the pipeline to
+normalize and redact.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 #: every reason a SipError can carry (a fixed vocabulary for metrics and logs)
@@ -28,18 +43,36 @@ SIP_ERROR_REASONS = frozenset(
     {
         "empty",  # nothing but blank lines
         "bad_start_line",  # neither "METHOD uri SIP/2.0" nor "SIP/2.0 NNN reason"
+        "bad_version",  # a well-formed SIP version other than 2.0 (RFC 3261 answers 505)
         "no_call_id",  # Call-ID missing or empty
-        "bad_cseq",  # CSeq missing or not "number METHOD"
-        "no_from",  # From header missing
-        "no_to",  # To header missing
+        "bad_cseq",  # CSeq missing, not "number METHOD", or its number above 2**32-1
+        "method_mismatch",  # a request whose CSeq names another method (RFC 3261 8.1.1.5)
+        "no_from",  # From header missing or empty
+        "no_to",  # To header missing or empty
+        "bad_from",  # From with an unterminated quoted string or "<"
+        "bad_to",  # To with an unterminated quoted string or "<"
+        "repeated_header",  # two different Call-ID, From, To or CSeq headers
     }
 )
 
-# Slots of the header values parse_sip keeps, indexed by these numbers.
-_CALL_ID, _FROM, _TO, _CSEQ, _REASON, _CORRELATION = range(6)
+#: token (RFC 3261 25.1): what a method, a header parameter name or a tag is made of
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"  # noqa: S105 - an alphabet, not a secret
+#: what follows the first letter of a URI scheme (RFC 3986 3.1)
+_SCHEME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
+#: linear white space inside one (unfolded) line, and what trims a header value
+_WSP = " \t"
+_TRIM = " \t\r"
+#: what a folded continuation line starts with
+_FOLD_STARTS = (" ", "\t")
+#: the largest CSeq number (RFC 3261 8.1.1.5: a 32-bit unsigned integer)
+_MAX_CSEQ = 2**32 - 1
+#: digits of the largest CSeq number, once leading zeros are gone
+_MAX_CSEQ_DIGITS = 10
 
-#: header names (lower case, compact forms included) -> slot, for the line-by-line reader
-_BASE_HEADERS: dict[str, int] = {
+# Slots of the header values parse_sip reads.
+_CALL_ID, _FROM, _TO, _CSEQ = range(4)
+#: header name (lower case, compact forms too, and the usual spellings) -> slot
+_SLOTS = {
     "call-id": _CALL_ID,
     "i": _CALL_ID,
     "from": _FROM,
@@ -47,34 +80,37 @@ _BASE_HEADERS: dict[str, int] = {
     "to": _TO,
     "t": _TO,
     "cseq": _CSEQ,
-    "reason": _REASON,
 }
-_headers_by_correlation: dict[str | None, dict[str, int]] = {None: _BASE_HEADERS}
-
-#: fast path: per required slot, the long and the compact "\nname:" search pattern
-_FAST_PATTERNS: tuple[tuple[int, str, str], ...] = (
-    (_CALL_ID, "\ncall-id:", "\ni:"),
-    (_FROM, "\nfrom:", "\nf:"),
-    (_TO, "\nto:", "\nt:"),
-    (_CSEQ, "\ncseq:", ""),
+_SLOTS.update({"Call-ID": _CALL_ID, "From": _FROM, "To": _TO, "CSeq": _CSEQ})
+#: the headers every message needs, long or compact name, any case, "Name :" too, with
+#: their value and its folded continuation lines: (name, value) pairs in one C call
+_HEADERS = re.compile(
+    r"\n(?=[CcFfTtIi])(call-id|i|from|f|to|t|cseq)[ \t]*:[ \t]*"
+    r"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*+)",
+    re.IGNORECASE | re.ASCII,
 )
-_correlation_patterns: dict[str, str] = {}
+# Headers read on demand: (compact or only name, rest of the long name), lower case,
+# searched for with `str.find` in the lower-cased header block.
+_VIA = ("\nv", "ia")
+_REASON = ("\nreason", "")
+_PAI = ("\np-asserted-identity", "")
+_RPID = ("\nremote-party-id", "")
+#: SIP-Version (RFC 3261 25.1): "SIP" "/" 1*DIGIT "." 1*DIGIT, case-insensitive
+_VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE | re.ASCII)
+#: Request-Line: a token method, a Request-URI that starts with a scheme (RFC 3986
+#: 3.1) and holds no white space, SIP/2.0 (extra spaces tolerated)
+_REQUEST_LINE = re.compile(
+    r"([-.!%*_+`'~0-9A-Za-z]+) +([A-Za-z][-+.0-9A-Za-z]*:[^ \t\r]*) +SIP/2\.0[ \t]*\r?\Z",
+    re.IGNORECASE | re.ASCII,
+)
+#: Status-Line up to the status code: 100-699, then white space or the end
+_STATUS_LINE = re.compile(r"SIP/2\.0 +([1-6][0-9][0-9])(?:[ \t]|\r?\Z)", re.IGNORECASE | re.ASCII)
 
-#: what a folded continuation line starts with
-_FOLD_STARTS = (" ", "\t")
-
-# Headers whose every occurrence counts (lower-case names), for the line-by-line reader.
-_PAI_NAMES = frozenset({"p-asserted-identity"})
-_RPID_NAMES = frozenset({"remote-party-id"})
 #: visual separators a telephone number may carry (RFC 3966 5.1.1)
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
-
-# A CSeq number is below 2**31 (RFC 3261 8.1.1.5); ten digits is more than
-# enough and keeps int() far from its digit limit on hostile input.
-_MAX_CSEQ_DIGITS = 10
-_MAX_METHOD_CHARS = 32
-# Bounds on the caches keyed by the configured correlation header name.
+#: bound on the cache of header names keyed by the configured correlation header
 _MAX_CACHED_NAMES = 16
+_correlation_names: dict[str, tuple[str, str]] = {}
 
 
 class SipError(ValueError):
@@ -93,22 +129,24 @@ class SipMessage:
     """The accounting-relevant header fields of one SIP request or response.
 
     A request has `method` set and `status` 0; a response has `status` set
-    and `method` "" (its transaction's method is `cseq_method`). Tags, CSeq
-    and Call-ID are read at parse time; the other fields are properties that
-    look into the kept header block on demand. User parts are raw strings
-    from the wire (percent-decoded), or None when the URI has none: phone
-    numbers more often than not, which go through the pipeline's redaction
-    before being stored or logged.
+    and `method` "" (its transaction's method is `cseq_method`). Methods are
+    as written: case-sensitive tokens. Tags, CSeq and Call-ID are read at
+    parse time; the other fields are properties that look into the kept
+    header block on demand. User parts are raw strings from the wire
+    (percent-decoded), or None when the URI has none: phone numbers more
+    often than not, which go through the pipeline's redaction before being
+    stored or logged.
     """
 
     __slots__ = (
         "_correlation_header",
-        "_from",
+        "_from_params",
+        "_from_uri",
         "_head",
         "_lowered",
         "_request_uri",
-        "_scanned",
-        "_to",
+        "_to_params",
+        "_to_uri",
         "call_id",
         "cseq",
         "cseq_method",
@@ -125,37 +163,62 @@ class SipMessage:
         call_id: str,
         cseq: int,
         cseq_method: str,
-        from_tag: str | None,
-        to_tag: str | None,
-        from_value: str,
-        to_value: str,
+        from_address: tuple[str, str],
+        to_address: tuple[str, str],
         request_uri: str,
         head: str,
-        lowered: str,
         correlation_header: str | None,
-        scanned: list[str | None] | None,
-        scanned_reasons: list[str] | None,
     ) -> None:
         self.method = method
         self.status = status
         self.call_id = call_id
         self.cseq = cseq
         self.cseq_method = cseq_method
-        self.from_tag = from_tag
-        self.to_tag = to_tag
-        self._from = from_value
-        self._to = to_value
+        self._from_uri, self._from_params = from_address
+        self._to_uri, self._to_params = to_address
+        self.from_tag = _tag(self._from_params)
+        self.to_tag = _tag(self._to_params)
         self._request_uri = request_uri
         self._head = head
-        self._lowered = lowered
+        self._lowered: str | None = None
         self._correlation_header = correlation_header
-        # Set when the line-by-line reader ran: every value is already known.
-        self._scanned = None if scanned is None else (scanned, scanned_reasons)
 
     def __repr__(self) -> str:
         # Never the header values: they hold phone numbers, URIs and addresses.
         kind = self.method or str(self.status)
         return f"<SipMessage {kind} CSeq {self.cseq} {self.cseq_method}>"
+
+    def _starts(self, name: tuple[str, str]) -> Iterator[int]:
+        """Where the value of every header called `name` (see _VIA) starts, in order.
+
+        "Via:", "v:", "VIA :" all count: a name in any case, its compact form,
+        white space before the colon. The header block is lower-cased once,
+        when a message is first asked for such a value; latin-1 text keeps
+        its length in lower case, so offsets found there hold in the
+        original. A C-speed `str.find` per occurrence of the name, where a
+        regular expression would step through every character.
+        """
+        lowered = self._lowered
+        if lowered is None:
+            lowered = self._lowered = self._head.lower()
+        pattern, rest = name
+        found = lowered.find(pattern)
+        while found >= 0:
+            index = found + len(pattern)
+            if rest and lowered.startswith(rest, index):
+                index += len(rest)
+            while lowered.startswith(_FOLD_STARTS, index):
+                index += 1
+            if lowered.startswith(":", index):
+                index += 1
+                yield index
+            found = lowered.find(pattern, index)
+
+    def _values(self, name: tuple[str, str]) -> list[str] | None:
+        """The values of every header called `name` (see _VIA), in order, or None."""
+        head = self._head
+        values = [_value_at(head, start) for start in self._starts(name)]
+        return values or None
 
     @property
     def is_request(self) -> bool:
@@ -163,14 +226,32 @@ class SipMessage:
         return self.status == 0
 
     @property
+    def from_tags(self) -> tuple[str, ...]:
+        """Every tag parameter of the From header, in order (`from_tag` is the first)."""
+        return _tags(self._from_params, self.from_tag)
+
+    @property
+    def to_tags(self) -> tuple[str, ...]:
+        """Every tag parameter of the To header, in order (`to_tag` is the first).
+
+        A To header should carry one tag, but some phones answer with two
+        (`;tag=a;tag=b`), and the parties then disagree on which one names
+        the dialog: a proxy forwards the header unchanged, while a parser
+        that lets a repeated parameter overwrite the earlier one (Kamailio's
+        among them) keeps the last. Whoever matches later requests to the
+        dialog needs all of them.
+        """
+        return _tags(self._to_params, self.to_tag)
+
+    @property
     def from_user(self) -> str | None:
         """The user part of the From URI (the caller, for the caller's requests)."""
-        return uri_user(_split_name_addr(self._from)[0])
+        return uri_user(self._from_uri)
 
     @property
     def to_user(self) -> str | None:
         """The user part of the To URI."""
-        return uri_user(_split_name_addr(self._to)[0])
+        return uri_user(self._to_uri)
 
     @property
     def ruri_user(self) -> str | None:
@@ -187,9 +268,9 @@ class SipMessage:
         identity, Remote-Party-ID is read the same way. None leaves the
         caller to the From header.
         """
-        user = _asserted_number(self._all_values(_PAI_NAMES, "\np-asserted-identity:"))
+        user = _asserted_number(self._values(_PAI))
         if user is None:
-            user = _asserted_number(self._all_values(_RPID_NAMES, "\nremote-party-id:"))
+            user = _asserted_number(self._values(_RPID))
         return user
 
     @property
@@ -200,48 +281,29 @@ class SipMessage:
     def count_vias(self, stop: int = 1 << 30) -> int:
         """The number of Via entries, counting no further than `stop`.
 
-        Each Via line ("Via:", "v:", "Via :") holds one entry and one more
-        per comma, folded continuation lines included. Stopping early spares
-        reading the rest of the header block when the caller only needs to
-        know whether there are at least `stop` entries.
+        Each Via header ("Via:", "v:", "Via :") holds one entry per
+        comma-separated element that names a sent-protocol ("SIP/2.0/UDP"),
+        folded lines included; an empty element (RFC 4475's `;;,;,,`) is no
+        hop. Stopping early spares reading the rest of the header block when
+        the caller only needs to know whether there are at least `stop`.
         """
-        lowered = self._lowered
-        size = len(lowered)
+        head = self._head
         count = 0
-        found = lowered.find("\nv")
-        while found >= 0:
-            index = found + 2
-            if lowered.startswith("ia", index):
-                index += 2
-            while index < size and lowered[index] in " \t":
-                index += 1
-            if not lowered.startswith(":", index):
-                found = lowered.find("\nv", index)
-                continue
-            end = lowered.find("\n", index)
-            while end >= 0 and lowered.startswith(_FOLD_STARTS, end + 1):
-                end = lowered.find("\n", end + 1)
-            if end < 0:
-                end = size
-            count += 1 + lowered.count(",", index, end)
+        for start in self._starts(_VIA):
+            end = _value_end(head, start)
+            if head.find(",", start, end) < 0:
+                if head.find("/", start, end) >= 0:
+                    count += 1
+            else:
+                count += sum("/" in entry for entry in _split_outside(head[start:end], ","))
             if count >= stop:
                 return stop
-            found = lowered.find("\nv", end)
         return count
-
-    def _all_values(self, names: frozenset[str], pattern: str) -> list[str] | None:
-        """Every value of one header, in order, or None."""
-        if self._scanned is not None:
-            return _line_values(self._head, names)
-        return _find_values(self._head, self._lowered, pattern)
 
     @property
     def reason_cause(self) -> int | None:
         """The Q.850 cause of the first `Reason: Q.850;cause=N` (N from 1 to 127), or None."""
-        if self._scanned is not None:
-            reasons = self._scanned[1]
-        else:
-            reasons = _find_values(self._head, self._lowered, "\nreason:")
+        reasons = self._values(_REASON)
         return _q850_cause(reasons) if reasons else None
 
     @property
@@ -250,11 +312,10 @@ class SipMessage:
         header = self._correlation_header
         if not header:
             return None
-        if self._scanned is not None:
-            value = self._scanned[0][_CORRELATION]
-        else:
-            value = _find_value(self._head, self._lowered, _correlation_pattern(header))
-        return value or None
+        values = self._values(_correlation_name(header))
+        if not values:
+            return None
+        return values[0] or None
 
 
 def parse_sip(data: bytes, correlation_header: str | None = None) -> SipMessage:
@@ -262,11 +323,14 @@ def parse_sip(data: bytes, correlation_header: str | None = None) -> SipMessage:
 
     `correlation_header` names one extra header (for example "X-CID") whose
     value goes to `SipMessage.correlation`. Raises SipError, and nothing
-    else, when the message is not SIP.
+    else, when the message is not SIP or what the collector reads of it is
+    ambiguous.
     """
     # Leading CRLFs (keep-alives, stream leftovers) are ignored, as RFC 3261 7.5 allows.
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")
+    # The headers end at the first empty line; whatever follows (the body, or in a
+    # datagram spurious octets, RFC 3261 18.3 and RFC 4475 3.1.1.8) is never read.
     end = data.find(b"\r\n\r\n")
     if end < 0:
         end = data.find(b"\n\n")
@@ -278,293 +342,280 @@ def parse_sip(data: bytes, correlation_header: str | None = None) -> SipMessage:
     head = data[:end].decode("latin-1")
     line_end = head.find("\n")
     start_line = head if line_end < 0 else head[:line_end]
-    method, status, request_uri = _start_line(start_line.rstrip("\r"))
+    method, status, request_uri = _start_line(start_line)
 
-    lowered = head.lower()
-    values = _find_required(head, lowered)
-    scanned_reasons: list[str] | None = None
-    scanned: list[str | None] | None = None
-    if None in values:
-        # A required header not found as "\nName:": maybe written "Name :" (legal
-        # whitespace before the colon). Read line by line before giving up.
-        scanned, scanned_reasons = _scan_lines(head, correlation_header)
-        values = scanned
+    values: list[str | None] = [None, None, None, None]  # by slot
+    for name, value in _HEADERS.findall(head):
+        slot = _SLOTS.get(name)
+        if slot is None:
+            slot = _SLOTS[name.lower()]
+        value = _unfold(value) if "\n" in value else value.rstrip(_WSP)
+        seen = values[slot]
+        if seen is None:
+            values[slot] = value
+        elif value != seen:
+            # Which one would the network use? RFC 3261 7.3 allows one value of these
+            # headers, and an element answers such a request 400 (RFC 4475 3.3.8); a
+            # copy repeated word for word leaves no doubt.
+            raise SipError("repeated_header")
 
     call_id = values[_CALL_ID]
     if not call_id:
         raise SipError("no_call_id")
-    cseq_text = values[_CSEQ]
-    if cseq_text is None:
+    cseq_value = values[_CSEQ]
+    if not cseq_value:
         raise SipError("bad_cseq")
-    cseq_parts = cseq_text.split()
-    if len(cseq_parts) != 2:
-        raise SipError("bad_cseq")
-    number, cseq_method = cseq_parts
-    if not (number.isdecimal() and len(number) <= _MAX_CSEQ_DIGITS):
-        raise SipError("bad_cseq")
+    cseq, cseq_method = _cseq(cseq_value)
+    if method and cseq_method != method:
+        raise SipError("method_mismatch")
     from_value = values[_FROM]
-    if from_value is None:
+    if not from_value:
         raise SipError("no_from")
+    from_address = _split_address(from_value)
+    if from_address is None:
+        raise SipError("bad_from")
     to_value = values[_TO]
-    if to_value is None:
+    if not to_value:
         raise SipError("no_to")
+    to_address = _split_address(to_value)
+    if to_address is None:
+        raise SipError("bad_to")
 
     return SipMessage(
         method,
         status,
         call_id,
-        int(number),
-        cseq_method.upper(),
-        _tag(_header_params(from_value)),
-        _tag(_header_params(to_value)),
-        from_value,
-        to_value,
+        cseq,
+        cseq_method,
+        from_address,
+        to_address,
         request_uri,
         head,
-        lowered,
         correlation_header,
-        scanned,
-        scanned_reasons,
     )
 
 
-def _find_required(head: str, lowered: str) -> list[str | None]:
-    """Call-ID, From, To and CSeq by slot (the rest None), via `str.find`.
+def _start_line(line: str) -> tuple[str, int, str]:
+    """(method, status, Request-URI) from a request or status line.
 
-    The fast path: a C-speed search of the lower-cased header block for
-    "\\nname:" instead of a Python loop over every line. The long form of a
-    name is looked for first and the compact one only when it is absent (a
-    message carries one From, not both). A name written with whitespace
-    before its colon is not found here; the caller then reads line by line.
+    Request-Line = Method SP Request-URI SP SIP-Version; Status-Line =
+    SIP-Version SP Status-Code SP Reason-Phrase (RFC 3261 7.1, 7.2). Extra
+    spaces between the elements and after the version are ignored, as RFC
+    4475 3.1.2.9 and 3.1.2.10 let an element do; a Request-URI with a space
+    in it (3.1.2.8) or in angle brackets (3.1.2.7) is refused. The reason
+    phrase is free text and may be empty (3.1.1.12, 3.1.1.13).
     """
-    values: list[str | None] = [None, None, None, None]
-    for slot, pattern, compact in _FAST_PATTERNS:
-        found = lowered.find(pattern)
-        if found >= 0:
-            values[slot] = _value_at(head, found + len(pattern))
-        elif compact:
-            found = lowered.find(compact)
-            if found >= 0:
-                values[slot] = _value_at(head, found + len(compact))
-    return values
+    matched = _REQUEST_LINE.match(line)
+    if matched is not None:
+        return matched[1], 0, matched[2]
+    matched = _STATUS_LINE.match(line)
+    if matched is not None:
+        return "", int(matched[1]), ""
+    # Off the grammar: say whether only the version is wrong.
+    parts = line.rstrip(_TRIM).split(" ")
+    version = parts[0] if line[:4].upper() == "SIP/" else parts[-1]
+    _check_version(version)
+    raise SipError("bad_start_line")
 
 
-def _find_value(head: str, lowered: str, pattern: str) -> str | None:
-    """The value of the first header matching `pattern` ("\\nname:"), or None."""
-    found = lowered.find(pattern)
-    if found < 0:
-        return None
-    return _value_at(head, found + len(pattern))
+def _check_version(version: str) -> None:
+    """SIP/2.0 in any case passes; another well-formed version is `bad_version`."""
+    if version.upper() != "SIP/2.0":
+        raise SipError("bad_version" if _VERSION.fullmatch(version) else "bad_start_line")
 
 
-def _find_values(head: str, lowered: str, pattern: str) -> list[str] | None:
-    """The values of every header matching `pattern`, in order, or None."""
-    values: list[str] | None = None
-    found = lowered.find(pattern)
-    while found >= 0:
-        found += len(pattern)
-        if values is None:
-            values = []
-        values.append(_value_at(head, found))
-        found = lowered.find(pattern, found)
-    return values
+def _cseq(value: str) -> tuple[int, str]:
+    """(number, method) of a CSeq value: 1*DIGIT LWS Method (RFC 3261 20.16).
+
+    The number may have leading zeros and must fit 32 bits unsigned; the
+    method is a token, kept as written.
+    """
+    number, _, method = value.partition(" ")
+    if not method or "\t" in value or " " in method:
+        fields = [field for field in value.replace("\t", " ").split(" ") if field]
+        if len(fields) != 2:
+            raise SipError("bad_cseq")
+        number, method = fields
+    if not (number.isdecimal() and number.isascii()) or method.strip(_TOKEN_CHARS):
+        raise SipError("bad_cseq")
+    if len(number) > _MAX_CSEQ_DIGITS:
+        number = number.lstrip("0") or "0"
+        if len(number) > _MAX_CSEQ_DIGITS:
+            raise SipError("bad_cseq")
+    cseq = int(number)
+    if cseq > _MAX_CSEQ:
+        raise SipError("bad_cseq")
+    return cseq, method
+
+
+def _unfold(value: str) -> str:
+    """A header value with its folded continuation lines joined by one space.
+
+    Only SP, HTAB and CR are trimmed: they are the linear white space of the
+    grammar, where `str.strip()` would also eat bytes such as 0x85 or 0xA0
+    that latin-1 decodes to Unicode white space.
+    """
+    return " ".join(part for part in (line.strip(_TRIM) for line in value.split("\n")) if part)
+
+
+def _value_end(head: str, start: int) -> int:
+    """Where the header value starting at `start` ends, folded continuation lines included."""
+    stop = head.find("\n", start)
+    while stop >= 0 and head.startswith(_FOLD_STARTS, stop + 1):
+        stop = head.find("\n", stop + 1)
+    return len(head) if stop < 0 else stop
 
 
 def _value_at(head: str, start: int) -> str:
-    """The header value starting at `start`, with folded continuation lines joined."""
-    stop = head.find("\n", start)
-    if stop < 0:
-        return head[start:].strip()
-    value = head[start:stop].strip()
-    while head.startswith(_FOLD_STARTS, stop + 1):
-        following = head.find("\n", stop + 1)
-        if following < 0:
-            following = len(head)
-        value = value + " " + head[stop + 1 : following].strip()
-        stop = following
-    return value
+    """The header value starting at `start`, its folded continuation lines joined."""
+    value = head[start : _value_end(head, start)]
+    return _unfold(value) if "\n" in value else value.strip(_TRIM)
 
 
-def _scan_lines(
-    head: str, correlation_header: str | None
-) -> tuple[list[str | None], list[str] | None]:
-    """Header values by slot, reading every line (tolerates "Name :" spacing)."""
-    wanted = _headers_by_correlation.get(correlation_header)
-    if wanted is None:
-        wanted = _with_correlation(correlation_header)
-    lines = head.split("\n")
-    values: list[str | None] = [None, None, None, None, None, None]
-    reasons: list[str] | None = None
-    current = -1  # slot of the header a folded line continues, -1 for none
-    for index in range(1, len(lines)):
-        line = lines[index]
-        if not line:
-            continue
-        first = line[0]
-        if first == " " or first == "\t":
-            # A folded continuation line (obsolete but legal): join it loosely.
-            if current >= 0:
-                if current == _REASON and reasons:
-                    reasons[-1] += " " + line.strip()
-                else:
-                    previous = values[current]
-                    if previous is not None:
-                        values[current] = previous + " " + line.strip()
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            current = -1
-            continue
-        slot = wanted.get(line[:colon].rstrip().lower())
-        if slot is None:
-            current = -1
-        elif slot == _REASON:
-            if reasons is None:
-                reasons = []
-            reasons.append(line[colon + 1 :].strip())
-            current = slot
-        elif values[slot] is None:
-            values[slot] = line[colon + 1 :].strip()
-            current = slot
-        else:
-            current = -1  # a repeated header: the first one counts
-    return values, reasons
+def _correlation_name(header: str) -> tuple[str, str]:
+    """The configured correlation header as `SipMessage._values` looks for it, cached."""
+    name = _correlation_names.get(header)
+    if name is None:
+        name = ("\n" + header.strip().lower(), "")
+        if len(_correlation_names) < _MAX_CACHED_NAMES:
+            _correlation_names[header] = name
+    return name
 
 
-def _line_values(head: str, names: frozenset[str]) -> list[str] | None:
-    """Every value of the headers called `names`, reading line by line ("Name :" too), or None."""
-    values: list[str] | None = None
-    current = False  # whether the previous line was one of them (for folded lines)
-    for line in head.split("\n")[1:]:
-        if not line:
-            current = False
-            continue
-        if line[0] == " " or line[0] == "\t":
-            if current and values:
-                values[-1] += " " + line.strip()
-            continue
-        colon = line.find(":")
-        current = colon > 0 and line[:colon].rstrip().lower() in names
-        if current:
-            if values is None:
-                values = []
-            values.append(line[colon + 1 :].strip())
-    return values
+def _end_of_quoted(value: str, start: int) -> int:
+    """The index of the '"' closing a quoted string whose text begins at `start`, or -1.
 
-
-def _with_correlation(header: str | None) -> dict[str, int]:
-    """The line reader's header table extended with the correlation header (cached)."""
-    table = dict(_BASE_HEADERS)
-    if header:
-        table[header.strip().lower()] = _CORRELATION
-    if len(_headers_by_correlation) < _MAX_CACHED_NAMES:
-        _headers_by_correlation[header] = table
-    return table
-
-
-def _correlation_pattern(header: str) -> str:
-    """The fast path's search pattern of the correlation header ("\\nx-cid:"), cached."""
-    pattern = _correlation_patterns.get(header)
-    if pattern is None:
-        pattern = "\n" + header.strip().lower() + ":"
-        if len(_correlation_patterns) < _MAX_CACHED_NAMES:
-            _correlation_patterns[header] = pattern
-    return pattern
-
-
-def _start_line(line: str) -> tuple[str, int, str]:
-    """(method, status, Request-URI) from a request or status line."""
-    if line.startswith("SIP/") or line[:4].upper() == "SIP/":
-        # "SIP/2.0 486 Busy Here": the reason phrase is free text and ignored.
-        parts = line.split(None, 2)
-        if len(parts) < 2:
-            raise SipError("bad_start_line")
-        code = parts[1]
-        if len(code) != 3 or not code.isdecimal() or not "1" <= code[0] <= "6":
-            raise SipError("bad_start_line")
-        return "", int(code), ""
-    parts = line.split()
-    if len(parts) != 3 or parts[2][:4].upper() != "SIP/":
-        raise SipError("bad_start_line")
-    method = parts[0]
-    if len(method) > _MAX_METHOD_CHARS or not method.isascii() or not method.isalpha():
-        raise SipError("bad_start_line")
-    return method.upper(), 0, parts[1]
-
-
-def _split_name_addr(value: str) -> tuple[str, str]:
-    """Split a From/To/PAI value into (URI, header parameters).
-
-    Handles `"Display" <uri>;params`, `Display <uri>;params` and the bare
-    `uri;params` form (where everything after the first ';' belongs to the
-    header, per RFC 3261 20.10).
+    A backslash escapes the character after it (quoted-pair, RFC 3261
+    25.1), so `\\"` does not close the string and `\\\\"` does.
     """
-    search_from = 0
-    if value[:1] == '"':
-        # Skip the quoted display name: it may hold '<', ';' or ','.
-        index = 1
-        while True:
-            quote = value.find('"', index)
-            if quote < 0:
-                search_from = len(value)
-                break
-            if value[quote - 1] != "\\":
-                search_from = quote + 1
-                break
-            index = quote + 1
-    opening = value.find("<", search_from)
-    if opening >= 0:
-        closing = value.find(">", opening + 1)
+    index = start
+    while True:
+        quote = value.find('"', index)
+        if quote < 0:
+            return -1
+        backslash = value.find("\\", index, quote)
+        if backslash < 0:
+            return quote
+        index = backslash + 2
+
+
+def _split_address(value: str) -> tuple[str, str] | None:
+    """(URI, header parameters) of a From/To value, or None when it cannot be read.
+
+    name-addr is `[display-name] <URI> params`, where the display name is
+    tokens or a quoted string that may hold '<', ';' or an escaped '"';
+    addr-spec is `URI params`, where everything after the first ';' belongs
+    to the header (RFC 3261 20.10) and a quoted parameter value may hold
+    '<'. Spaces around the URI inside the angle brackets are ignored (RFC
+    4475 3.1.2.14 lets an element do so), and so are unquoted display names
+    with characters outside token (3.1.2.15): the display name is never
+    read. An unterminated quoted string or '<', or a quoted display name
+    without a URI in angle brackets after it, is None.
+    """
+    first = value[0]
+    if first == "<":
+        opening = 0  # no display name: the usual form
+    elif first == '"':
+        closing = _end_of_quoted(value, 1)
         if closing < 0:
-            return value[opening + 1 :].strip(), ""
-        return value[opening + 1 : closing].strip(), value[closing + 1 :]
-    semicolon = value.find(";", search_from)
-    if semicolon < 0:
-        return value[search_from:].strip(), ""
-    return value[search_from:semicolon].strip(), value[semicolon:]
+            return None
+        opening = value.find("<", closing + 1)
+        if opening < 0 or value[closing + 1 : opening].strip(_WSP):
+            return None  # a quoted display name and no <URI> after it
+    else:
+        opening = value.find("<")
+        if opening > 0 and (";" in value[:opening] or '"' in value[:opening]):
+            return _split_unusual_address(value)
+    if opening < 0:
+        semicolon = value.find(";")
+        if semicolon < 0:
+            return value, ""
+        return value[:semicolon].rstrip(_WSP), value[semicolon:]
+    closing = value.find(">", opening + 1)
+    if closing < 0:
+        return None
+    return value[opening + 1 : closing].strip(_WSP), value[closing + 1 :]
 
 
-def _header_params(value: str) -> str:
-    """The header parameters of a From/To value (where the tag is), without splitting it all.
+def _split_unusual_address(value: str) -> tuple[str, str] | None:
+    """`_split_address` of a value with ';' or '"' before its first '<'.
 
-    After the first '>' that follows a '<' in the name-addr form (a '<' or '>'
-    in a quoted display name at worst leaves some display text in front of
-    the parameters, where no ";tag=" is), after the first ';' in the bare
-    addr-spec form (RFC 3261 20.10).
+    Either an addr-spec whose parameters hold a '<' (in a quoted value), or
+    a display name of tokens and quoted strings: the first ';' outside
+    quoted strings decides.
     """
-    opening = value.find("<")
-    if opening >= 0:
-        closing = value.find(">", opening)
-        return value[closing + 1 :] if closing >= 0 else ""
-    semicolon = value.find(";")
-    return value[semicolon:] if semicolon >= 0 else ""
+    index = 0
+    quoted = False
+    while True:
+        opening = value.find("<", index)
+        limit = opening if opening >= 0 else len(value)
+        semicolon = value.find(";", index, limit)
+        quote = value.find('"', index, limit)
+        if quote < 0 or 0 <= semicolon < quote:
+            break
+        closing = _end_of_quoted(value, quote + 1)
+        if closing < 0:
+            return None
+        index = closing + 1
+        quoted = True
+    if semicolon >= 0 or opening < 0:
+        if quoted and semicolon < 0:
+            return None  # a quoted display name and no <URI> after it
+        if semicolon < 0:
+            return value, ""
+        return value[:semicolon].rstrip(_WSP), value[semicolon:]
+    closing = value.find(">", opening + 1)
+    if closing < 0:
+        return None
+    return value[opening + 1 : closing].strip(_WSP), value[closing + 1 :]
 
 
 def _tag(params: str) -> str | None:
-    """The value of the `tag` header parameter, or None."""
+    """The value of the first `tag` header parameter, or None.
+
+    The usual `;tag=value` is read with one search; any other spelling
+    (`; TAG = value`, a quoted parameter value before it) goes through the
+    parameter-by-parameter reader.
+    """
     if not params:
         return None
-    lowered = params.lower()
-    found = lowered.find(";tag=")
-    if found >= 0:
-        value = params[found + 5 :]
-    elif "tag" in lowered:
-        # Unusual spacing ("; tag = x"): take the parameters apart.
-        for param in params.split(";"):
-            name, equals, rest = param.partition("=")
-            if equals and name.strip().lower() == "tag":
-                value = rest.strip()
-                break
-        else:
-            return None
-    else:
-        return None
-    # The token ends at the next parameter, the next header value or whitespace.
+    found = params.find(";tag=")
+    if found < 0 or '"' in params or (found and "tag" in params[:found].lower()):
+        tags = _tags(params, None)
+        return tags[0] if tags else None
+    value = params[found + 5 :]
+    if value.strip(_TOKEN_CHARS):
+        value = _token_prefix(value)
+    return value or None
+
+
+def _tags(params: str, first: str | None) -> tuple[str, ...]:
+    """Every `tag` header parameter value, in order (names in any case, LWS around '=').
+
+    `first` is `_tag(params)`: when the parameters hold one '=', it is the
+    only one.
+    """
+    if first is not None and params.count("=") == 1:
+        return (first,)
+    if "=" not in params:
+        return ()
+    tags: list[str] = []
+    for param in _split_outside(params, ";"):
+        name, equals, value = param.partition("=")
+        if equals and name.strip(_WSP).lower() == "tag":
+            value = _token_prefix(value.strip(_WSP))
+            if value:
+                tags.append(value)
+    return tuple(tags)
+
+
+def _token_prefix(value: str) -> str:
+    """A tag value up to where it ends: the next parameter, header value or white space."""
     for stop in (";", ",", " ", "\t", "\r"):
         cut = value.find(stop)
         if cut >= 0:
             value = value[:cut]
-    return value or None
+    return value
 
 
 def uri_user(uri: str) -> str | None:
@@ -572,7 +623,11 @@ def uri_user(uri: str) -> str | None:
 
     Returns None for other schemes and for URIs without a user part
     (`sip:host`). The result is percent-decoded but otherwise raw: a phone
-    number in whatever form the sender wrote it.
+    number in whatever form the sender wrote it. A telephone number's
+    parameters (`+4930123;npdi;rn=...`) are cut off; a user part that is no
+    number keeps its semicolons, which belong to it (RFC 4475 3.1.1.9:
+    `sip:user;par=u%40example.net@example.com` has the user
+    `user;par=u@example.net`).
     """
     scheme = uri[:5].lower()
     if scheme.startswith("sip:"):
@@ -592,18 +647,16 @@ def uri_user(uri: str) -> str | None:
     if at <= 0:
         return None
     user = rest[:at]
-    # "+4930123;npdi;rn=..." carries telephone-subscriber parameters; "user:password" a password.
-    cut = user.find(";")
-    if cut >= 0:
-        params = user[cut + 1 :]
-        user = user[:cut]
-    else:
-        params = ""
+    # "user:password": the password goes.
     cut = user.find(":")
     if cut >= 0:
         user = user[:cut]
-    if params:
-        user = _in_context(user, params)
+    # "+4930123;npdi;rn=..." carries telephone-subscriber parameters.
+    cut = user.find(";")
+    if cut >= 0:
+        number = user[:cut]
+        if _is_number(unquote(number) if "%" in number else number):
+            user = _in_context(number, user[cut + 1 :])
     if "%" in user:
         user = unquote(user)
     return user or None
@@ -698,7 +751,11 @@ def _asserted_number(values: list[str] | None) -> str | None:
         return None
     for value in values:
         for entry in _split_outside(value, ",", angles=True):
-            uri, _ = _split_name_addr(entry.strip())
+            entry = entry.strip(_TRIM)
+            address = _split_address(entry) if entry else None
+            if address is None:
+                continue
+            uri = address[0]
             user = uri_user(uri)
             if user is not None and (uri[:4].lower() == "tel:" or _is_number(user)):
                 return user
@@ -716,13 +773,13 @@ def _q850_cause(reasons: list[str]) -> int | None:
     for value in reasons:
         for entry in _split_outside(value, ","):
             protocol, _, params = entry.partition(";")
-            if protocol.strip().upper() != "Q.850":
+            if protocol.strip(_TRIM).upper() != "Q.850":
                 continue
             for param in _split_outside(params, ";"):
                 name, equals, text = param.partition("=")
-                if not equals or name.strip().lower() != "cause":
+                if not equals or name.strip(_TRIM).lower() != "cause":
                     continue
-                text = text.strip()
+                text = text.strip(_TRIM)
                 if 0 < len(text) <= 3 and text.isdecimal() and text.isascii():
                     cause = int(text)
                     if 1 <= cause <= 127:
