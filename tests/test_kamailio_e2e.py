@@ -15,6 +15,12 @@ so the test gives every call its own callee number and pairs the rows by
 exactly one RADIUS row with one SIP row per call, without the test ever
 reading a raw identifier back.
 
+A call whose 200 carries two To-tags (`;tag=a;tag=b`, as some phones
+answer) must be stored complete by both paths: Kamailio relays the header
+unchanged and its accounting keeps the last tag, as the caller does for its
+BYE; the SIP path must know the dialog under that tag too, or the call
+stays open until max_dialog_age_s.
+
 One difference is known and asserted as such: a callee's 480 carries
 `Reason: Q.850;cause=19` (no answer from user). The SIP row keeps 19 from
 the Reason header; acc_radius sends only the SIP code, so the RADIUS row has
@@ -59,9 +65,11 @@ CALLS: tuple[tuple[str, Scenario, float, str], ...] = (
     ("busy", "busy", 0.0, "+442079460555"),
     ("cancelled", "cancelled", 0.0, "+442079460666"),
     ("no-answer", "no_answer", 0.0, "+442079460777"),
+    # The 200 carries two To-tags; Kamailio relays both, the caller BYEs with the last.
+    ("two-to-tags", "two_to_tags", 2.0, "+442079460888"),
 )
 EXPECTED_OUTCOMES = Counter(
-    {"answered": 4, "busy": 1, "cancelled": 1, "no_answer": 1}
+    {"answered": 5, "busy": 1, "cancelled": 1, "no_answer": 1}
 )  # fmt: skip
 _pseudonyms = Pseudonymizer((("t1", base64.b64decode(PSEUDONYM_KEY)),))
 

@@ -413,6 +413,75 @@ def check_hep(
     assert dict(flows) == expected
 
 
+def tags(value: str) -> list[str]:
+    """The tag parameters of a To/From value, in order (this test's own plain reading)."""
+    return [param.split("=", 1)[1] for param in value.split(">", 1)[1].split(";")[1:]]
+
+
+async def test_a_2xx_with_two_to_tags_is_relayed_unchanged(tmp_path: Path) -> None:
+    """What Kamailio does with `To: ...;tag=a;tag=b` in a 200 (some phones send it).
+
+    It relays the 200 with both tags, in order, as received; its own parser
+    keeps the last one: acc reports it as the dialog's Sip-To-Tag. A caller
+    that keeps the last tag too (the two_to_tags scenario) gets its ACK and
+    BYE relayed with that tag alone, and the call is accounted as usual. A
+    collector that knew the dialog by the first tag only would never see
+    the call end.
+    """
+    loop = asyncio.get_running_loop()
+    radius_transport, radius = await loop.create_datagram_endpoint(
+        lambda: RadiusAccountingResponder(RADIUS_SECRET), local_addr=("127.0.0.1", 0)
+    )
+    hep_transport, hep = await loop.create_datagram_endpoint(
+        HepCollector, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        async with kamailio_proxy(
+            radius_port=radius_transport.get_extra_info("sockname")[1],
+            radius_secret=RADIUS_SECRET,
+            hep_port=hep_transport.get_extra_info("sockname")[1],
+            hep_auth_key=HEP_AUTH_KEY,
+            workdir=tmp_path / "kamailio",
+        ) as proxy:
+            placed = await place_calls(
+                proxy.sip_port, "two_to_tags", duration_s=0.5, logdir=tmp_path / "sipp"
+            )
+            await radius.wait_for(2, 5)
+            await hep.wait_for(ANSWERED_FLOW.total(), 5)
+            await asyncio.sleep(0.3)
+            log = proxy.log_text()
+    finally:
+        radius_transport.close()
+        hep_transport.close()
+
+    assert placed.all_succeeded, placed.describe()
+    assert "ERROR" not in log, log
+    (call_id,) = placed.call_ids
+    call_number = call_id.split("@")[0].rsplit("-", 1)[1]
+    by_label: defaultdict[str, list[HepPacket]] = defaultdict(list)
+    for packet in map(decode_hep3, hep.datagrams):
+        if packet.header("Call-ID") == call_id:
+            by_label[packet.label(proxy.sip_port)].append(packet)
+    assert Counter({label: len(copies) for label, copies in by_label.items()}) == ANSWERED_FLOW
+    (received,) = by_label["in 200 INVITE"]
+    (relayed,) = by_label["out 200 INVITE"]
+    both = tags(received.header("To"))
+    assert [tag[-len(f"SIPpTag01{call_number}") :] for tag in both] == [
+        f"SIPpTag01{call_number}",
+        f"SIPpTag02{call_number}",
+    ]
+    assert tags(relayed.header("To")) == both  # relayed unchanged, both tags in order
+    for label in ("in ACK", "out ACK", "in BYE", "out BYE"):
+        (request,) = by_label[label]
+        assert tags(request.header("To")) == [both[-1]], label  # the caller kept the last
+    start, stop = radius.requests
+    assert (start.integer(ACCT_STATUS_TYPE), stop.integer(ACCT_STATUS_TYPE)) == (
+        STATUS_START,
+        STATUS_STOP,
+    )
+    assert start.text(SIP_TO_TAG) == stop.text(SIP_TO_TAG) == both[-1]  # acc keeps the last
+
+
 async def test_missing_kamailio_raises_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine without Kamailio fails the test loudly (simulated: it is installed here)."""
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)

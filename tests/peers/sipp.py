@@ -186,6 +186,9 @@ async def place_calls(
       the 180 and gets 487.
     - ``no_answer``: 180, ``ring_s`` later 480 Temporarily Unavailable with
       ``Reason: Q.850;cause=19``.
+    - ``two_to_tags``: as answered, but the 200 carries two To-tags
+      (``;tag=<pid>SIPpTag01<n>;tag=<pid>SIPpTag02<n>``, as some phones
+      answer) and the caller keeps the last one alone for its ACK and BYE.
 
     By default the UAS gets a free port and the Request-URI names it (the
     proxy relays there), so several ``place_calls`` can share one proxy at
