@@ -67,6 +67,8 @@ def test_correlation_header_only_when_configured() -> None:
     assert parse_sip(load("invite.sip")).correlation is None
     assert parse_sip(load("invite.sip"), correlation_header="x-cid").correlation == "corr-7f3a9e"
     assert parse_sip(load("invite.sip"), correlation_header="X-Other").correlation is None
+    spaced = message("INVITE sip:1@example.net SIP/2.0", *BASE, "x-Cid\t :  corr-2 ")
+    assert parse_sip(spaced, correlation_header="X-CID").correlation == "corr-2"
 
 
 def test_provisional_response() -> None:
@@ -188,6 +190,66 @@ def test_repr_and_errors_hold_no_header_value() -> None:
             b"INVITE sip:+4930111222@example.net SIP/2.0\r\nFrom: <sip:+4930111222@x>\r\n\r\n"
         )
     assert str(caught.value) == "no_call_id"
+
+
+# -- any spelling RFC 3261 allows reads the same --------------------------------
+
+
+def _spelled(draw: st.DrawFn, name: str, compact: str | None = None) -> str:
+    """A header name in any case (or its compact form), then optional SP/HTAB and the colon."""
+    if compact is not None and draw(st.booleans()):
+        name = compact
+    name = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in name)
+    return name + draw(st.sampled_from(["", " ", "\t", "  "])) + ":"
+
+
+def _lws(draw: st.DrawFn) -> str:
+    """The grammar's LWS, or none: spaces or tabs, or a line end folded onto the next line."""
+    return draw(st.sampled_from(["", " ", "\t ", "   ", "\r\n ", "\r\n\t"]))
+
+
+@st.composite
+def spellings(draw: st.DrawFn) -> bytes:
+    """One INVITE in a spelling RFC 3261 allows: names, case, spacing, folding, order."""
+
+    def sp() -> str:
+        return _lws(draw)
+
+    tag_name = draw(st.sampled_from(["tag", "TAG", "Tag"]))
+    headers = [
+        f"{_spelled(draw, 'Call-ID', 'i')}{sp()}c-77@pbx.example.org",
+        f"{_spelled(draw, 'From', 'f')}{sp()}"
+        + draw(st.sampled_from(['"Alice \\"A\\"" ', "Alice ", ""]))
+        + f"<sip:+4930111222@pbx.example.org>{sp()};{sp()}{tag_name}{sp()}={sp()}f-9'~x",
+        f"{_spelled(draw, 'To', 't')}{sp()}sip:bob@example.net",
+        f"{_spelled(draw, 'CSeq')}{sp()}{'0' * draw(st.integers(0, 12))}42{sp() or ' '}INVITE",
+        f"{_spelled(draw, 'Via', 'v')}{sp()}SIP/2.0/UDP a;branch=z9hG4bK1{sp()},{sp()}"
+        "SIP / 2.0 / TCP b",
+        f"{_spelled(draw, 'Reason')}{sp()}SIP;cause=480{sp()},{sp()}Q.850{sp()};cause=18",
+        f"{_spelled(draw, 'P-Asserted-Identity')}{sp()}<tel:+4930111999>",
+        f"{_spelled(draw, 'X-CID')}{sp()}corr-1",
+        "Max-Forwards: 70",
+    ]
+    headers = draw(st.permutations(headers))
+    start = "INVITE sip:+4940555012@gw.example.net " + draw(st.sampled_from(["SIP/2.0", "sip/2.0"]))
+    eol = draw(st.sampled_from(["\r\n", "\n"]))
+    text = eol.join([start, *headers]) + eol + eol
+    return text.replace("\r\n", "\n").replace("\n", eol).encode("latin-1")
+
+
+@settings(max_examples=400)
+@given(spellings())
+def test_any_spelling_the_grammar_allows_reads_the_same(data: bytes) -> None:
+    msg = parse_sip(data, correlation_header="x-cid")
+    assert (msg.method, msg.status) == ("INVITE", 0)
+    assert msg.call_id == "c-77@pbx.example.org"
+    assert (msg.cseq, msg.cseq_method) == (42, "INVITE")
+    assert (msg.from_tag, msg.to_tag) == ("f-9'~x", None)
+    assert (msg.from_user, msg.to_user, msg.ruri_user) == ("+4930111222", "bob", "+4940555012")
+    assert msg.via_count == 2
+    assert msg.reason_cause == 18
+    assert msg.pai_user == "+4930111999"
+    assert msg.correlation == "corr-1"
 
 
 # -- From / To / P-Asserted-Identity ------------------------------------------

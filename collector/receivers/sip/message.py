@@ -35,6 +35,7 @@ normalize and redact.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -56,14 +57,12 @@ SIP_ERROR_REASONS = frozenset(
 )
 
 #: token (RFC 3261 25.1): what a method, a header parameter name or a tag is made of
-_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"  # noqa: S105 - an alphabet, not a secret
-#: what follows the first letter of a URI scheme (RFC 3986 3.1)
-_SCHEME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
+_TOKEN_CHARS = string.ascii_letters + string.digits + "-.!%*_+`'~"
 #: linear white space inside one (unfolded) line, and what trims a header value
 _WSP = " \t"
 _TRIM = " \t\r"
-#: what a folded continuation line starts with
-_FOLD_STARTS = (" ", "\t")
+#: SP or HTAB: what a folded continuation line starts with, and what may precede a colon
+_BLANKS = (" ", "\t")
 #: the largest CSeq number (RFC 3261 8.1.1.5: a 32-bit unsigned integer)
 _MAX_CSEQ = 2**32 - 1
 #: digits of the largest CSeq number, once leading zeros are gone
@@ -100,7 +99,8 @@ _VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE | re.ASCII)
 #: Request-Line: a token method, a Request-URI that starts with a scheme (RFC 3986
 #: 3.1) and holds no white space, SIP/2.0 (extra spaces tolerated)
 _REQUEST_LINE = re.compile(
-    r"([-.!%*_+`'~0-9A-Za-z]+) +([A-Za-z][-+.0-9A-Za-z]*:[^ \t\r]*) +SIP/2\.0[ \t]*\r?\Z",
+    f"([{re.escape(_TOKEN_CHARS)}]+) +([A-Za-z][-+.0-9A-Za-z]*:[^ \\t\\r]*) +"
+    r"SIP/2\.0[ \t]*\r?\Z",
     re.IGNORECASE | re.ASCII,
 )
 #: Status-Line up to the status code: 100-699, then white space or the end
@@ -207,7 +207,7 @@ class SipMessage:
             index = found + len(pattern)
             if rest and lowered.startswith(rest, index):
                 index += len(rest)
-            while lowered.startswith(_FOLD_STARTS, index):
+            while lowered.startswith(_BLANKS, index):
                 index += 1
             if lowered.startswith(":", index):
                 index += 1
@@ -461,7 +461,7 @@ def _unfold(value: str) -> str:
 def _value_end(head: str, start: int) -> int:
     """Where the header value starting at `start` ends, folded continuation lines included."""
     stop = head.find("\n", start)
-    while stop >= 0 and head.startswith(_FOLD_STARTS, stop + 1):
+    while stop >= 0 and head.startswith(_BLANKS, stop + 1):
         stop = head.find("\n", stop + 1)
     return len(head) if stop < 0 else stop
 
@@ -512,20 +512,21 @@ def _split_address(value: str) -> tuple[str, str] | None:
     read. An unterminated quoted string or '<', or a quoted display name
     without a URI in angle brackets after it, is None.
     """
-    first = value[0]
-    if first == "<":
-        opening = 0  # no display name: the usual form
-    elif first == '"':
+    if value[0] == '"':
+        # The usual quoted display name: the URI is in the first '<' after it.
         closing = _end_of_quoted(value, 1)
         if closing < 0:
             return None
         opening = value.find("<", closing + 1)
-        if opening < 0 or value[closing + 1 : opening].strip(_WSP):
-            return None  # a quoted display name and no <URI> after it
+        if opening < 0:
+            return None
     else:
         opening = value.find("<")
         if opening > 0 and (";" in value[:opening] or '"' in value[:opening]):
-            return _split_unusual_address(value)
+            found = _name_addr_opening(value)
+            if found is None:
+                return None
+            opening = found
     if opening < 0:
         semicolon = value.find(";")
         if semicolon < 0:
@@ -537,12 +538,13 @@ def _split_address(value: str) -> tuple[str, str] | None:
     return value[opening + 1 : closing].strip(_WSP), value[closing + 1 :]
 
 
-def _split_unusual_address(value: str) -> tuple[str, str] | None:
-    """`_split_address` of a value with ';' or '"' before its first '<'.
+def _name_addr_opening(value: str) -> int | None:
+    """Where the '<' of a name-addr is, past quoted strings; -1 for an addr-spec; None if bad.
 
-    Either an addr-spec whose parameters hold a '<' (in a quoted value), or
-    a display name of tokens and quoted strings: the first ';' outside
-    quoted strings decides.
+    The first ';' or '<' outside quoted strings decides: a ';' makes an
+    addr-spec with parameters (where a quoted value may hold '<'), a '<'
+    opens the URI after the display name. A quoted string that does not end,
+    or ends a display name that no '<' follows, makes the value unreadable.
     """
     index = 0
     quoted = False
@@ -558,16 +560,9 @@ def _split_unusual_address(value: str) -> tuple[str, str] | None:
             return None
         index = closing + 1
         quoted = True
-    if semicolon >= 0 or opening < 0:
-        if quoted and semicolon < 0:
-            return None  # a quoted display name and no <URI> after it
-        if semicolon < 0:
-            return value, ""
-        return value[:semicolon].rstrip(_WSP), value[semicolon:]
-    closing = value.find(">", opening + 1)
-    if closing < 0:
-        return None
-    return value[opening + 1 : closing].strip(_WSP), value[closing + 1 :]
+    if quoted and (semicolon >= 0 or opening < 0):
+        return None  # a quoted string, and then no <URI>
+    return -1 if semicolon >= 0 else opening
 
 
 def _tag(params: str) -> str | None:
@@ -585,7 +580,7 @@ def _tag(params: str) -> str | None:
         return tags[0] if tags else None
     value = params[found + 5 :]
     if value.strip(_TOKEN_CHARS):
-        value = _token_prefix(value)
+        value = _token_prefix(value.lstrip(_WSP))
     return value or None
 
 
