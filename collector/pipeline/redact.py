@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from collector.config import PrivacyConfig
@@ -73,12 +73,29 @@ UnusableReport = Callable[[str, str, str], None]
 
 
 class Redactor:
-    """Turns CallRecords into StoredCdrs under one privacy configuration."""
+    """Turns CallRecords into StoredCdrs under one privacy configuration.
 
-    def __init__(self, privacy: PrivacyConfig, unusable: UnusableReport | None = None) -> None:
+    National numbers are read in the region of the switch that sent them:
+    `regions` maps (protocol, source name) to the region of each RADIUS
+    client, SIP source or JSON sender that sets one (`Config.source_regions`);
+    every other source dials in `privacy.default_region`.
+    """
+
+    def __init__(
+        self,
+        privacy: PrivacyConfig,
+        unusable: UnusableReport | None = None,
+        regions: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         self.plan = NumberPlan(
             privacy.rate_deck_entries, privacy.default_region, privacy.mask_digits
         )
+        #: one plan per region (they share the billing-prefix cache)
+        self.plans: dict[str | None, NumberPlan] = {privacy.default_region: self.plan}
+        #: source name → protocol → plan, for the sources with a region of their own
+        self.source_plans: dict[str, dict[str, NumberPlan]] = {}
+        for (protocol, source), region in (regions or {}).items():
+            self.source_plans.setdefault(source, {})[protocol] = self.plan_for(region)
         #: told (source, field, reason) of each number refused as no phone number
         self.unusable = unusable
         self.pseudonyms = Pseudonymizer(privacy.keys)
@@ -136,16 +153,28 @@ class Redactor:
         """
         return ERASURE_TAG_PREFIX + self.keyer.key("erasure", digits).hex()
 
-    def erasure_entries(self, raw: str) -> list[str]:
-        """What `erase` records for `raw`: its pseudonyms under every key, and its tag."""
-        number = self.plan.normalize(raw)
+    def plan_for(self, region: str | None) -> NumberPlan:
+        """The number plan of `region` (made once, then shared by every source in it)."""
+        plan = self.plans.get(region)
+        if plan is None:
+            plan = self.plans[region] = self.plan.for_region(region)
+        return plan
+
+    def erasure_entries(self, raw: str, region: str | None = None) -> list[str]:
+        """What `erase` records for `raw`: its pseudonyms under every key, and its tag.
+
+        A national number is read in `region` (default: `privacy.default_region`);
+        a number in international form is the same in every region.
+        """
+        plan = self.plan if region is None else self.plan_for(region)
+        number = plan.normalize(raw)
         if not isinstance(number, Number):
             return []
         return [*self.pseudonyms.all_pseudonyms(number.digits), self.erasure_tag(number.digits)]
 
-    def number_pseudonyms(self, raw: str) -> list[str]:
+    def number_pseudonyms(self, raw: str, region: str | None = None) -> list[str]:
         """Every pseudonym a stored row may carry for `raw` (its erasure entries but the tag)."""
-        return self.erasure_entries(raw)[:-1]
+        return self.erasure_entries(raw, region)[:-1]
 
     def account_label(self, account: str | None) -> str | None:
         """The account as stored: kept when it is a plain label (a trunk or customer
@@ -164,6 +193,10 @@ class Redactor:
         """Reduce one record to what billing needs (its times made believable first)."""
         record = mend(record, received_at, self.max_age)
         plan = self.plan
+        if self.source_plans:
+            by_protocol = self.source_plans.get(record.source)
+            if by_protocol is not None:
+                plan = by_protocol.get(record.protocol, plan)
         pseudonym = self.pseudonyms.pseudonym
         called = plan.normalize(record.called)
         if isinstance(called, Number):
