@@ -37,8 +37,11 @@ _CACHE_MAX_ENTRIES = 200_000
 #: the most digits a number has (ITU-T E.164, country code included); a dial
 #: string ("112", a national number) is never longer than the E.164 form
 MAX_DIGITS = 15
+#: the longest international prefix (South Korea's "00700"): a number dialled
+#: abroad may be this much longer than its E.164 form
+_IDD_MAX_DIGITS = 5
 #: one character per possible number length, appended to cache keys
-_LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(20))
+_LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(MAX_DIGITS + _IDD_MAX_DIGITS + 1))
 #: leading digits of a number dialled in a region that decide how it is read:
 #: an international prefix and the digit after it ("0011" and "4" in
 #: Australia), a trunk prefix with a carrier code ("0" and "21" in Brazil), a
@@ -502,12 +505,12 @@ class NumberPlan:
         `too_long` when they are more than a number has."""
         if plus:
             return self._international(digits)
-        if digits.startswith("00"):
-            return self._international(digits[2:])
         if self.default_region is not None:
             national = self._national(digits)
             if national is not None:
                 return national
+        if digits.startswith("00"):  # the international prefix of most of the world
+            return self._international(digits[2:])
         if len(digits) >= 8:  # an international number written without its '+'
             return self._international(digits)
         return Number(digits, False)
@@ -521,12 +524,12 @@ class NumberPlan:
         return Number(digits, False) if digits else _NOT_A_NUMBER  # "00" and nothing after it
 
     def _national(self, digits: str) -> Number | Unusable | None:
-        """`digits` (no '+', no "00") as dialled in the plan's region; None when the
-        region reads them as no number of its own.
+        """`digits` (no '+') as dialled in the plan's region; None when the region
+        reads them as no number of its own.
 
-        Digits with a trunk prefix ("030…" in Germany, "8495…" in Russia),
-        after the region's international prefix ("011…" in the United
-        States), or valid as a national number of the region where its
+        Digits after the region's international prefix ("011…" in the United
+        States, "0011…" in Australia), with a trunk prefix ("030…" in Germany,
+        "8495…" in Russia), or valid as a national number of the region where its
         numbers are dialled without a trunk prefix ("35104724" in Denmark,
         "2125551234" in the United States) are the region's. Digits such as
         "4930…" in Germany, where a national number needs its trunk prefix,
@@ -535,7 +538,7 @@ class NumberPlan:
         at every digit, runs per number.
         """
         size = len(digits)
-        if size > MAX_DIGITS:
+        if size > MAX_DIGITS + _IDD_MAX_DIGITS:
             return None
         key = digits[:_READING_KEY_DIGITS] + _LENGTH_MARKS[size]
         reading = self._readings.get(key)
@@ -571,6 +574,8 @@ class NumberPlan:
             if prefix is None:
                 return _FOREIGN, True
             return _Reading(prefix.end(), "", "", False), prefix.end() < _READING_KEY_DIGITS
+        if digits.startswith("00"):
+            return _FOREIGN, True  # no national number: "00" is the international prefix
         # digits that start with 0 are no international number (no country code
         # does), so the national reading stands as it did before validity was asked
         checked = digits[:1] != "0"
