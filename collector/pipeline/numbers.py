@@ -290,18 +290,19 @@ class _Reading:
 #: digits that the region reads as no number of its own
 _FOREIGN = _Reading(0, "", "", False)
 
-#: the number types `phonenumbers.is_valid_number` accepts, in the order it tries them
+#: the number types `phonenumbers.is_valid_number` accepts (any one makes a number
+#: valid), the common ones first: a valid number stops at the first that fits
 _NUMBER_TYPES = (
-    "premium_rate",
+    "fixed_line",
+    "mobile",
     "toll_free",
+    "premium_rate",
     "shared_cost",
     "voip",
     "personal_number",
     "pager",
     "uan",
     "voicemail",
-    "fixed_line",
-    "mobile",
 )
 
 #: (possible lengths, pattern) of one kind of national number
@@ -334,11 +335,11 @@ class _RegionValidity:
         ]
 
         def joined(size: int | None) -> re.Pattern[str] | None:
-            chosen = [
-                regex.pattern
+            chosen = {  # once each: fixed-line and mobile numbers often share a pattern
+                regex.pattern: None
                 for lengths, regex in kinds
                 if not lengths or (size is not None and size in lengths)
-            ]
+            }
             return re.compile("|".join(f"(?:{one})" for one in chosen)) if chosen else None
 
         sizes = {size for lengths, _regex in kinds for size in lengths}
@@ -386,11 +387,27 @@ class _Validity:
         )
         if any(not valid.general[0] for _leading, valid in self.regions):
             self.lengths = None
+        # the regions before the first with leading digits (the United States for +1)
+        # are asked first, as phonenumbers does; of the others, when no leading
+        # digits match, only those without leading digits count
+        first = 0
+        while first < len(self.regions) and self.regions[first][0] is None:
+            first += 1
+        self.first = tuple(valid for _leading, valid in self.regions[:first])
+        self.rest = self.regions[first:]
+        leads = [leading.pattern for leading, _valid in self.rest if leading is not None]
+        self.rest_leading = re.compile("|".join(f"(?:{one})" for one in leads)) if leads else None
+        self.rest_unled = tuple(valid for leading, valid in self.rest if leading is None)
 
     def __call__(self, national: str) -> bool:
         if self.lengths is not None and len(national) not in self.lengths:
             return False  # most foreign numbers: no need to ask the 25 regions of +1 one by one
-        for leading, valid in self.regions:
+        for valid in self.first:
+            if valid(national):
+                return True
+        if self.rest_leading is not None and not self.rest_leading.match(national):
+            return any(valid(national) for valid in self.rest_unled)
+        for leading, valid in self.rest:
             if leading is not None:
                 if leading.match(national):
                     return valid(national)
@@ -679,7 +696,9 @@ def _phone_number(code: str, digits: str) -> phonenumbers.PhoneNumber:
     """E.164 digits as a PhoneNumber, built directly: parse()'s extraction and
     validation (more than half its cost) would add nothing to digits already E.164."""
     national = digits[len(code) :]
-    zeros = len(national) - len(national.lstrip("0"))
+    # zeros before the national number's value; of a national part of zeros only,
+    # the value 0 is itself the last one ("+800 00000000": seven and 0)
+    zeros = min(len(national) - len(national.lstrip("0")), len(national) - 1)
     return phonenumbers.PhoneNumber(
         country_code=int(code),
         national_number=int(national),
