@@ -7,9 +7,10 @@ configured default region), in any script's digits, with visual separators
 parameters. `NumberPlan.normalize` is the one reading of a number that every
 ingest path and `erase` share: one number written in any of these
 ways is one pseudonym. Digits without '+' or an international prefix are
-read as the plan's region dials them when libphonenumber calls them a valid
-national number there ("35104724" in Denmark, "8173383772" in the United
-States), else as an international number written without its '+'. What is
+a national number of the plan's region when libphonenumber reads them so:
+with the region's trunk prefix ("030…" in Germany), or valid there without
+one ("35104724" in Denmark, "8173383772" in the United States); else they
+are an international number written without its '+'. What is
 not a phone number (an opaque id, a name, more digits than any number has)
 is refused as `Unusable`, and nothing of it is stored. Normalization is
 cheap string work; the expensive `phonenumbers` parse (about 75 µs) runs
@@ -45,7 +46,9 @@ _LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(MAX_DIGITS + _IDD_MAX_DIG
 #: leading digits of a number dialled in a region that decide how it is read:
 #: an international prefix and the digit after it ("0011" and "4" in
 #: Australia), a trunk prefix with a carrier code ("0" and "21" in Brazil), a
-#: national destination code whose numbers do without a trunk prefix
+#: national destination code whose numbers do without a trunk prefix. A
+#: string of at most this many digits (a short code, an extension) is its own
+#: key: how it is read may depend on every one of them.
 _READING_KEY_DIGITS = 6
 
 #: country calling codes (as digit strings) known to phonenumbers
@@ -578,7 +581,7 @@ class NumberPlan:
     def _read(self, digits: str) -> tuple[_Reading, bool]:
         """How libphonenumber reads `digits` dialled in the plan's region (about 75 µs),
         and whether that reading holds for every number of their length that starts
-        with the same `_READING_KEY_DIGITS` digits."""
+        with the same `_READING_KEY_DIGITS` digits (it rewrites none after them)."""
         region = self.default_region
         try:
             parsed = phonenumbers.parse(digits, region, keep_raw_input=True)
@@ -596,6 +599,8 @@ class NumberPlan:
         # digits that start with 0 are no international number (no country code
         # does), so the national reading stands as it did before validity was asked
         checked = digits[:1] != "0"
+        # libphonenumber's own rule (its matcher's, for text written nationally): a
+        # region whose format for the number shows a trunk prefix needs it dialled
         if checked and not _is_national_prefix_present_if_required(parsed):
             return _FOREIGN, True  # "4930…" in Germany, where "030…" is how it is dialled
         national = phonenumbers.national_significant_number(parsed)
