@@ -344,6 +344,8 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
             collector.radius_address, b"new-secret", tries=2, timeout_s=0.5
         ) as client:
             assert not await client.send(cisco_attributes(calls[0]))
+        # left unanswered, not answered with the daemon's own secret
+        assert client.stats.bad_responses == 0
         text = collector.config_path.read_text().replace(
             f'secret = "{SECRET}"', 'secret = "new-secret"'
         )
@@ -360,6 +362,7 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
             collector.radius_address, SECRET.encode(), tries=2, timeout_s=0.5
         ) as client:
             assert not await client.send(cisco_attributes(calls[2]))
+        assert client.stats.bad_responses == 0
         collector.config_path.write_text(text + "\n[radius.bogus]\n")
         collector.signal(signal.SIGHUP)
         await wait_for(lambda: "reload refused" in collector.log_text())
