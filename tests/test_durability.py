@@ -18,7 +18,7 @@ from pathlib import Path
 
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
-from collector.sink.spool import encode_frame
+from collector.sink.spool import SUFFIX, encode_frame
 from collector.traffic import (
     AccountingClient,
     SendStats,
@@ -26,6 +26,7 @@ from collector.traffic import (
     generic_attributes,
     make_calls,
 )
+from tests.conftest import require_program
 from tests.daemon import (
     SECRET,
     Collector,
@@ -36,6 +37,7 @@ from tests.daemon import (
     wait_for,
 )
 from tests.faults import pausable_proxy, table_counts
+from tests.syscalls import check_acknowledgements, strace_wrapper
 
 CALLS = 3000
 
@@ -135,6 +137,54 @@ async def test_sigterm_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> No
     assert status == 0
     assert stats.acknowledged == CALLS
     assert counts == {"rows": CALLS, "keys": CALLS, "doubles": 0}
+
+
+async def test_a_spooled_record_is_answered_only_after_its_fsync(tmp_path: Path) -> None:
+    """Acknowledged only once durable, on the spool path: checked on the real daemon's calls.
+
+    Method: strace. A kill -9 of the daemon cannot show a missing fsync (the
+    page cache keeps the write and the disk gets it anyway), and the machine
+    cannot be cut here. The promise is an order of calls, so the test reads
+    that order: every response must follow the fsync of each segment write
+    before it, and of the spool directory (and of the parent of a directory
+    the daemon made) after a segment was created in it. Without the fsync
+    after an append, the first response follows an unsynced write and fails.
+    """
+    strace = require_program("strace")
+    calls = 300
+    trace = tmp_path / "syscalls.txt"
+    # no database: every record goes to the spool; small batches and segments, so
+    # that the run appends many frames and creates several segments
+    config = CollectorConfig(
+        directory=tmp_path / "c",
+        dsn="postgresql://root@127.0.0.1:9/nowhere",
+        log_level="info",
+        batch_max_records=20,
+        spool_segment_bytes=8 * 1024,
+    )
+    collector = Collector(config, wrapper=strace_wrapper(strace, trace))
+    await collector.start_async(timeout=60)
+    try:
+        # one transmission each, never resent: every response in the trace answers a new record
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), tries=1, timeout_s=30
+        ) as client:
+            stats = await client.send_all(requests_for(calls, 37), concurrency=16)
+        os.kill(collector.daemon_pid, signal.SIGTERM)
+        assert collector.process is not None
+        assert await asyncio.to_thread(collector.process.wait, 60) == 0
+    finally:
+        collector.close()
+    check = check_acknowledgements(trace.read_text(), config.radius_port, SUFFIX)
+    print(
+        f"\n[fsync before answer] responses {check.responses}, frames {check.frames}, "
+        f"segments created {check.segments_created}, directories made {check.directories_made}"
+    )
+    assert stats.acknowledged == calls
+    assert check.responses == calls  # every answer was seen in the trace
+    assert check.frames >= 10 and check.segments_created >= 3
+    assert check.directories_made >= 1  # the spool directory itself
+    assert check.violations == []
 
 
 async def test_torn_spool_tail_is_skipped_and_the_rest_replayed(tmp_path: Path, dsn: str) -> None:
