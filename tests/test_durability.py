@@ -10,11 +10,16 @@ are printed (pytest -s shows them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
@@ -185,6 +190,94 @@ async def test_a_spooled_record_is_answered_only_after_its_fsync(tmp_path: Path)
     assert check.frames >= 10 and check.segments_created >= 3
     assert check.directories_made >= 1  # the spool directory itself
     assert check.violations == []
+
+
+async def commit_waits_on_a_lock(dsn: str) -> bool:
+    """True once a daemon's statement on `cdr_keys` in this test's database waits for a lock."""
+    async with connected(dsn) as conn:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'cdr-collector' AND wait_event_type = 'Lock'"
+            " AND query LIKE '%cdr_keys%'"
+        )
+    return bool(waiting)
+
+
+@contextlib.asynccontextmanager
+async def cdr_keys_locked(dsn: str) -> AsyncIterator[Any]:
+    """Hold `cdr_keys` locked against writes: a commit of records waits until the block ends."""
+    async with connected(dsn) as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("LOCK TABLE cdr_keys IN EXCLUSIVE MODE")
+            yield conn
+        finally:
+            await transaction.rollback()
+
+
+@pytest.mark.parametrize("interruption", ["sigkill", "connection_cut"])
+async def test_replay_interrupted_at_its_commit_loses_no_segment(
+    tmp_path: Path, dsn: str, interruption: str
+) -> None:
+    """A segment is deleted only after its rows are committed.
+
+    The replay's commit is held at a known moment (a lock on `cdr_keys` makes
+    it wait, seen in pg_stat_activity), then the daemon is killed, or its
+    database connection cut. Every acknowledged record must end up stored
+    exactly once: a segment deleted before its commit loses its rows.
+    """
+    calls = 400
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(
+            directory=tmp_path / "c",
+            dsn=proxy.dsn_for(dsn),
+            log_level="info",
+            batch_max_records=50,
+            spool_segment_bytes=16 * 1024,
+            commit_timeout_ms=60_000,  # the held commit waits for the test, not a deadline
+        )
+        spool = config.directory / "spool"
+        collector = Collector(config)
+        await collector.start_async()
+        try:
+            assert collector.metric("cdr_collector_database_up") == 1  # schema in place
+            await proxy.cut()
+            async with AccountingClient(
+                collector.radius_address, SECRET.encode(), timeout_s=1.0
+            ) as client:
+                stats = await client.send_all(requests_for(calls, 41), concurrency=32)
+            assert stats.acknowledged == calls
+            assert collector.metric("cdr_collector_records_spooled_total") == calls
+            segments = sorted(spool.glob("*" + SUFFIX))
+            assert len(segments) >= 3
+            async with cdr_keys_locked(dsn):
+                await proxy.restore()
+                # the replay of the oldest segment is committing now, and cannot finish
+                await wait_for(lambda: commit_waits_on_a_lock(dsn), timeout=30)
+                assert sorted(spool.glob("*" + SUFFIX)) == segments
+                if interruption == "sigkill":
+                    collector.kill()
+                else:
+                    await proxy.cut()
+                    await wait_for(
+                        lambda: collector.metric("cdr_collector_database_up") == 0, timeout=30
+                    )
+            # the lock is released: the interrupted transaction is rolled back, never committed
+            if interruption == "sigkill":
+                await collector.start_async()
+            else:
+                await proxy.restore()
+            began = time.monotonic()
+            await wait_for(lambda: spool_empty(collector), timeout=60)
+            drain = time.monotonic() - began
+            assert not list(spool.glob("*" + SUFFIX))
+        finally:
+            await collector.stop_async()
+            collector.close()
+    counts = await table_counts(dsn)
+    report(f"replay interrupted ({interruption})", calls, stats, counts, drain)
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}
 
 
 async def test_torn_spool_tail_is_skipped_and_the_rest_replayed(tmp_path: Path, dsn: str) -> None:
