@@ -10,14 +10,11 @@ are printed (pytest -s shows them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,7 +38,7 @@ from tests.daemon import (
     running_collector_async,
     wait_for,
 )
-from tests.faults import pausable_proxy, table_counts
+from tests.faults import cdr_keys_locked, commit_waits_on_a_lock, pausable_proxy, table_counts
 from tests.syscalls import check_acknowledgements, strace_wrapper
 
 CALLS = 3000
@@ -190,30 +187,6 @@ async def test_a_spooled_record_is_answered_only_after_its_fsync(tmp_path: Path)
     assert check.frames >= 10 and check.segments_created >= 3
     assert check.directories_made >= 1  # the spool directory itself
     assert check.violations == []
-
-
-async def commit_waits_on_a_lock(dsn: str) -> bool:
-    """True once a daemon's statement on `cdr_keys` in this test's database waits for a lock."""
-    async with connected(dsn) as conn:
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'cdr-collector' AND wait_event_type = 'Lock'"
-            " AND query LIKE '%cdr_keys%'"
-        )
-    return bool(waiting)
-
-
-@contextlib.asynccontextmanager
-async def cdr_keys_locked(dsn: str) -> AsyncIterator[Any]:
-    """Hold `cdr_keys` locked against writes: a commit of records waits until the block ends."""
-    async with connected(dsn) as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            await conn.execute("LOCK TABLE cdr_keys IN EXCLUSIVE MODE")
-            yield conn
-        finally:
-            await transaction.rollback()
 
 
 @pytest.mark.parametrize("interruption", ["sigkill", "connection_cut"])
