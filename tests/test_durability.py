@@ -74,9 +74,14 @@ async def test_database_outage_in_the_middle_of_the_load(tmp_path: Path, dsn: st
                 sending = asyncio.create_task(
                     client.send_all(requests_for(CALLS, 1), concurrency=64, rate=1500)
                 )
-                await asyncio.sleep(0.7)
+                # the outage comes after 300 answers and lasts 600 spooled records:
+                # points in the load, not in time, so a busy machine moves neither
+                await wait_for(lambda: client.stats.acknowledged >= 300, timeout=60)
                 await proxy.cut()
-                await asyncio.sleep(2.5)
+                await wait_for(
+                    lambda: collector.metric("cdr_collector_records_spooled_total") >= 600,
+                    timeout=60,
+                )
                 spooled_while_down = collector.metric("cdr_collector_records_spooled_total")
                 assert collector.metric("cdr_collector_database_up") == 0
                 await proxy.restore()
@@ -105,7 +110,8 @@ async def _kill_and_restart(
             sending = asyncio.create_task(
                 client.send_all(requests_for(CALLS, signum), concurrency=64, rate=1500)
             )
-            await asyncio.sleep(1.0)
+            # the signal comes after 300 answers: a point in the load, not in time
+            await wait_for(lambda: client.stats.acknowledged >= 300, timeout=60)
             assert collector.process is not None
             if signum == signal.SIGKILL:
                 collector.kill()
@@ -324,9 +330,23 @@ async def test_spool_at_its_limit_stops_acknowledging_and_loses_nothing(
                 )
                 status, body = collector.readyz()
                 acked_when_full = client.stats.acknowledged
+                refused_when_full = collector.metric(
+                    "cdr_collector_records_dropped_total", reason="spool_full"
+                )
+                # the switch keeps resending; the daemon keeps refusing what does not fit
+                await wait_for(
+                    lambda: (
+                        collector.metric("cdr_collector_records_dropped_total", reason="spool_full")
+                        >= refused_when_full + 200
+                    ),
+                    timeout=60,
+                )
+                # nothing is answered that the spool does not hold (read in this order:
+                # a record is in the spool before its answer leaves)
+                acked_while_full = client.stats.acknowledged
+                spooled = collector.metric("cdr_collector_spool_records")
                 spool_bytes = collector.metric("cdr_collector_spool_bytes")
-                await asyncio.sleep(1.0)
-                assert client.stats.acknowledged - acked_when_full < 50  # nothing more fits
+                assert acked_while_full <= spooled
                 await proxy.restore()
                 stats = await sending
             began = time.monotonic()
@@ -500,9 +520,19 @@ async def test_sighup_under_load_drops_no_packet(tmp_path: Path, dsn: str) -> No
             sending = asyncio.create_task(
                 client.send_all(requests_for(calls, 17), concurrency=32, rate=800)
             )
-            for _ in range(5):
-                await asyncio.sleep(0.4)
+            # five reloads while the load flows, each one done before the next signal
+            # (two signals in a row may make one reload)
+            for reload in range(1, 6):
+                await wait_for(
+                    lambda answered=reload * 250: client.stats.acknowledged >= answered, timeout=60
+                )
                 collector.signal(signal.SIGHUP)
+                await wait_for(
+                    lambda done=reload: (
+                        collector.metric("cdr_collector_config_reloads_total", result="ok") == done
+                    ),
+                    timeout=60,
+                )
             stats = await sending
         reloads = collector.metric("cdr_collector_config_reloads_total", result="ok")
     counts = await table_counts(dsn)
