@@ -104,6 +104,8 @@ class CollectorConfig:
     spool_segment_bytes: int = 1024 * 1024
     secret: str = SECRET
     client_address: str = "127.0.0.1"
+    #: the `[[radius.clients]]` name the RADIUS client's records are stored under
+    client_name: str = "sbc-test"
     #: where the RADIUS listener binds ("::1" for IPv6)
     radius_host: str = "127.0.0.1"
     profile: str = "auto"
@@ -151,7 +153,7 @@ class CollectorConfig:
         parts.append(privacy + self.privacy_extra)
         parts.append(
             f'[radius]\nlisten = ["{_host_port(self.radius_host, self.radius_port)}"]\n\n'
-            f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'
+            f'[[radius.clients]]\nname = "{self.client_name}"\naddress = "{self.client_address}"\n'
             f'secret = "{self.secret}"\nprofile = "{self.profile}"\n' + self.extra_clients
         )
         if self.extra:

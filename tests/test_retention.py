@@ -76,7 +76,10 @@ async def test_purge_expires_rows_and_open_calls_dated_far_ahead(tmp_path: Path,
                 call_time,
                 received,
             )
-        for key, account, received in ((b"\x04", "ahead-old", long_ago), (b"\x05", "ahead-new", now)):
+        for key, account, received in (
+            (b"\x04", "ahead-old", long_ago),
+            (b"\x05", "ahead-new", now),
+        ):
             await conn.execute(
                 "INSERT INTO open_calls (record_key, source, protocol, account, opened_at,"
                 " updated_at, connect_time, received_at)"

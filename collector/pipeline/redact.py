@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from collector.config import PrivacyConfig
-from collector.model import CallRecord, RecordKind, StoredCdr
+from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan
 from collector.pipeline.plausible import MAX_DURATION_MS, max_age, mend
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
@@ -118,6 +118,10 @@ class Redactor:
         Its generation, the last restart before it ("" before any), joins
         its key. Judged by the record's own time, so a Stop of a call from
         before the restart, sent late, still belongs to the earlier one.
+        Restarts are announced in RADIUS accounting and only RADIUS session
+        ids are counters: a SIP dialog or a JSON CDR's uuid of a source with
+        the same name keeps its key across them (a SIP call up during a
+        proxy restart must end under the key it began with).
         """
         known = self.resets.get(source)
         if not known:
@@ -216,7 +220,11 @@ class Redactor:
         source, session, leg = record.source, record.session_id, record.leg
         if record.kind is RecordKind.RESET:
             self.note_reset(source, record.event_time)
-        if record.setup_stamp is None and (generation := self.generation(source, record.event_time)):
+        if (
+            record.setup_stamp is None
+            and record.protocol is Protocol.RADIUS
+            and (generation := self.generation(source, record.event_time))
+        ):
             record_key = keyer.key(source, session, leg, "", generation)
         else:
             # (without a generation the key is what every earlier release made)

@@ -789,7 +789,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     Acct-Session-Time, so the duration comes from joining the Stop to its
     durable Start (done by the sink). The call is Acct-Session-Id (Call-ID)
     plus its two dialog tags, sorted so that a BYE from the callee (tags
-    swapped) still finds its Start. The tags join the session id, which is
+    swapped) still finds its Start; the Call-ID alone is its correlation. The tags join the session id, which is
     only ever stored as part of the keyed record key, never in `leg`.
     Transactions that are no event of a call (a CANCEL, an early-media 183, a
     MESSAGE) raise NotACall (see `_kamailio_call_event`).
@@ -817,6 +817,8 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         calling=packet.text(d.CALLING_STATION_ID),
         called=packet.text(d.CALLED_STATION_ID),
         times_derived=derived,
+        # the Call-ID, as the call's SIP records carry it (see dialogs.DialogTracker)
+        correlation=session or None,
     )
     if status == d.STATUS_FAILED:
         record.answered = False
