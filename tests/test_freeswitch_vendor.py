@@ -250,19 +250,151 @@ def test_a_cause_is_stored_alike_over_radius_and_json(
 # -- the table itself ------------------------------------------------------------------
 
 
-def test_the_table_holds_each_name_and_number_once() -> None:
-    names = [cause.name for cause in CAUSES]
-    numbers = [cause.number for cause in CAUSES]
-    numbers += [cause.earlier_number for cause in CAUSES if cause.earlier_number is not None]
-    # switch_channel.c's cause table has 82 entries
-    assert len(set(names)) == len(names) == 82
-    assert len(set(numbers)) == len(numbers)
+#: switch_types.h's switch_call_cause_t: name -> (number, number before 1.10.8 where it
+#: differed); switch_channel.c's cause table names the same 82, in this order
+SWITCH_CAUSES: dict[str, tuple[int, int | None]] = {
+    "NONE": (0, None),
+    "UNALLOCATED_NUMBER": (1, None),
+    "NO_ROUTE_TRANSIT_NET": (2, None),
+    "NO_ROUTE_DESTINATION": (3, None),
+    "CHANNEL_UNACCEPTABLE": (6, None),
+    "CALL_AWARDED_DELIVERED": (7, None),
+    "NORMAL_CLEARING": (16, None),
+    "USER_BUSY": (17, None),
+    "NO_USER_RESPONSE": (18, None),
+    "NO_ANSWER": (19, None),
+    "SUBSCRIBER_ABSENT": (20, None),
+    "CALL_REJECTED": (21, None),
+    "NUMBER_CHANGED": (22, None),
+    "REDIRECTION_TO_NEW_DESTINATION": (23, None),
+    "EXCHANGE_ROUTING_ERROR": (25, None),
+    "DESTINATION_OUT_OF_ORDER": (27, None),
+    "INVALID_NUMBER_FORMAT": (28, None),
+    "FACILITY_REJECTED": (29, None),
+    "RESPONSE_TO_STATUS_ENQUIRY": (30, None),
+    "NORMAL_UNSPECIFIED": (31, None),
+    "NORMAL_CIRCUIT_CONGESTION": (34, None),
+    "NETWORK_OUT_OF_ORDER": (38, None),
+    "NORMAL_TEMPORARY_FAILURE": (41, None),
+    "SWITCH_CONGESTION": (42, None),
+    "ACCESS_INFO_DISCARDED": (43, None),
+    "REQUESTED_CHAN_UNAVAIL": (44, None),
+    "PRE_EMPTED": (45, None),
+    "FACILITY_NOT_SUBSCRIBED": (50, None),
+    "OUTGOING_CALL_BARRED": (52, None),
+    "INCOMING_CALL_BARRED": (54, None),
+    "BEARERCAPABILITY_NOTAUTH": (57, None),
+    "BEARERCAPABILITY_NOTAVAIL": (58, None),
+    "SERVICE_UNAVAILABLE": (63, None),
+    "BEARERCAPABILITY_NOTIMPL": (65, None),
+    "CHAN_NOT_IMPLEMENTED": (66, None),
+    "FACILITY_NOT_IMPLEMENTED": (69, None),
+    "SERVICE_NOT_IMPLEMENTED": (79, None),
+    "INVALID_CALL_REFERENCE": (81, None),
+    "INCOMPATIBLE_DESTINATION": (88, None),
+    "INVALID_MSG_UNSPECIFIED": (95, None),
+    "MANDATORY_IE_MISSING": (96, None),
+    "MESSAGE_TYPE_NONEXIST": (97, None),
+    "WRONG_MESSAGE": (98, None),
+    "IE_NONEXIST": (99, None),
+    "INVALID_IE_CONTENTS": (100, None),
+    "WRONG_CALL_STATE": (101, None),
+    "RECOVERY_ON_TIMER_EXPIRE": (102, None),
+    "MANDATORY_IE_LENGTH_ERROR": (103, None),
+    "PROTOCOL_ERROR": (111, None),
+    "INTERWORKING": (127, None),
+    "SUCCESS": (142, None),
+    "ORIGINATOR_CANCEL": (487, None),
+    "CRASH": (700, 500),
+    "SYSTEM_SHUTDOWN": (701, 501),
+    "LOSE_RACE": (702, 502),
+    "MANAGER_REQUEST": (703, 503),
+    "BLIND_TRANSFER": (800, 600),
+    "ATTENDED_TRANSFER": (801, 601),
+    "ALLOTTED_TIMEOUT": (802, 602),
+    "USER_CHALLENGE": (803, 603),
+    "MEDIA_TIMEOUT": (804, 604),
+    "PICKED_OFF": (805, 605),
+    "USER_NOT_REGISTERED": (806, 606),
+    "PROGRESS_TIMEOUT": (807, 607),
+    "INVALID_GATEWAY": (808, 608),
+    "GATEWAY_DOWN": (809, 609),
+    "INVALID_URL": (810, 610),
+    "INVALID_PROFILE": (811, 611),
+    "NO_PICKUP": (812, 612),
+    "SRTP_READ_ERROR": (813, 613),
+    "BOWOUT": (814, 614),
+    "BUSY_EVERYWHERE": (815, 615),
+    "DECLINE": (816, 616),
+    "DOES_NOT_EXIST_ANYWHERE": (817, 617),
+    "NOT_ACCEPTABLE": (818, 618),
+    "UNWANTED": (819, 619),
+    "NO_IDENTITY": (820, 620),
+    "BAD_IDENTITY_INFO": (821, 621),
+    "UNSUPPORTED_CERTIFICATE": (822, 622),
+    "INVALID_IDENTITY": (823, 623),
+    "STALE_DATE": (824, 624),
+    "REJECT_ALL": (825, None),
+}
+
+#: the decisions collector.vendors.freeswitch documents for FreeSWITCH's own causes:
+#: name -> (disconnect_cause, sip_code of an unanswered leg, answered when nothing shows)
+OWN_CAUSE_DECISIONS: dict[str, tuple[int | None, int | None, bool | None]] = {
+    "SUCCESS": (16, None, None),
+    "ORIGINATOR_CANCEL": (16, 487, False),
+    "CRASH": (None, None, None),
+    "SYSTEM_SHUTDOWN": (None, None, None),
+    "LOSE_RACE": (16, 487, False),
+    "MANAGER_REQUEST": (16, None, None),
+    "BLIND_TRANSFER": (16, None, None),
+    "ATTENDED_TRANSFER": (16, None, None),
+    "ALLOTTED_TIMEOUT": (16, None, None),
+    "USER_CHALLENGE": (None, None, False),
+    "MEDIA_TIMEOUT": (None, None, None),
+    "PICKED_OFF": (16, 487, False),
+    "USER_NOT_REGISTERED": (None, None, False),
+    "PROGRESS_TIMEOUT": (None, None, False),
+    "INVALID_GATEWAY": (None, None, False),
+    "GATEWAY_DOWN": (None, None, False),
+    "INVALID_URL": (None, None, False),
+    "INVALID_PROFILE": (None, None, False),
+    "NO_PICKUP": (None, None, False),
+    "SRTP_READ_ERROR": (None, None, None),
+    "BOWOUT": (16, None, None),
+    # refusals with a SIP status: RFC 3398's cause for it (q850_from_sip_status)
+    "BUSY_EVERYWHERE": (17, None, False),  # 600
+    "DECLINE": (21, None, False),  # 603
+    "DOES_NOT_EXIST_ANYWHERE": (1, None, False),  # 604
+    "NOT_ACCEPTABLE": (127, None, False),  # 606
+    "UNWANTED": (127, None, False),  # 607
+    "NO_IDENTITY": (127, None, False),  # 428
+    "BAD_IDENTITY_INFO": (127, None, False),  # 429
+    "UNSUPPORTED_CERTIFICATE": (127, None, False),  # 437
+    "INVALID_IDENTITY": (127, None, False),  # 438
+    "STALE_DATE": (21, None, False),  # 403
+    "REJECT_ALL": (21, None, False),  # 603
+}
+
+
+def test_the_table_is_freeswitch_s_cause_table() -> None:
+    """Every name and number as FreeSWITCH defines them, both numberings, each once."""
+    assert [cause.name for cause in CAUSES] == list(SWITCH_CAUSES)
+    assert {cause.name: (cause.number, cause.earlier_number) for cause in CAUSES} == SWITCH_CAUSES
     for cause in CAUSES:
         assert cause_of_number(cause.number) is cause
         if cause.earlier_number is not None:
             assert cause_of_number(cause.earlier_number) is cause
+
+
+def test_q850_causes_are_themselves_and_own_causes_as_decided() -> None:
+    for cause in CAUSES:
         if cause.number <= 127:
-            assert cause.q850 == (cause.number or None)
+            assert cause.q850 == (cause.number or None), cause.name
+            assert cause.sip_code is None, cause.name
+        else:
+            assert (cause.q850, cause.sip_code, cause.answered) == OWN_CAUSE_DECISIONS[
+                cause.name
+            ], cause.name
 
 
 def test_lose_race_and_picked_off_are_cancelled_legs_with_normal_clearing() -> None:
@@ -293,5 +425,9 @@ def test_freeswitch_1_10_8_numbers_and_earlier_ones_name_the_same_cause() -> Non
 def test_an_unnamed_q850_cause_is_itself_and_an_unknown_own_cause_is_none() -> None:
     unnamed = cause_of_number(26)
     assert unnamed is not None and unnamed.q850 == 26
-    assert cause_of_number(900) is None
-    assert cause_of_number(128) is None
+    assert (unnamed.sip_code, unnamed.answered) == (None, None)
+    for number in (1, 127):
+        found = cause_of_number(number)
+        assert found is not None and found.q850 == number
+    for number in (-1, 128, 900):
+        assert cause_of_number(number) is None
