@@ -15,7 +15,9 @@ The documents carry hangup_cause_q850 as FreeSWITCH computes it
 (switch_channel_cause_q850: the cause up to 127, else 16) and no
 sip_term_status: FreeSWITCH sets that only when the far end ended the leg,
 and then it wins on the JSON path (RADIUS has no attribute for it), which
-test_json_cdr checks. All calls go through one daemon run.
+test_json_cdr checks. All calls go through one daemon run, with the RADIUS
+client and the JSON sender under one source name: every record of each
+protocol must be its own row.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collector.pipeline.outcome import CAUSE_NORMAL_CLEARING
 from collector.vendors.freeswitch import CAUSES, REQUEST_TERMINATED, HangupCause, cause_of_number
 from tests.conftest import ADMIN_DSN, dsn_for, require_program
 from tests.daemon import SECRET, CollectorConfig, free_port, running_collector
-from tests.test_json_cdr import json_section
+from tests.test_json_cdr import SOURCE, json_section
 from tests.test_radius_radclient import radclient_send
 
 SHAPES = ("answered", "unanswered", "silent")
@@ -191,6 +193,9 @@ def stored_by_call(
             dsn=dsn_for(name),
             json_port=json_port,
             profile="freeswitch",
+            # one FreeSWITCH, named alike for mod_radius_cdr and mod_json_cdr, as an
+            # operator would: each protocol's record of a call is a row of its own
+            client_name=SOURCE,
             log_level="info",
             extra=json_section(json_port),
         )
