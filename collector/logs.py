@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
@@ -252,9 +252,13 @@ class RateLimitedLog:
     per reason tells the operator everything a line per packet would.
     """
 
-    def __init__(self, logger: Any, interval_s: float = 10.0) -> None:
+    def __init__(
+        self, logger: Any, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._logger = logger
         self._interval = interval_s
+        #: seconds, monotonic; a test passes its own to let an interval pass without waiting
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -267,7 +271,7 @@ class RateLimitedLog:
         self._log(self._logger.info, key, event, fields)
 
     def _log(self, emit: Any, key: str, event: str, fields: dict[str, Any]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1

@@ -226,6 +226,52 @@ def test_non_string_allowed_values_are_scrubbed_as_text(json_stream: io.StringIO
     assert_nothing_identifying(json_stream.getvalue())
 
 
+#: free text a call site may one day pass as `error` (a library's message, str(exc)):
+#: what it must never carry to the output, and the words that must survive around it
+ERROR_TEXTS = (
+    (f"no route to {NUMBER} via {URI}", (NUMBER_DIGITS, "alice@", "sip:"), "no route to"),
+    (
+        f'connection to server at "{ADDRESS}", port 5432 failed',
+        (ADDRESS,),
+        "port 5432 failed",
+    ),
+    (
+        f"INVITE <sip:{NUMBER}@{ADDRESS}:5060;user=phone> refused",
+        (NUMBER_DIGITS, ADDRESS, "sip:"),
+        "refused",
+    ),
+    (f"peer [{ADDRESS6}]:5060 reset", (ADDRESS6, "2001:db8"), "reset"),
+    ("tel:+49-30-1234-5678 busy", ("tel:", "1234-5678"), "busy"),
+    ("dialled 030 1234 5678 from ::ffff:192.0.2.77", ("1234 5678", ADDRESS), "dialled"),
+)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_free_text_error_field_never_carries_a_number_an_address_or_a_uri(
+    restore_logging: None, fmt: str
+) -> None:
+    """`error` is allowed on every line and holds free text: it is scrubbed like any
+    other string, whether a structlog call, a rate-limited warning (as the writer logs
+    database errors) or a stdlib logger's `extra` carries it."""
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream)
+    log = get_logger("collector.sink.writer")
+    limited = RateLimitedLog(log)
+    for index, (text, _gone, _kept) in enumerate(ERROR_TEXTS):
+        log.error("spool replay stopped", error=text)
+        limited.warning(f"db_{index}", "database unavailable", error=text)
+        logging.getLogger("asyncpg").warning("connection lost", extra={"error": text})
+    output = stream.getvalue()
+    assert len(output.splitlines()) == 3 * len(ERROR_TEXTS)
+    for text, gone, kept in ERROR_TEXTS:
+        for needle in gone:
+            assert needle not in output, (text, needle)
+        assert output.count(kept) == 3, kept  # still says what went wrong
+    assert_nothing_identifying(output)
+    if fmt == "json":
+        assert all("error" in line for line in lines_of(stream))
+
+
 def _fail_with_number() -> None:
     hidden_word = "Sup3rSecretLocal"
     raise ValueError(f"cannot route {NUMBER} via {URI} at {ADDRESS} ({hidden_word[:2]})")
@@ -601,7 +647,12 @@ def test_the_allow_list_has_no_field_that_could_identify_a_person() -> None:
 def test_rate_limited_log_logs_once_per_interval_and_counts_the_rest(
     json_stream: io.StringIO,
 ) -> None:
-    limited = RateLimitedLog(get_logger("collector.receiver"), interval_s=0.3)
+    """One line per key and interval, and the next line says how many were held back.
+    The limiter's clock is the test's, so a slow machine cannot stretch an interval."""
+    clock = [1000.0]
+    limited = RateLimitedLog(
+        get_logger("collector.receiver"), interval_s=8.0, clock=lambda: clock[0]
+    )
     for _ in range(5):
         limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
     limited.warning("unknown_client", "packet from an unknown client")
@@ -614,13 +665,18 @@ def test_rate_limited_log_logs_once_per_interval_and_counts_the_rest(
     assert lines[0]["key"] == "malformed"
     assert lines[0]["source"] == "sbc-1"
 
-    time.sleep(0.35)
+    clock[0] += 7.75  # still within the interval: held back
+    limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
+    assert len(lines_of(json_stream)) == 2
+    clock[0] += 0.25  # the interval has passed: logged, with what was held back
     limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
     limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
+    limited.info("unknown_client", "packet from an unknown client")
     lines = lines_of(json_stream)
-    assert len(lines) == 3
-    assert lines[2]["suppressed"] == 4  # the four held back in the first interval
-    assert lines[2]["level"] == "warning"
+    assert [(line["key"], line["level"], line["suppressed"]) for line in lines[2:]] == [
+        ("malformed", "warning", 5),  # four in the first interval, one at its end
+        ("unknown_client", "info", 0),
+    ]
 
 
 # -- the real daemon: what a library logs of bad input ----------------------------------------
