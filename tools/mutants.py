@@ -66,6 +66,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("tests/test_retention.py", "tests/test_privacy.py", "tests/test_cli.py"),
     ),
     "logs": ("collector/logs.py", ("tests/test_logs.py", "tests/test_privacy.py")),
+    "freeswitch": (
+        "collector/vendors/freeswitch.py",
+        ("tests/test_freeswitch_vendor.py", "tests/test_profiles.py", "tests/test_json_cdr.py"),
+    ),
 }
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
