@@ -13,6 +13,9 @@ ALTER TABLE cdr_keys ADD COLUMN protocol text NOT NULL DEFAULT '';
 ALTER TABLE cdr_keys ALTER COLUMN protocol DROP DEFAULT;
 ALTER TABLE cdr_keys DROP CONSTRAINT cdr_keys_pkey;
 ALTER TABLE cdr_keys ADD PRIMARY KEY (record_key, protocol);
+-- every new key is checked against the older ones: this index holds only those
+-- (empty on a database created at this version, shrinking as retention expires them)
+CREATE INDEX cdr_keys_before_v5 ON cdr_keys (record_key) WHERE protocol = '';
 COMMENT ON COLUMN cdr_keys.protocol IS
     'Protocol of the record that took the key; '''' for keys taken before schema version 5 (they guard every protocol).';
 
