@@ -598,3 +598,51 @@ async def test_database_dropped_and_created_again_while_running(tmp_path: Path, 
     assert stats.acknowledged == calls
     # the first 200 went with the old database; every later one is in the new one
     assert counts == {"rows": calls - 200, "keys": calls - 200, "doubles": 0}
+
+
+async def test_rows_the_database_refuses_are_kept_aside_counted_and_their_batch_stored(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A row the database refuses for good (here: a constraint the test adds) goes to
+    `rejected-*.json` and `records_dropped_total{reason="rejected"}`; the rest of its
+    batch is stored. The same when the batch comes back from the spool."""
+    calls = make_calls(24, seed=41)
+    labelled = [
+        generic_attributes(call)
+        + codec.encode_attribute(d.USER_NAME, b"refused" if index % 4 == 0 else b"trunk-a")
+        for index, call in enumerate(calls)
+    ]
+    live, spooled = labelled[:12], labelled[12:]
+    spool = tmp_path / "c" / "spool"
+
+    def refused_rows() -> int:
+        return sum(
+            len([line for line in path.read_bytes().splitlines() if line.strip()])
+            for path in spool.glob("rejected-*.json")
+        )
+
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        async with running_collector_async(config) as collector:
+            async with connected(dsn) as conn:
+                await conn.execute(
+                    "ALTER TABLE cdrs ADD CONSTRAINT refuse_some "
+                    "CHECK (account IS DISTINCT FROM 'refused')"
+                )
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                assert all(await asyncio.gather(*(client.send(r) for r in live)))
+                assert refused_rows() == 3
+                assert (
+                    collector.metric("cdr_collector_records_dropped_total", reason="rejected") == 3
+                )
+                await proxy.cut()
+                assert all(await asyncio.gather(*(client.send(r) for r in spooled)))
+                assert collector.metric("cdr_collector_spool_records") == 12
+                await proxy.restore()
+                await wait_for(lambda: spool_empty(collector), timeout=60)
+            assert refused_rows() == 6
+            assert collector.metric("cdr_collector_records_dropped_total", reason="rejected") == 6
+            # the spool's gauges follow the replay down
+            assert collector.metric("cdr_collector_spool_bytes") == 0
+    counts = await table_counts(dsn)
+    assert counts == {"rows": 18, "keys": 18, "doubles": 0}
