@@ -3,7 +3,9 @@
 Run it as `python bench/bench_numbers.py [--numbers N] [--runs N]`. It draws
 numbers from a carrier-like mix of number blocks (as bench_radius does), writes
 each in the forms switches send (plain digits, "+", "00", a SIP URI, spaced,
-national with a default region), warms the prefix cache once, then times
+national with a trunk prefix in Germany, national without one in the United
+States, and plain digits read by a plan for the United States, where most of
+them are no national number), warms the prefix caches once, then times
 `NumberPlan.normalize` alone and with `destination` and `mask`, and a whole
 `Redactor.redact` of a record, on one core. Prints microseconds per number
 (the best of the runs). It is a measurement, not a test.
@@ -23,12 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind
-from collector.pipeline.numbers import Number, NumberPlan, preload_metadata
+from collector.pipeline.numbers import Number, NumberPlan, Unusable, preload_metadata
 from collector.pipeline.redact import Redactor
 from collector.traffic import make_calls
 
 #: distinct number blocks the numbers come from (bench_radius uses the same)
 BLOCKS = 5000
+
+Reader = Callable[[str], Number | Unusable | None]
 
 FORMS: dict[str, Callable[[str], str]] = {
     "digits": lambda n: n[1:],
@@ -60,21 +64,25 @@ def main() -> None:
     calls = make_calls(args.numbers, seed=1, blocks=BLOCKS)
     numbers = [c.called for c in calls]
     germans = ["0" + n[3:] for n in numbers if n.startswith("+49")]
+    americans = [n[2:] for n in numbers if n.startswith("+1")]
     plan = NumberPlan(default_region="DE")
+    american = NumberPlan(default_region="US")
     privacy = PrivacyConfig(keys=(("k1", b"k" * 32),), record_secret=b"r" * 32, default_region="DE")
     redactor = Redactor(privacy)
     print(f"{len(numbers)} numbers from {BLOCKS} blocks, best of {args.runs} runs, µs per number")
-    rows = [(name, [form(n) for n in numbers]) for name, form in FORMS.items()]
-    rows.append(("national (DE)", germans))
-    normalize = plan.normalize
+    rows = [(name, plan, [form(n) for n in numbers]) for name, form in FORMS.items()]
+    rows.append(("national (DE)", plan, germans))
+    rows.append(("national (US)", american, americans))
+    rows.append(("digits (US)", american, [n[1:] for n in numbers]))
     destination, mask = plan.destination, plan.mask
-    for name, texts in rows:
+    for name, reader, texts in rows:
+        normalize = reader.normalize
 
-        def normalize_only(texts: list[str] = texts) -> None:
+        def normalize_only(texts: list[str] = texts, normalize: Reader = normalize) -> None:
             for text in texts:
                 normalize(text)
 
-        def whole(texts: list[str] = texts) -> None:
+        def whole(texts: list[str] = texts, normalize: Reader = normalize) -> None:
             for text in texts:
                 number = normalize(text)
                 if isinstance(number, Number):

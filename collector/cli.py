@@ -236,8 +236,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
         return 1
     from collector.pipeline.redact import Redactor
 
-    # its pseudonyms under every configured key, and its tag that survives key rotation
-    pseudonyms = Redactor(config.privacy).erasure_entries(args.number)
+    # its pseudonyms under every configured key, and its tag that survives key rotation;
+    # a national number is read in --region, else in privacy.default_region
+    pseudonyms = Redactor(config.privacy).erasure_entries(args.number, args.region)
     if not pseudonyms:
         print("cdr-collector: that is not a phone number", file=sys.stderr)
         return 1
@@ -364,6 +365,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _region(text: str) -> str:
+    import phonenumbers
+
+    if text.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 3166 region code")
+    return text.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -392,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("purge", cmd_purge, "apply retention now")
     erase = add("erase", cmd_erase, "erase every stored trace of one phone number")
     erase.add_argument("--number", required=True, help="the phone number, in any usual format")
+    erase.add_argument(
+        "--region",
+        type=_region,
+        help="ISO 3166 region a national number (no + or international prefix) is dialled in "
+        "(default: privacy.default_region)",
+    )
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
     keygen.add_argument("--rotate", action="store_true", help="add a new newest pseudonym key")
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")

@@ -67,7 +67,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "radius": frozenset({"listen", "clients", "duplicate_window_s", "receive_buffer_bytes"}),
-    "radius.clients": frozenset({"name", "address", "secret", "secret_file", "profile"}),
+    "radius.clients": frozenset({"name", "address", "secret", "secret_file", "profile", "region"}),
     "sip": frozenset(
         {
             "listen",
@@ -82,13 +82,14 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
             "tcp_frame_timeout_ms",
         }
     ),
-    "sip.sources": frozenset({"name", "address", "hep_auth_key"}),
+    "sip.sources": frozenset({"name", "address", "hep_auth_key", "region"}),
     "json": frozenset(
         {
             "listen",
             "allowed",
             "basic_auth_file",
             "source",
+            "region",
             "max_body_bytes",
             "header_timeout_ms",
             "body_timeout_ms",
@@ -204,6 +205,8 @@ class RadiusClient:
     address: str
     secret: bytes
     profile: str = "auto"
+    #: ISO 3166 region its national numbers belong to (None: privacy.default_region)
+    region: str | None = None
 
     def __repr__(self) -> str:
         return f"RadiusClient(name={self.name!r}, profile={self.profile!r})"
@@ -226,6 +229,8 @@ class SipSource:
     name: str
     address: str
     hep_auth_key: str | None = None
+    #: ISO 3166 region its national numbers belong to (None: privacy.default_region)
+    region: str | None = None
 
     def __repr__(self) -> str:
         return f"SipSource(name={self.name!r})"
@@ -266,6 +271,8 @@ class JsonConfig:
     header_timeout_ms: int = 10000
     #: and the body within this once the headers are in
     body_timeout_ms: int = 30000
+    #: ISO 3166 region the sender's national numbers belong to (None: privacy.default_region)
+    region: str | None = None
 
     def __repr__(self) -> str:
         return f"JsonConfig(listen={self.listen!r}, allowed={self.allowed!r})"
@@ -287,6 +294,23 @@ class Config:
     json: JsonConfig | None = None
     #: things that work but deserve attention (a secret file others can read)
     warnings: tuple[Problem, ...] = ()
+
+    def source_regions(self) -> dict[tuple[str, str], str]:
+        """The region of each (protocol, source name) that sets its own, for the redactor.
+
+        Keyed by protocol too: one switch's RADIUS client and SIP source may
+        share a name and still dial in different regions.
+        """
+        regions: dict[tuple[str, str], str] = {}
+        for client in self.radius.clients if self.radius else ():
+            if client.region:
+                regions["radius", client.name] = client.region
+        for source in self.sip.sources if self.sip else ():
+            if source.region:
+                regions["sip", source.name] = source.region
+        if self.json is not None and self.json.region:
+            regions["json", self.json.source] = self.json.region
+        return regions
 
 
 T = TypeVar("T")
@@ -618,15 +642,7 @@ def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyCon
         ),
     )
     rate_deck = r.optional_str(data, p, "rate_deck")
-    region = r.optional_str(data, p, "default_region")
-    if region is not None:
-        import phonenumbers
-
-        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            r.problem("privacy.default_region", f"{region!r} is not an ISO 3166 region code")
-            region = None
-        else:
-            region = region.upper()
+    region = _region(r, data, p, "default_region")
     purge = r.get(data, p, "purge_interval_s", int, d.purge_interval_s, positive)
     keys: tuple[tuple[str, bytes], ...] = ()
     record_secret = b""
@@ -668,6 +684,19 @@ def _privacy(r: _Reader, data: Mapping[str, Any], with_keys: bool) -> PrivacyCon
         record_secret=record_secret,
         rate_deck_entries=entries,
     )
+
+
+def _region(r: _Reader, data: Mapping[str, Any], prefix: str, key: str = "region") -> str | None:
+    """An ISO 3166 region code (in any case) whose numbering plan is known, upper-cased."""
+    region = r.optional_str(data, prefix, key)
+    if region is None:
+        return None
+    import phonenumbers
+
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        r.problem(f"{prefix}.{key}", f"{region!r} is not an ISO 3166 region code")
+        return None
+    return region.upper()
 
 
 def _listen_list(
@@ -766,8 +795,9 @@ def _radius(r: _Reader, data: Mapping[str, Any]) -> RadiusConfig:
         name, address = _peer_name_and_address(r, raw, cp, "client", names, addresses)
         secret = _client_secret(r, raw, cp)
         profile = r.get(raw, cp, "profile", str, "auto", one_of(*PROFILES))
+        region = _region(r, raw, cp)
         if name and address and secret:
-            clients.append(RadiusClient(name, address, secret, profile))
+            clients.append(RadiusClient(name, address, secret, profile, region))
     window = r.get(data, p, "duplicate_window_s", int, d.duplicate_window_s, positive)
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
     return RadiusConfig(listen, tuple(clients), window, rcvbuf)
@@ -786,8 +816,9 @@ def _sip(r: _Reader, data: Mapping[str, Any]) -> SipConfig:
         r.unknown(raw, sp, SECTION_KEYS["sip.sources"])
         name, address = _peer_name_and_address(r, raw, sp, "source", names, addresses)
         auth = r.optional_str(raw, sp, "hep_auth_key")
+        region = _region(r, raw, sp)
         if name and address:
-            sources.append(SipSource(name, address, auth))
+            sources.append(SipSource(name, address, auth, region))
     max_dialogs = r.get(data, p, "max_dialogs", int, d.max_dialogs, positive)
     max_age = r.get(data, p, "max_dialog_age_s", int, d.max_dialog_age_s, positive)
     header = r.optional_str(data, p, "correlation_header")
@@ -859,6 +890,7 @@ def _json(r: _Reader, data: Mapping[str, Any]) -> JsonConfig:
         max_body,
         header_timeout,
         body_timeout,
+        _region(r, data, p),
     )
 
 

@@ -75,7 +75,7 @@ class Service:
             spool_configured=config.spool is not None,
         )
         self._limited = RateLimitedLog(log)
-        self.redactor = Redactor(config.privacy, self._number_unusable)
+        self.redactor = Redactor(config.privacy, self._number_unusable, config.source_regions())
         self._erasures_wakeup = asyncio.Event()
         self.sink = (
             PostgresSink(config.database, config.privacy.retention_days)
@@ -231,7 +231,8 @@ class Service:
             return False
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
-        redactor = Redactor(new.privacy, self._number_unusable)
+        # regions of clients, sources and senders change with their sections
+        redactor = Redactor(new.privacy, self._number_unusable, new.source_regions())
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
         self.redactor = redactor

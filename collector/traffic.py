@@ -232,15 +232,28 @@ class SendStats:
     sent: int = 0
     acknowledged: int = 0
     retransmissions: int = 0
+    #: answers whose Response Authenticator did not verify (discarded)
     bad_responses: int = 0
+    #: requests given up: `tries` ran out, or too many bad answers
     gave_up: int = 0
     latencies: list[float] = field(default_factory=list)
+
+
+class _Answers:
+    """The responses that arrived for one request and were not read yet."""
+
+    __slots__ = ("arrived", "responses")
+
+    def __init__(self) -> None:
+        self.responses: list[bytes] = []
+        self.arrived = asyncio.Event()
 
 
 class _ClientSocket(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
-        self.waiting: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        #: Identifier -> the answers to the request in flight under it
+        self.waiting: dict[int, _Answers] = {}
         self.free = list(range(256))
         random.shuffle(self.free)
 
@@ -251,9 +264,11 @@ class _ClientSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: object) -> None:
         if len(data) < 20:
             return
-        entry = self.waiting.get(data[1])
-        if entry is not None and not entry[1].done():
-            entry[1].set_result(data)
+        answers = self.waiting.get(data[1])
+        if answers is not None:
+            # every one is kept: a bad answer must not hide a good one right behind it
+            answers.responses.append(data)
+            answers.arrived.set()
 
 
 class AccountingClient:
@@ -263,6 +278,14 @@ class AccountingClient:
     `bump_delay`, a resend carries Acct-Delay-Time + elapsed seconds and so a
     new Identifier and authenticator (a new packet for the server's duplicate
     cache; the record key must still make it one row).
+
+    A response whose Response Authenticator does not verify is discarded, as
+    RFC 2865 section 3 tells a client to do, and counted: the request is
+    resent only when its timeout passes, never at once, and it is given up
+    after `bad_responses_max` such responses whatever `tries` says. A server
+    that answers with another secret (or answers what it should have dropped)
+    does not start answering right, and a client that kept resending to it
+    would spin without end.
     """
 
     def __init__(
@@ -274,12 +297,14 @@ class AccountingClient:
         tries: int = 0,
         bump_delay: bool = False,
         local_host: str | None = None,
+        bad_responses_max: int = 3,
     ) -> None:
         self.server = server
         self.secret = secret
         self.socket_count = sockets
         self.timeout_s = timeout_s
-        self.tries = tries  # 0: never give up
+        self.tries = tries  # 0: never give up on silence
+        self.bad_responses_max = max(1, bad_responses_max)
         self.bump_delay = bump_delay
         self.local_host = local_host
         self.stats = SendStats()
@@ -322,9 +347,16 @@ class AccountingClient:
             self._available.notify()
 
     async def send(self, attributes: bytes) -> bool:
-        """Send one request until it is answered (or `tries` run out); True when acknowledged."""
+        """Send one request until it is answered (or given up); True when acknowledged.
+
+        Given up (False, counted in `gave_up`) after `tries` transmissions
+        without a verified answer, or after `bad_responses_max` answers that
+        failed verification.
+        """
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
         transmissions = 0
+        bad = 0
         while True:
             delay = int(time.monotonic() - started) if self.bump_delay else 0
             body = attributes
@@ -332,8 +364,7 @@ class AccountingClient:
                 body += codec.encode_attribute(d.ACCT_DELAY_TIME, codec.integer(delay))
             sock, identifier = await self._take_id()
             packet = codec.encode_accounting_request(identifier, body, self.secret)
-            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-            sock.waiting[identifier] = (packet, future)
+            answers = sock.waiting[identifier] = _Answers()
             try:
                 while True:
                     assert sock.transport is not None
@@ -343,22 +374,31 @@ class AccountingClient:
                         self.stats.sent += 1
                     else:
                         self.stats.retransmissions += 1
-                    try:
-                        response = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
-                    except TimeoutError:
-                        if self.tries and transmissions >= self.tries:
+                    deadline = loop.time() + self.timeout_s
+                    while True:
+                        if not answers.responses:
+                            answers.arrived.clear()
+                            try:
+                                async with asyncio.timeout_at(deadline):
+                                    await answers.arrived.wait()
+                            except TimeoutError:
+                                break
+                        response = answers.responses.pop(0)
+                        if codec.response_ok(response, packet[4:20], self.secret):
+                            self.stats.acknowledged += 1
+                            self.stats.latencies.append(time.monotonic() - started)
+                            return True
+                        # discarded: wait on for a true answer until this transmission times out
+                        self.stats.bad_responses += 1
+                        bad += 1
+                        if bad >= self.bad_responses_max:
                             self.stats.gave_up += 1
                             return False
-                        if self.bump_delay:
-                            break  # resend as a new packet: new Identifier, new Acct-Delay-Time
-                        continue
-                    if codec.response_ok(response, packet[4:20], self.secret):
-                        self.stats.acknowledged += 1
-                        self.stats.latencies.append(time.monotonic() - started)
-                        return True
-                    self.stats.bad_responses += 1
-                    future = asyncio.get_running_loop().create_future()
-                    sock.waiting[identifier] = (packet, future)
+                    if self.tries and transmissions >= self.tries:
+                        self.stats.gave_up += 1
+                        return False
+                    if self.bump_delay:
+                        break  # resend as a new packet: new Identifier, new Acct-Delay-Time
             finally:
                 await self._release(sock, identifier)
 

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,8 @@ class CollectorConfig:
     spool_segment_bytes: int = 1024 * 1024
     secret: str = SECRET
     client_address: str = "127.0.0.1"
+    #: the `[[radius.clients]]` name the RADIUS client's records are stored under
+    client_name: str = "sbc-test"
     #: where the RADIUS listener binds ("::1" for IPv6)
     radius_host: str = "127.0.0.1"
     profile: str = "auto"
@@ -151,7 +153,7 @@ class CollectorConfig:
         parts.append(privacy + self.privacy_extra)
         parts.append(
             f'[radius]\nlisten = ["{_host_port(self.radius_host, self.radius_port)}"]\n\n'
-            f'[[radius.clients]]\nname = "sbc-test"\naddress = "{self.client_address}"\n'
+            f'[[radius.clients]]\nname = "{self.client_name}"\naddress = "{self.client_address}"\n'
             f'secret = "{self.secret}"\nprofile = "{self.profile}"\n' + self.extra_clients
         )
         if self.extra:
@@ -162,10 +164,15 @@ class CollectorConfig:
 
 
 class Collector:
-    """A daemon process under test."""
+    """A daemon process under test.
 
-    def __init__(self, config: CollectorConfig) -> None:
+    `wrapper` is a command the daemon runs under (a tracer such as strace,
+    ending in "--"): `process` is then the wrapper, and `daemon_pid` the daemon.
+    """
+
+    def __init__(self, config: CollectorConfig, wrapper: Sequence[str] = ()) -> None:
         self.config = config
+        self.wrapper = tuple(wrapper)
         self.config_path = config.render()
         self.log_path = config.directory / "collector.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -227,13 +234,32 @@ class Collector:
         env.pop("CDR_COLLECTOR_DSN", None)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector", "run", "--config", str(self.config_path)],
+            [
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                "collector",
+                "run",
+                "--config",
+                str(self.config_path),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=ROOT,
         )
         log.close()
+
+    @property
+    def daemon_pid(self) -> int:
+        """The daemon's process id: the process itself, or the wrapper's one child."""
+        assert self.process is not None
+        if not self.wrapper:
+            return self.process.pid
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert len(children) == 1, f"{self.wrapper[0]} runs {len(children)} processes"
+        return int(children[0])
 
     def poll_notifications(self) -> list[str]:
         """Read what the daemon sent on its notify socket so far."""

@@ -1,6 +1,7 @@
 """Faults the tests cause for real: a TCP proxy in front of PostgreSQL that can
-be cut (every connection reset, new ones refused) and restored, and helpers
-to count what reached the table.
+be cut (every connection reset, new ones refused) and restored, a lock that
+holds the daemon's commits at a moment the test can see, and helpers to count
+what reached the table.
 """
 
 from __future__ import annotations
@@ -116,3 +117,27 @@ async def table_counts(dsn: str) -> dict[str, Any]:
         )
     assert row is not None
     return {"rows": row["rows"], "keys": row["keys"], "doubles": doubles}
+
+
+async def commit_waits_on_a_lock(dsn: str) -> bool:
+    """True once a daemon's statement on `cdr_keys` in this test's database waits for a lock."""
+    async with connected(dsn) as conn:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'cdr-collector' AND wait_event_type = 'Lock'"
+            " AND query LIKE '%cdr_keys%'"
+        )
+    return bool(waiting)
+
+
+@contextlib.asynccontextmanager
+async def cdr_keys_locked(dsn: str) -> AsyncIterator[Any]:
+    """Hold `cdr_keys` locked against writes: a commit of records waits until the block ends."""
+    async with connected(dsn) as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("LOCK TABLE cdr_keys IN EXCLUSIVE MODE")
+            yield conn
+        finally:
+            await transaction.rollback()

@@ -230,7 +230,7 @@ def test_answered_call_caller_hangs_up() -> None:
     assert record.disconnect_cause == 16
     assert record.calling == "+4930111999"  # P-Asserted-Identity beats From
     assert record.called == "+4940555012"  # Request-URI beats To ("bob")
-    assert record.correlation is None
+    assert record.correlation == "a84b4c76e66710@pbx.example.org"  # the Call-ID, no header set
     assert record.incomplete is False
     assert record.times_derived is False
     assert call_outcome(record) is CallOutcome.ANSWERED
@@ -278,7 +278,8 @@ def test_correlation_header_when_configured() -> None:
     steps = answered_call(call)
     steps[0] = (0.0, call.invite(extra=["X-CID: corr-42"]))
     assert only(play(tracker(correlation_header="X-CID"), steps)).correlation == "corr-42"
-    assert only(play(tracker(), steps)).correlation is None
+    # without the header configured, the Call-ID (as the proxy's RADIUS accounting has it)
+    assert only(play(tracker(), steps)).correlation == call.call_id
 
 
 # -- failures ----------------------------------------------------------------

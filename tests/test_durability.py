@@ -16,9 +16,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
-from collector.sink.spool import encode_frame
+from collector.sink.spool import SUFFIX, encode_frame
 from collector.traffic import (
     AccountingClient,
     SendStats,
@@ -26,6 +28,7 @@ from collector.traffic import (
     generic_attributes,
     make_calls,
 )
+from tests.conftest import require_program
 from tests.daemon import (
     SECRET,
     Collector,
@@ -35,7 +38,8 @@ from tests.daemon import (
     running_collector_async,
     wait_for,
 )
-from tests.faults import pausable_proxy, table_counts
+from tests.faults import cdr_keys_locked, commit_waits_on_a_lock, pausable_proxy, table_counts
+from tests.syscalls import check_acknowledgements, strace_wrapper
 
 CALLS = 3000
 
@@ -70,9 +74,14 @@ async def test_database_outage_in_the_middle_of_the_load(tmp_path: Path, dsn: st
                 sending = asyncio.create_task(
                     client.send_all(requests_for(CALLS, 1), concurrency=64, rate=1500)
                 )
-                await asyncio.sleep(0.7)
+                # the outage comes after 300 answers and lasts 600 spooled records:
+                # points in the load, not in time, so a busy machine moves neither
+                await wait_for(lambda: client.stats.acknowledged >= 300, timeout=60)
                 await proxy.cut()
-                await asyncio.sleep(2.5)
+                await wait_for(
+                    lambda: collector.metric("cdr_collector_records_spooled_total") >= 600,
+                    timeout=60,
+                )
                 spooled_while_down = collector.metric("cdr_collector_records_spooled_total")
                 assert collector.metric("cdr_collector_database_up") == 0
                 await proxy.restore()
@@ -101,7 +110,8 @@ async def _kill_and_restart(
             sending = asyncio.create_task(
                 client.send_all(requests_for(CALLS, signum), concurrency=64, rate=1500)
             )
-            await asyncio.sleep(1.0)
+            # the signal comes after 300 answers: a point in the load, not in time
+            await wait_for(lambda: client.stats.acknowledged >= 300, timeout=60)
             assert collector.process is not None
             if signum == signal.SIGKILL:
                 collector.kill()
@@ -135,6 +145,118 @@ async def test_sigterm_in_the_middle_of_the_load(tmp_path: Path, dsn: str) -> No
     assert status == 0
     assert stats.acknowledged == CALLS
     assert counts == {"rows": CALLS, "keys": CALLS, "doubles": 0}
+
+
+async def test_a_spooled_record_is_answered_only_after_its_fsync(tmp_path: Path) -> None:
+    """Acknowledged only once durable, on the spool path: checked on the real daemon's calls.
+
+    Method: strace. A kill -9 of the daemon cannot show a missing fsync (the
+    page cache keeps the write and the disk gets it anyway), and the machine
+    cannot be cut here. The promise is an order of calls, so the test reads
+    that order: every response must follow the fsync of each segment write
+    before it, and of the spool directory (and of the parent of a directory
+    the daemon made) after a segment was created in it. Without the fsync
+    after an append, the first response follows an unsynced write and fails.
+    """
+    strace = require_program("strace")
+    calls = 300
+    trace = tmp_path / "syscalls.txt"
+    # no database: every record goes to the spool; small batches and segments, so
+    # that the run appends many frames and creates several segments
+    config = CollectorConfig(
+        directory=tmp_path / "c",
+        dsn="postgresql://root@127.0.0.1:9/nowhere",
+        log_level="info",
+        batch_max_records=20,
+        spool_segment_bytes=8 * 1024,
+    )
+    collector = Collector(config, wrapper=strace_wrapper(strace, trace))
+    await collector.start_async(timeout=60)
+    try:
+        # one transmission each, never resent: every response in the trace answers a new record
+        async with AccountingClient(
+            collector.radius_address, SECRET.encode(), tries=1, timeout_s=30
+        ) as client:
+            stats = await client.send_all(requests_for(calls, 37), concurrency=16)
+        os.kill(collector.daemon_pid, signal.SIGTERM)
+        assert collector.process is not None
+        assert await asyncio.to_thread(collector.process.wait, 60) == 0
+    finally:
+        collector.close()
+    check = check_acknowledgements(trace.read_text(), config.radius_port, SUFFIX)
+    print(
+        f"\n[fsync before answer] responses {check.responses}, frames {check.frames}, "
+        f"segments created {check.segments_created}, directories made {check.directories_made}"
+    )
+    assert stats.acknowledged == calls
+    assert check.responses == calls  # every answer was seen in the trace
+    assert check.frames >= 10 and check.segments_created >= 3
+    assert check.directories_made >= 1  # the spool directory itself
+    assert check.violations == []
+
+
+@pytest.mark.parametrize("interruption", ["sigkill", "connection_cut"])
+async def test_replay_interrupted_at_its_commit_loses_no_segment(
+    tmp_path: Path, dsn: str, interruption: str
+) -> None:
+    """A segment is deleted only after its rows are committed.
+
+    The replay's commit is held at a known moment (a lock on `cdr_keys` makes
+    it wait, seen in pg_stat_activity), then the daemon is killed, or its
+    database connection cut. Every acknowledged record must end up stored
+    exactly once: a segment deleted before its commit loses its rows.
+    """
+    calls = 400
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(
+            directory=tmp_path / "c",
+            dsn=proxy.dsn_for(dsn),
+            log_level="info",
+            batch_max_records=50,
+            spool_segment_bytes=16 * 1024,
+            commit_timeout_ms=60_000,  # the held commit waits for the test, not a deadline
+        )
+        spool = config.directory / "spool"
+        collector = Collector(config)
+        await collector.start_async()
+        try:
+            assert collector.metric("cdr_collector_database_up") == 1  # schema in place
+            await proxy.cut()
+            async with AccountingClient(
+                collector.radius_address, SECRET.encode(), timeout_s=1.0
+            ) as client:
+                stats = await client.send_all(requests_for(calls, 41), concurrency=32)
+            assert stats.acknowledged == calls
+            assert collector.metric("cdr_collector_records_spooled_total") == calls
+            segments = sorted(spool.glob("*" + SUFFIX))
+            assert len(segments) >= 3
+            async with cdr_keys_locked(dsn):
+                await proxy.restore()
+                # the replay of the oldest segment is committing now, and cannot finish
+                await wait_for(lambda: commit_waits_on_a_lock(dsn), timeout=30)
+                assert sorted(spool.glob("*" + SUFFIX)) == segments
+                if interruption == "sigkill":
+                    collector.kill()
+                else:
+                    await proxy.cut()
+                    await wait_for(
+                        lambda: collector.metric("cdr_collector_database_up") == 0, timeout=30
+                    )
+            # the lock is released: the interrupted transaction is rolled back, never committed
+            if interruption == "sigkill":
+                await collector.start_async()
+            else:
+                await proxy.restore()
+            began = time.monotonic()
+            await wait_for(lambda: spool_empty(collector), timeout=60)
+            drain = time.monotonic() - began
+            assert not list(spool.glob("*" + SUFFIX))
+        finally:
+            await collector.stop_async()
+            collector.close()
+    counts = await table_counts(dsn)
+    report(f"replay interrupted ({interruption})", calls, stats, counts, drain)
+    assert counts == {"rows": calls, "keys": calls, "doubles": 0}
 
 
 async def test_torn_spool_tail_is_skipped_and_the_rest_replayed(tmp_path: Path, dsn: str) -> None:
@@ -206,11 +328,32 @@ async def test_spool_at_its_limit_stops_acknowledging_and_loses_nothing(
                     ),
                     timeout=30,
                 )
-                status, body = collector.readyz()
                 acked_when_full = client.stats.acknowledged
+
+                # readiness says so while the spool is full (a smaller batch that
+                # still fits may clear the flag between two refusals: ask again)
+                def reported_full() -> bool:
+                    status, body = collector.readyz()
+                    return status == 503 and '"spool": "full"' in body
+
+                await wait_for(reported_full, timeout=30)
+                refused_when_full = collector.metric(
+                    "cdr_collector_records_dropped_total", reason="spool_full"
+                )
+                # the switch keeps resending; the daemon keeps refusing what does not fit
+                await wait_for(
+                    lambda: (
+                        collector.metric("cdr_collector_records_dropped_total", reason="spool_full")
+                        >= refused_when_full + 200
+                    ),
+                    timeout=60,
+                )
+                # nothing is answered that the spool does not hold (read in this order:
+                # a record is in the spool before its answer leaves)
+                acked_while_full = client.stats.acknowledged
+                spooled = collector.metric("cdr_collector_spool_records")
                 spool_bytes = collector.metric("cdr_collector_spool_bytes")
-                await asyncio.sleep(1.0)
-                assert client.stats.acknowledged - acked_when_full < 50  # nothing more fits
+                assert acked_while_full <= spooled
                 await proxy.restore()
                 stats = await sending
             began = time.monotonic()
@@ -218,7 +361,6 @@ async def test_spool_at_its_limit_stops_acknowledging_and_loses_nothing(
             drain = time.monotonic() - began
     counts = await table_counts(dsn)
     report("spool at its limit", calls, stats, counts, drain)
-    assert status == 503 and '"spool": "full"' in body
     assert spool_bytes <= 160 * 1024
     assert 0 < acked_when_full < calls
     assert stats.acknowledged == calls
@@ -344,6 +486,8 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
             collector.radius_address, b"new-secret", tries=2, timeout_s=0.5
         ) as client:
             assert not await client.send(cisco_attributes(calls[0]))
+        # left unanswered, not answered with the daemon's own secret
+        assert client.stats.bad_responses == 0
         text = collector.config_path.read_text().replace(
             f'secret = "{SECRET}"', 'secret = "new-secret"'
         )
@@ -360,6 +504,7 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
             collector.radius_address, SECRET.encode(), tries=2, timeout_s=0.5
         ) as client:
             assert not await client.send(cisco_attributes(calls[2]))
+        assert client.stats.bad_responses == 0
         collector.config_path.write_text(text + "\n[radius.bogus]\n")
         collector.signal(signal.SIGHUP)
         await wait_for(lambda: "reload refused" in collector.log_text())
@@ -381,9 +526,19 @@ async def test_sighup_under_load_drops_no_packet(tmp_path: Path, dsn: str) -> No
             sending = asyncio.create_task(
                 client.send_all(requests_for(calls, 17), concurrency=32, rate=800)
             )
-            for _ in range(5):
-                await asyncio.sleep(0.4)
+            # five reloads while the load flows, each one done before the next signal
+            # (two signals in a row may make one reload)
+            for reload in range(1, 6):
+                await wait_for(
+                    lambda answered=reload * 250: client.stats.acknowledged >= answered, timeout=60
+                )
                 collector.signal(signal.SIGHUP)
+                await wait_for(
+                    lambda done=reload: (
+                        collector.metric("cdr_collector_config_reloads_total", result="ok") == done
+                    ),
+                    timeout=60,
+                )
             stats = await sending
         reloads = collector.metric("cdr_collector_config_reloads_total", result="ok")
     counts = await table_counts(dsn)
@@ -443,3 +598,51 @@ async def test_database_dropped_and_created_again_while_running(tmp_path: Path, 
     assert stats.acknowledged == calls
     # the first 200 went with the old database; every later one is in the new one
     assert counts == {"rows": calls - 200, "keys": calls - 200, "doubles": 0}
+
+
+async def test_rows_the_database_refuses_are_kept_aside_counted_and_their_batch_stored(
+    tmp_path: Path, dsn: str
+) -> None:
+    """A row the database refuses for good (here: a constraint the test adds) goes to
+    `rejected-*.json` and `records_dropped_total{reason="rejected"}`; the rest of its
+    batch is stored. The same when the batch comes back from the spool."""
+    calls = make_calls(24, seed=41)
+    labelled = [
+        generic_attributes(call)
+        + codec.encode_attribute(d.USER_NAME, b"refused" if index % 4 == 0 else b"trunk-a")
+        for index, call in enumerate(calls)
+    ]
+    live, spooled = labelled[:12], labelled[12:]
+    spool = tmp_path / "c" / "spool"
+
+    def refused_rows() -> int:
+        return sum(
+            len([line for line in path.read_bytes().splitlines() if line.strip()])
+            for path in spool.glob("rejected-*.json")
+        )
+
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        async with running_collector_async(config) as collector:
+            async with connected(dsn) as conn:
+                await conn.execute(
+                    "ALTER TABLE cdrs ADD CONSTRAINT refuse_some "
+                    "CHECK (account IS DISTINCT FROM 'refused')"
+                )
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                assert all(await asyncio.gather(*(client.send(r) for r in live)))
+                assert refused_rows() == 3
+                assert (
+                    collector.metric("cdr_collector_records_dropped_total", reason="rejected") == 3
+                )
+                await proxy.cut()
+                assert all(await asyncio.gather(*(client.send(r) for r in spooled)))
+                assert collector.metric("cdr_collector_spool_records") == 12
+                await proxy.restore()
+                await wait_for(lambda: spool_empty(collector), timeout=60)
+            assert refused_rows() == 6
+            assert collector.metric("cdr_collector_records_dropped_total", reason="rejected") == 6
+            # the spool's gauges follow the replay down
+            assert collector.metric("cdr_collector_spool_bytes") == 0
+    counts = await table_counts(dsn)
+    assert counts == {"rows": 18, "keys": 18, "doubles": 0}

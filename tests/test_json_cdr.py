@@ -761,12 +761,46 @@ def test_b_leg_correlates_to_its_a_leg(data_dir: Path) -> None:
         assert (record.session_id, record.correlation) == (BUSY_UUID, ANSWERED_UUID)
 
 
-def test_freeswitch_own_hangup_causes_count_as_normal_clearing() -> None:
-    """Without hangup_cause_q850, a cause of FreeSWITCH's own (above 127) is 16, as
-    switch_channel_cause_q850 has it; a Q.850 name is its value."""
-    for name, expected in (("BUSY_EVERYWHERE", 16), ("GATEWAY_DOWN", 16), ("USER_BUSY", 17)):
-        document = {"variables": {"uuid": "u-1", "hangup_cause": name}}
-        assert json_record(document, SOURCE, RECEIVED).disconnect_cause == expected
+@pytest.mark.parametrize(
+    ("variables", "cause", "sip_code", "answered"),
+    [
+        # the name decides over hangup_cause_q850 (16 for every cause of FreeSWITCH's own)
+        ({"hangup_cause": "LOSE_RACE", "hangup_cause_q850": "16"}, 16, 487, False),
+        ({"hangup_cause": "GATEWAY_DOWN", "hangup_cause_q850": "16"}, None, None, False),
+        ({"hangup_cause": "BUSY_EVERYWHERE", "hangup_cause_q850": "16"}, 17, None, False),
+        ({"hangup_cause": "user_busy", "hangup_cause_q850": "21"}, 17, None, False),
+        # a name the table lacks: the number FreeSWITCH held, read back from the Q.850 value
+        ({"hangup_cause": "UNKNOWN", "hangup_cause_q850": "26"}, 26, None, None),
+        ({"hangup_cause": "SOME_NEWER_CAUSE", "hangup_cause_q850": "16"}, None, None, None),
+        ({"hangup_cause_q850": "17"}, 17, None, False),
+        # the document's own SIP status decides over the cause's
+        ({"hangup_cause": "ORIGINATOR_CANCEL", "sip_term_status": "487"}, 16, 487, False),
+        ({"hangup_cause": "PICKED_OFF", "sip_term_status": "480"}, 16, 480, False),
+        ({"hangup_cause": "USER_BUSY", "sip_term_status": "486"}, 17, 486, False),
+        # an answer shown by the document decides over the cause
+        (
+            {"hangup_cause": "LOSE_RACE", "billsec": "3", "answer_epoch": "1796040001"},
+            16,
+            None,
+            True,
+        ),
+        ({"hangup_cause": "LOSE_RACE", "billsec": "0", "answer_epoch": "0"}, 16, 487, False),
+        # nothing shown either way: the cause says what it can
+        ({"hangup_cause": "NORMAL_CLEARING"}, 16, None, None),
+    ],
+)
+def test_hangup_cause_sip_status_and_answer_as_freeswitch_rules_say(
+    variables: dict[str, str], cause: int | None, sip_code: int | None, answered: bool | None
+) -> None:
+    """What a JSON CDR carries of its own and what the FreeSWITCH rules supply (see
+    collector.vendors.freeswitch): the same rules the RADIUS profile applies."""
+    record = json_record({"variables": {"uuid": "u-1", **variables}}, SOURCE, RECEIVED)
+    assert (record.disconnect_cause, record.sip_code, record.answered) == (
+        cause,
+        sip_code,
+        answered,
+    )
+    assert record.duration_ms == (3000 if answered else 0 if answered is False else None)
 
 
 # --- hostile peers: refused at connection, slow ones timed out, bad HTTP counted ------

@@ -15,6 +15,15 @@ so the test gives every call its own callee number and pairs the rows by
 exactly one RADIUS row with one SIP row per call, without the test ever
 reading a raw identifier back.
 
+Run twice: with the RADIUS client and the SIP source named differently, and
+with both named `kamailio`, as an operator naturally names one Kamailio. Under
+one name a failed call's RADIUS record and its SIP record carry the same
+record key (both are Call-ID and From-tag); each protocol's record must still
+be its own row. Every row of one call, whatever the names, has the same
+`correlation` (the keyed hash of the Call-ID). Kamailio's RADIUS requests
+pass a relay that keeps them; sent once more afterwards, each is answered and
+adds no row.
+
 A call whose 200 carries two To-tags (`;tag=a;tag=b`, as some phones
 answer) must be stored complete by both paths: Kamailio relays the header
 unchanged and its accounting keeps the last tag, as the caller does for its
@@ -39,6 +48,7 @@ import pytest
 
 from collector.pipeline.outcome import outcome_of, q850_from_sip_status
 from collector.pipeline.privacy import Pseudonymizer
+from collector.traffic import AccountingClient
 from tests.conftest import require_program
 from tests.daemon import (
     PSEUDONYM_KEY,
@@ -50,10 +60,9 @@ from tests.daemon import (
     wait_for,
 )
 from tests.peers.kamailio import KamailioNotInstalled, find_kamailio, kamailio_proxy
+from tests.peers.relay import udp_relay
 from tests.peers.sipp import PlacedCalls, Scenario, place_calls
 
-SIP_SOURCE = "kamailio-test"
-RADIUS_SOURCE = "sbc-test"  # the client the harness configures
 HEP_KEY = "e2e-hep-key"
 
 #: (name, scenario, talk seconds, callee): one callee number per call, for matching
@@ -68,6 +77,8 @@ CALLS: tuple[tuple[str, Scenario, float, str], ...] = (
     # The 200 carries two To-tags; Kamailio relays both, the caller BYEs with the last.
     ("two-to-tags", "two_to_tags", 2.0, "+442079460888"),
 )
+#: the scenarios whose call is answered
+ANSWERED: tuple[Scenario, ...] = ("answered", "callee_hangup", "two_to_tags")
 EXPECTED_OUTCOMES = Counter(
     {"answered": 5, "busy": 1, "cancelled": 1, "no_answer": 1}
 )  # fmt: skip
@@ -95,7 +106,16 @@ def outcome(row: dict[str, Any]) -> str:
     return str(outcome_of(row["answered"], row["sip_code"], row["disconnect_cause"]))
 
 
-async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: str) -> None:
+@pytest.mark.parametrize(
+    ("radius_source", "sip_source"),
+    [
+        pytest.param("sbc-test", "kamailio-test", id="two-names"),
+        pytest.param("kamailio", "kamailio", id="one-name"),
+    ],
+)
+async def test_radius_and_sip_rows_of_kamailio_calls_agree(
+    tmp_path: Path, dsn: str, radius_source: str, sip_source: str
+) -> None:
     require_program("sipp")
     require_kamailio()
     sip_port = free_port()
@@ -103,24 +123,28 @@ async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: 
         directory=tmp_path / "collector",
         dsn=dsn,
         profile="kamailio",
+        client_name=radius_source,
         sip_port=sip_port,
         extra=(
             f'[sip]\nlisten = ["127.0.0.1:{sip_port}"]\n\n'
-            f'[[sip.sources]]\nname = "{SIP_SOURCE}"\naddress = "127.0.0.1"\n'
+            f'[[sip.sources]]\nname = "{sip_source}"\naddress = "127.0.0.1"\n'
             f'hep_auth_key = "{HEP_KEY}"\n'
         ),
     )
     # The daemon first: acc_radius blocks a Kamailio worker until it is answered.
     with running_collector(config) as collector:
-        async with kamailio_proxy(
-            radius_port=config.radius_port,
-            radius_secret=SECRET,
-            hep_port=sip_port,
-            hep_auth_key=HEP_KEY,
-            # acc_radius holds a worker until the daemon answers: one per concurrent call
-            children=len(CALLS) + 1,
-            workdir=tmp_path / "kamailio",
-        ) as proxy:
+        async with (
+            udp_relay(collector.radius_address) as relay,
+            kamailio_proxy(
+                radius_port=relay.port,
+                radius_secret=SECRET,
+                hep_port=sip_port,
+                hep_auth_key=HEP_KEY,
+                # acc_radius holds a worker until the daemon answers: one per concurrent call
+                children=len(CALLS) + 1,
+                workdir=tmp_path / "kamailio",
+            ) as proxy,
+        ):
             placed: list[PlacedCalls] = await asyncio.gather(
                 *(
                     place_calls(
@@ -145,16 +169,26 @@ async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: 
             kamailio_log = proxy.log_text()
         await asyncio.sleep(0.3)  # room for a stray duplicate row to show up
         rows = await rows_by_protocol(dsn)
+        # Kamailio's requests once more, each as a switch resends after a lost
+        # answer (a new Identifier, the same attributes): answered, and no new row
+        sent = relay.requests
+        # a Start and a Stop per answered call, a Failed per other
+        assert len(sent) >= len(CALLS) + EXPECTED_OUTCOMES["answered"]
+        async with AccountingClient(collector.radius_address, SECRET.encode(), tries=3) as client:
+            answered = await asyncio.gather(*(client.send(request[20:]) for request in sent))
+        assert all(answered), f"{answered.count(False)} of {len(sent)} resent requests unanswered"
+        await asyncio.sleep(0.3)
+        assert await rows_by_protocol(dsn) == rows
         hep_counts = {
             outcome: collector.metric(
-                "cdr_collector_packets_total", listener="sip", source=SIP_SOURCE, outcome=outcome
+                "cdr_collector_packets_total", listener="sip", source=sip_source, outcome=outcome
             )
             for outcome in ("accepted", "malformed", "unsupported", "bad_authenticator")
         }
         radius_accepted = collector.metric(
             "cdr_collector_packets_total",
             listener="radius",
-            source=RADIUS_SOURCE,
+            source=radius_source,
             outcome="accepted",
         )
     assert "ERROR" not in kamailio_log, kamailio_log
@@ -181,7 +215,13 @@ async def test_radius_and_sip_rows_of_kamailio_calls_agree(tmp_path: Path, dsn: 
             f"{name:<14} {outcome(sip):<10} {radius['duration_ms']:>9} {sip['duration_ms']:>7}"
             f" {difference:>7}  radius {radius['disconnect_cause']}, sip {sip['disconnect_cause']}"
         )
-        assert radius["source"] == RADIUS_SOURCE and sip["source"] == SIP_SOURCE
+        assert radius["source"] == radius_source and sip["source"] == sip_source
+        # one call, one correlation: the keyed hash of its Call-ID in both rows
+        assert radius["correlation"] is not None
+        assert radius["correlation"] == sip["correlation"], name
+        if scenario not in ANSWERED and radius_source == sip_source:
+            # the case that lost SIP rows: one key, two protocols, two rows
+            assert radius["record_key"] == sip["record_key"], name
         assert outcome(radius) == outcome(sip), name
         assert radius["answered"] is sip["answered"], name
         assert radius["sip_code"] == sip["sip_code"], name

@@ -8,6 +8,7 @@ SIP URI may come out, and every line must stay valid JSON.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import json
@@ -17,13 +18,24 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from collector.logs import ALLOWED_FIELDS, RateLimitedLog, configure_logging, get_logger, scrub
+import collector
+from collector.logs import (
+    ALLOWED_FIELDS,
+    COUNT_FIELDS,
+    LABEL_FIELDS,
+    NOT_A_COUNT,
+    RateLimitedLog,
+    configure_logging,
+    get_logger,
+    scrub,
+)
 from tests.daemon import running_collector
 from tests.test_json_cdr import json_config
 
@@ -207,11 +219,57 @@ def test_structlog_fields_are_allow_listed_and_scrubbed(json_stream: io.StringIO
 
 def test_non_string_allowed_values_are_scrubbed_as_text(json_stream: io.StringIO) -> None:
     get_logger("collector.test").warning(
-        "odd", error=ValueError(f"no route to {NUMBER}"), address=[ADDRESS, ADDRESS6]
+        "odd", error=ValueError(f"no route to {NUMBER}"), state=[ADDRESS, ADDRESS6]
     )
     (line,) = lines_of(json_stream)
     assert "no route to" in line["error"]
     assert_nothing_identifying(json_stream.getvalue())
+
+
+#: free text a call site may one day pass as `error` (a library's message, str(exc)):
+#: what it must never carry to the output, and the words that must survive around it
+ERROR_TEXTS = (
+    (f"no route to {NUMBER} via {URI}", (NUMBER_DIGITS, "alice@", "sip:"), "no route to"),
+    (
+        f'connection to server at "{ADDRESS}", port 5432 failed',
+        (ADDRESS,),
+        "port 5432 failed",
+    ),
+    (
+        f"INVITE <sip:{NUMBER}@{ADDRESS}:5060;user=phone> refused",
+        (NUMBER_DIGITS, ADDRESS, "sip:"),
+        "refused",
+    ),
+    (f"peer [{ADDRESS6}]:5060 reset", (ADDRESS6, "2001:db8"), "reset"),
+    ("tel:+49-30-1234-5678 busy", ("tel:", "1234-5678"), "busy"),
+    ("dialled 030 1234 5678 from ::ffff:192.0.2.77", ("1234 5678", ADDRESS), "dialled"),
+)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_free_text_error_field_never_carries_a_number_an_address_or_a_uri(
+    restore_logging: None, fmt: str
+) -> None:
+    """`error` is allowed on every line and holds free text: it is scrubbed like any
+    other string, whether a structlog call, a rate-limited warning (as the writer logs
+    database errors) or a stdlib logger's `extra` carries it."""
+    stream = io.StringIO()
+    configure_logging("info", fmt, stream)
+    log = get_logger("collector.sink.writer")
+    limited = RateLimitedLog(log)
+    for index, (text, _gone, _kept) in enumerate(ERROR_TEXTS):
+        log.error("spool replay stopped", error=text)
+        limited.warning(f"db_{index}", "database unavailable", error=text)
+        logging.getLogger("asyncpg").warning("connection lost", extra={"error": text})
+    output = stream.getvalue()
+    assert len(output.splitlines()) == 3 * len(ERROR_TEXTS)
+    for text, gone, kept in ERROR_TEXTS:
+        for needle in gone:
+            assert needle not in output, (text, needle)
+        assert output.count(kept) == 3, kept  # still says what went wrong
+    assert_nothing_identifying(output)
+    if fmt == "json":
+        assert all("error" in line for line in lines_of(stream))
 
 
 def _fail_with_number() -> None:
@@ -294,13 +352,307 @@ def test_an_uncaught_exception_is_logged_scrubbed(restore_logging: None) -> None
         assert needle not in result.stderr, needle
 
 
+# -- every field the code logs is allowed, and only counts under a count's name ------------
+
+
+def test_count_fields_keep_counts_and_refuse_anything_else(json_stream: io.StringIO) -> None:
+    """The counts the daemon logs (answered and not_answered dialogs at stop, stale calls,
+    erasure tags, open connections) come out as sent; a string under a count's name (a
+    number passed by mistake) never does."""
+    log = get_logger("collector.test")
+    log.info("counts", answered=3, not_answered=2, calls=17, tags=4, open=1, restarts=0)
+    log.info("mistake", calls=NUMBER, tags=NUMBER_DIGITS, open=[ADDRESS], answered=True)
+    counted, mistaken = lines_of(json_stream)
+    assert {key: counted[key] for key in ("answered", "not_answered", "calls", "tags", "open")} == {
+        "answered": 3,
+        "not_answered": 2,
+        "calls": 17,
+        "tags": 4,
+        "open": 1,
+    }
+    assert counted["restarts"] == 0
+    for key in ("calls", "tags", "open", "answered"):
+        assert mistaken[key] == NOT_A_COUNT
+    assert_nothing_identifying(json_stream.getvalue())
+
+
+#: what a call on a logger is named when it writes a line
+LOG_METHODS = frozenset(
+    {"debug", "info", "warning", "warn", "error", "exception", "critical", "fatal", "msg", "log"}
+)
+#: functions that return a logger (structlog's, ours, the stdlib's), and methods of a
+#: logger that return one bound to more context
+LOGGER_FACTORIES = frozenset({"get_logger", "getLogger"})
+LOGGER_BINDERS = frozenset({"bind", "new", "try_unbind", "unbind"})
+#: keywords a logger takes for itself: no field of the line (exc_info becomes `exception`)
+LOGGER_KEYWORDS = frozenset({"exc_info", "stack_info", "stacklevel"})
+
+
+@dataclass(frozen=True)
+class LoggedField:
+    """A field a log call in the source passes, where it does (`**` when it cannot be told)."""
+
+    path: str
+    line: int
+    field: str
+
+
+class _LoggerNames:
+    """The names and attributes a module binds to loggers and to RateLimitedLogs."""
+
+    def __init__(self) -> None:
+        self.loggers: set[str] = {"logging"}  # the module's own functions log on the root logger
+        self.logger_attributes: set[str] = set()
+        self.limited: set[str] = set()
+        self.limited_attributes: set[str] = set()
+
+    def is_logger(self, node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in self.loggers
+        if isinstance(node, ast.Attribute):
+            return node.attr in self.logger_attributes
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name in LOGGER_FACTORIES:
+                return True
+            return (
+                isinstance(func, ast.Attribute)
+                and func.attr in LOGGER_BINDERS
+                and self.is_logger(func.value)
+            )
+        return False
+
+    def is_limited(self, node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in self.limited
+        if isinstance(node, ast.Attribute):
+            return node.attr in self.limited_attributes
+        if isinstance(node, ast.Call):
+            func = node.func
+            return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) == (
+                RateLimitedLog.__name__
+            )
+        return False
+
+    def learn(self, tree: ast.AST) -> None:
+        """Collect every name or attribute assigned a logger (to a fixed point, for chains
+        of `bind`)."""
+        while True:
+            before = self._sizes()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Assign):
+                    targets, value = node.targets, node.value
+                elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                    targets, value = [node.target], node.value
+                else:
+                    continue
+                if self.is_logger(value):
+                    names, attributes = self.loggers, self.logger_attributes
+                elif self.is_limited(value):
+                    names, attributes = self.limited, self.limited_attributes
+                else:
+                    continue
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        names.add(target.id)
+                    elif isinstance(target, ast.Attribute):
+                        attributes.add(target.attr)
+            if self._sizes() == before:
+                return
+
+    def _sizes(self) -> tuple[int, ...]:
+        return tuple(
+            len(names)
+            for names in (
+                self.loggers,
+                self.logger_attributes,
+                self.limited,
+                self.limited_attributes,
+            )
+        )
+
+
+def logged_fields(source: str, path: str) -> tuple[list[LoggedField], list[LoggedField]]:
+    """Every field passed to a log call in `source`, and the calls that could not be read.
+
+    A log call is one of LOG_METHODS on a structlog or stdlib logger (one from
+    `get_logger`/`getLogger`, bound with `bind`, or a name or attribute assigned
+    one) or on a RateLimitedLog (whose keywords after the key and the event are
+    the fields); the keywords given to `bind` or `bind_contextvars` are fields
+    of every line after. A stdlib logger's `extra=` dict gives its keys. A `**splat`
+    or an `extra=` that is not a dict of constant keys is reported as the field
+    `**`: it cannot be checked, so it is not allowed. A log method called on
+    something with "log" in its name that is neither is unreadable.
+    """
+    tree = ast.parse(source, path)
+    names = _LoggerNames()
+    names.learn(tree)
+    fields: list[LoggedField] = []
+    unreadable: list[LoggedField] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "bind_contextvars":
+            pass  # structlog.contextvars: its keywords join every later line
+        elif isinstance(func, ast.Attribute) and func.attr == "bind_contextvars":
+            pass
+        elif isinstance(func, ast.Attribute) and func.attr in LOGGER_BINDERS:
+            if not names.is_logger(func.value):
+                continue  # a socket's bind, a partial's ...
+        elif isinstance(func, ast.Attribute) and func.attr in LOG_METHODS:
+            receiver = func.value
+            if not (names.is_logger(receiver) or names.is_limited(receiver)):
+                if "log" in ast.unparse(receiver).lower():
+                    unreadable.append(LoggedField(path, node.lineno, ast.unparse(func)))
+                continue
+        else:
+            continue
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                fields.append(LoggedField(path, node.lineno, "**"))
+            elif keyword.arg == "extra":
+                extra = keyword.value
+                keys = [
+                    key.value
+                    for key in (extra.keys if isinstance(extra, ast.Dict) else [])
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str)
+                ]
+                if isinstance(extra, ast.Dict) and len(keys) == len(extra.keys):
+                    fields += [LoggedField(path, node.lineno, key) for key in keys]
+                else:
+                    fields.append(LoggedField(path, node.lineno, "**"))
+            elif keyword.arg not in LOGGER_KEYWORDS:
+                fields.append(LoggedField(path, node.lineno, keyword.arg))
+    return fields, unreadable
+
+
+SAMPLE_MODULE = """
+import logging
+import structlog
+from collector.logs import RateLimitedLog, get_logger
+
+log = get_logger(__name__)
+stdlib = logging.getLogger("x")
+
+class Receiver:
+    def __init__(self):
+        self._limited = RateLimitedLog(log)
+        self.bound = log.bind(listener="radius")
+
+    def handle(self, fields):
+        log.info("fine", source="s", count=1)
+        log.warning("one", called="+4930")
+        self.bound.error("two", peer="192.0.2.1")
+        self._limited.warning("key", "three", uri="sip:a@b")
+        self.bound.bind(stage="x").info("four", caller_number=1)
+        structlog.get_logger().debug("five", remote=1)
+        stdlib.warning("six %s", 1, extra={"address": "x"}, exc_info=True)
+        stdlib.warning("seven", extra=fields)
+        log.info("eight", **fields)
+        self.logger_of_mine.info("nine", contact=1)
+        warnings.warn("not a logger", stacklevel=2)
+        self.sock.bind(("127.0.0.1", 0))
+        structlog.contextvars.bind_contextvars(calling="+4930")
+"""
+
+
+def test_the_log_call_reader_finds_fields_on_every_kind_of_logger() -> None:
+    """The reader behind the allow-list check sees through module loggers, bound loggers,
+    RateLimitedLog, stdlib `extra=` and splats, and says which calls it cannot read."""
+    fields, unreadable = logged_fields(SAMPLE_MODULE, "sample.py")
+    found = {field.field for field in fields}
+    assert found == {
+        "listener",
+        "source",
+        "count",
+        "called",
+        "peer",
+        "uri",
+        "stage",
+        "caller_number",
+        "remote",
+        "address",
+        "calling",
+        "**",
+    }
+    not_allowed = {field.field for field in fields if field.field not in ALLOWED_FIELDS}
+    assert not_allowed == found - {"listener", "source", "count", "stage"}
+    assert [field.field for field in unreadable] == ["self.logger_of_mine.info"]
+
+
+def test_every_field_the_code_logs_is_allowed() -> None:
+    """A field a log call passes that the allow-list lacks would vanish from its line
+    without a word: it must be added to the list (if it is safe) or renamed."""
+    package = Path(collector.__file__).parent
+    fields: list[LoggedField] = []
+    unreadable: list[LoggedField] = []
+    for path in sorted(package.rglob("*.py")):
+        found, unclear = logged_fields(path.read_text(encoding="utf-8"), str(path))
+        fields += found
+        unreadable += unclear
+    assert unreadable == []
+    # the reader does find the code's log calls (among them the counts logged at stop)
+    assert {"listener", "source", "reason", "answered", "not_answered", "calls", "tags"} <= {
+        field.field for field in fields
+    }
+    missing = [field for field in fields if field.field not in ALLOWED_FIELDS]
+    assert missing == []
+
+
+#: words in a field name that say it holds a phone number, an address, a URI or a
+#: person's identity: no such field is allowed, whatever the scrubbing would do to it
+IDENTIFYING_WORDS = (
+    "number",
+    "called",
+    "calling",
+    "caller",
+    "callee",
+    "ani",
+    "dnis",
+    "cli",
+    "msisdn",
+    "uri",
+    "url",
+    "address",
+    "addr",
+    "ip",
+    "host",
+    "peer",
+    "remote",
+    "contact",
+    "user",
+    "from",
+    "to",
+    "body",
+    "packet",
+    "payload",
+    "header",
+    "secret",
+    "password",
+)
+
+
+def test_the_allow_list_has_no_field_that_could_identify_a_person() -> None:
+    for field in ALLOWED_FIELDS:
+        words = field.split("_")
+        assert not any(word in IDENTIFYING_WORDS for word in words), field
+    assert not COUNT_FIELDS & LABEL_FIELDS
+
+
 # -- rate limiting ------------------------------------------------------------------------------
 
 
 def test_rate_limited_log_logs_once_per_interval_and_counts_the_rest(
     json_stream: io.StringIO,
 ) -> None:
-    limited = RateLimitedLog(get_logger("collector.receiver"), interval_s=0.3)
+    """One line per key and interval, and the next line says how many were held back.
+    The limiter's clock is the test's, so a slow machine cannot stretch an interval."""
+    clock = [1000.0]
+    limited = RateLimitedLog(
+        get_logger("collector.receiver"), interval_s=8.0, clock=lambda: clock[0]
+    )
     for _ in range(5):
         limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
     limited.warning("unknown_client", "packet from an unknown client")
@@ -313,13 +665,18 @@ def test_rate_limited_log_logs_once_per_interval_and_counts_the_rest(
     assert lines[0]["key"] == "malformed"
     assert lines[0]["source"] == "sbc-1"
 
-    time.sleep(0.35)
+    clock[0] += 7.75  # still within the interval: held back
+    limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
+    assert len(lines_of(json_stream)) == 2
+    clock[0] += 0.25  # the interval has passed: logged, with what was held back
     limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
     limited.warning("malformed", "dropped a malformed packet", source="sbc-1")
+    limited.info("unknown_client", "packet from an unknown client")
     lines = lines_of(json_stream)
-    assert len(lines) == 3
-    assert lines[2]["suppressed"] == 4  # the four held back in the first interval
-    assert lines[2]["level"] == "warning"
+    assert [(line["key"], line["level"], line["suppressed"]) for line in lines[2:]] == [
+        ("malformed", "warning", 5),  # four in the first interval, one at its end
+        ("unknown_client", "info", 0),
+    ]
 
 
 # -- the real daemon: what a library logs of bad input ----------------------------------------

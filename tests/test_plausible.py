@@ -17,14 +17,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.plausible import max_age, mend
 from collector.pipeline.privacy import Pseudonymizer
+from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
 from collector.traffic import AccountingClient, Call, cisco_attributes
 from tests.daemon import (
     PSEUDONYM_KEY,
+    RECORD_KEY,
     SECRET,
     CollectorConfig,
     connected,
@@ -84,6 +87,30 @@ def test_believable_records_pass_untouched() -> None:
     # a clock a few hours ahead: its own times
     ahead = _record(event_time=NOW + timedelta(hours=5))
     assert mend(ahead, NOW, max_age(180)) is ahead
+
+
+def test_a_duration_is_derived_to_the_millisecond_and_values_a_column_cannot_hold_are_left_out() -> (
+    None
+):
+    """A Stop with both ends and no duration is billed end minus connect, to the
+    millisecond; a cause, SIP code or post-dial delay outside what its column holds
+    is stored as none, the largest that fits as itself."""
+    redactor = Redactor(
+        PrivacyConfig(
+            keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),),
+            record_secret=base64.b64decode(RECORD_KEY),
+        )
+    )
+    connect = NOW - timedelta(seconds=61, milliseconds=250)
+    row = redactor.redact(_record(connect_time=connect, disconnect_time=NOW), NOW)
+    assert (row.duration_ms, row.answered) == (61_250, True)
+    edges = {"disconnect_cause": (127, 128), "sip_code": (699, 700), "pdd_ms": (2**31 - 1, 2**31)}
+    for field, (largest, beyond) in edges.items():
+        kept = redactor.redact(_record(**{field: largest}), NOW)
+        dropped = redactor.redact(_record(**{field: beyond}), NOW)
+        assert (getattr(kept, field), getattr(dropped, field)) == (largest, None), field
+    low = redactor.redact(_record(disconnect_cause=-1, sip_code=99, pdd_ms=-1), NOW)
+    assert (low.disconnect_cause, low.sip_code, low.pdd_ms) == (None, None, None)
 
 
 def test_each_unbelievable_value_is_mended_and_flagged() -> None:

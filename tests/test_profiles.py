@@ -1249,30 +1249,42 @@ def test_freeswitch_direction_only_in_the_stop_does_not_split_the_call() -> None
 
 
 @pytest.mark.parametrize(
-    ("hangup", "answered", "cause", "outcome"),
+    ("hangups", "answered", "cause", "sip_code", "outcome"),
     [
-        (502, False, 26, CallOutcome.CANCELLED),  # LOSE_RACE: another fork leg answered
-        (605, False, 26, CallOutcome.CANCELLED),  # PICKED_OFF: picked up at another phone
-        (487, False, 16, CallOutcome.CANCELLED),  # ORIGINATOR_CANCEL
-        (600, True, 16, CallOutcome.ANSWERED),  # BLIND_TRANSFER
-        (601, True, 16, CallOutcome.ANSWERED),  # ATTENDED_TRANSFER
-        (142, True, 16, CallOutcome.ANSWERED),  # SUCCESS
-        (500, False, None, CallOutcome.FAILED),  # CRASH
+        # FreeSWITCH's own causes, as 1.10.8 and later number them and as earlier releases did
+        ((702, 502), False, 16, 487, CallOutcome.CANCELLED),  # LOSE_RACE: another leg answered
+        ((805, 605), False, 16, 487, CallOutcome.CANCELLED),  # PICKED_OFF: picked up elsewhere
+        ((487,), False, 16, 487, CallOutcome.CANCELLED),  # ORIGINATOR_CANCEL
+        ((702, 502), True, 16, None, CallOutcome.ANSWERED),  # LOSE_RACE after it had answered
+        ((800, 600), True, 16, None, CallOutcome.ANSWERED),  # BLIND_TRANSFER
+        ((801, 601), True, 16, None, CallOutcome.ANSWERED),  # ATTENDED_TRANSFER
+        ((142,), True, 16, None, CallOutcome.ANSWERED),  # SUCCESS
+        ((700, 500), False, None, None, CallOutcome.FAILED),  # CRASH
+        ((809, 609), False, None, None, CallOutcome.FAILED),  # GATEWAY_DOWN
+        ((815, 615), False, 17, None, CallOutcome.BUSY),  # BUSY_EVERYWHERE: SIP 600
+        ((816, 616), False, 21, None, CallOutcome.FAILED),  # DECLINE: SIP 603
+        ((26,), False, 26, None, CallOutcome.FAILED),  # a Q.850 cause FreeSWITCH has no name for
+        ((900,), False, None, None, CallOutcome.FAILED),  # a cause newer than the table
     ],
 )
 def test_freeswitch_own_hangup_causes(
-    hangup: int, answered: bool, cause: int | None, outcome: CallOutcome
+    hangups: tuple[int, ...],
+    answered: bool,
+    cause: int | None,
+    sip_code: int | None,
+    outcome: CallOutcome,
 ) -> None:
-    attributes = freeswitch_stop(
-        60 if answered else 0, None, answer=answered, start="2024-05-01T11:58:00.000000+0000"
-    ).replace(
-        codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(16)),
-        codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(hangup)),
-    )
-    record = profiles.freeswitch(packet_of(attributes), ctx())
-    assert record.answered is answered
-    assert record.disconnect_cause == cause
-    assert call_outcome(record) is outcome
+    for hangup in hangups:
+        attributes = freeswitch_stop(
+            60 if answered else 0, None, answer=answered, start="2024-05-01T11:58:00.000000+0000"
+        ).replace(
+            codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(16)),
+            codec.encode_vsa(d.FREESWITCH, d.FS_HANGUPCAUSE, codec.integer(hangup)),
+        )
+        record = profiles.freeswitch(packet_of(attributes), ctx())
+        assert record.answered is answered
+        assert (record.disconnect_cause, record.sip_code) == (cause, sip_code)
+        assert call_outcome(record) is outcome
 
 
 @pytest.mark.parametrize("text", ["\u00b2", "\u0663\u0660\u0660", "12345678901"])

@@ -229,6 +229,26 @@ def test_vsa_with_broken_sub_attribute_is_kept_opaque() -> None:
     assert packet.text(d.ACCT_SESSION_ID) == "s1"
 
 
+def test_several_sub_attributes_in_one_vsa_all_come_back() -> None:
+    """RFC 2865 5.26 lets one Vendor-Specific attribute carry several sub-attributes:
+    each is kept under its vendor and type, with its value whole and in order."""
+    subs = [
+        (d.CISCO_AVPAIR, b"session-protocol=sipv2"),
+        (d.H323_CONF_ID, b"h323-conf-id=1 2 3 4"),
+        (d.CISCO_AVPAIR, b"x"),
+    ]
+    contents = (d.CISCO).to_bytes(4, "big") + b"".join(
+        bytes((vendor_type, len(value) + 2)) + value for vendor_type, value in subs
+    )
+    body = codec.encode_attribute(d.VENDOR_SPECIFIC, contents)
+    body += codec.encode_attribute(d.ACCT_SESSION_ID, b"s1")
+    packet = codec.decode(codec.encode_accounting_request(1, body, SECRET))
+    assert packet.vendor_texts(d.CISCO, d.CISCO_AVPAIR) == ["session-protocol=sipv2", "x"]
+    assert packet.vendor_texts(d.CISCO, d.H323_CONF_ID) == ["h323-conf-id=1 2 3 4"]
+    assert packet.vendors == frozenset({d.CISCO})
+    assert packet.text(d.ACCT_SESSION_ID) == "s1"
+
+
 @FUZZ
 @given(st.data())
 def test_flipped_byte_anywhere_decodes_or_raises_malformed(data: st.DataObject) -> None:

@@ -12,6 +12,7 @@ one row per call.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,7 +78,9 @@ async def test_a_session_id_reused_after_a_restart_is_a_new_call(tmp_path: Path,
     now = datetime.now(UTC).replace(microsecond=0)
 
     def call(number: int, session: str, minutes_ago: int, seconds: int) -> bytes:
-        return _stop(f"+4420794605{number:02d}", now - timedelta(minutes=minutes_ago), seconds, session)
+        return _stop(
+            f"+4420794605{number:02d}", now - timedelta(minutes=minutes_ago), seconds, session
+        )
 
     def row(number: int, seconds: int) -> tuple[str, int]:
         return (_pseudonyms.pseudonym(f"4420794605{number:02d}"), seconds * 1000)
@@ -189,3 +192,20 @@ async def test_restarts_are_kept_while_keys_of_their_calls_can_be(tmp_path: Path
         ("sbc-a", now - timedelta(days=1)),
         ("sbc-b", long_ago),
     ]
+
+
+def test_a_restart_announced_in_radius_leaves_sip_and_json_keys_alone() -> None:
+    """A Kamailio named alike for its RADIUS accounting and its HEP copies restarts
+    during a call: the call's SIP start and end keep one key, or its end would not
+    find its start; RADIUS records of the same name do change generation."""
+    base = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    redactor = _redactor()
+    sip_start = redactor.redact(
+        replace(_record(RecordKind.START, base), protocol=Protocol.SIP), base
+    )
+    redactor.redact(_record(RecordKind.RESET, base + timedelta(minutes=1)), base)
+    for protocol in (Protocol.SIP, Protocol.JSON):
+        after = replace(_record(RecordKind.STOP, base + timedelta(minutes=2)), protocol=protocol)
+        assert redactor.redact(after, base).record_key == sip_start.record_key, protocol
+    radius_after = redactor.redact(_record(RecordKind.STOP, base + timedelta(minutes=2)), base)
+    assert radius_after.record_key != sip_start.record_key

@@ -255,3 +255,79 @@ async def test_sip_calls_left_open_past_the_limit_are_stored_incomplete(
     # its BYE, should it come after all, adds nothing
     result = await sink.write([end(b"\x09" * 16)])
     assert result.stored == []
+
+
+# --- one key, several protocols -------------------------------------------------------
+# One switch reporting a call over RADIUS (or JSON) and SIP under one source name can
+# give its records of that call the same record key: each protocol's record is a row
+# of its own, and a retransmission within a protocol is still one row.
+
+
+async def test_records_of_one_key_in_three_protocols_are_three_rows(
+    sink: PostgresSink, dsn: str
+) -> None:
+    key = b"\x21" * 16
+    stops = [
+        stored(key, "stop", protocol=protocol, disconnect_time=NOW, duration_ms=ms, answered=True)
+        for protocol, ms in (("radius", 1000), ("sip", 2000), ("json", 3000))
+    ]
+    first = await sink.write([stops[0], stops[1]])
+    second = await sink.write([stops[2], stops[0]])  # the RADIUS Stop resent
+    third = await sink.write(stops)  # and everything once more
+    assert (len(first.stored), len(second.stored), len(third.stored)) == (2, 1, 0)
+    assert (second.duplicates, third.duplicates) == (1, 3)
+    async with connected(dsn) as conn:
+        rows = await conn.fetch("SELECT protocol, duration_ms FROM cdrs ORDER BY protocol")
+        keys = await conn.fetch("SELECT protocol FROM cdr_keys WHERE record_key = $1", key)
+    assert [(r["protocol"], r["duration_ms"]) for r in rows] == [
+        ("json", 3000),
+        ("radius", 1000),
+        ("sip", 2000),
+    ]
+    assert sorted(r["protocol"] for r in keys) == ["json", "radius", "sip"]
+
+
+async def test_each_protocols_stop_closes_its_own_open_call(sink: PostgresSink, dsn: str) -> None:
+    key = b"\x22" * 16
+    sip_start = start(key)._replace(protocol="sip", connect_time=NOW - timedelta(seconds=30))
+    radius_start = start(key)._replace(protocol="radius")
+    await sink.write([sip_start, radius_start])
+    async with connected(dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM open_calls") == 2
+    # the SIP BYE (an end) completes the SIP call from the SIP start alone
+    assert len((await sink.write([end(key)._replace(protocol="sip")])).stored) == 1
+    async with connected(dsn) as conn:
+        left = await conn.fetch("SELECT protocol FROM open_calls")
+        sip = await conn.fetchrow("SELECT * FROM cdrs WHERE protocol = 'sip'")
+    assert [r["protocol"] for r in left] == ["radius"]
+    assert sip is not None and sip["duration_ms"] == 30_000
+    # the RADIUS Stop without a duration is completed from the RADIUS start
+    radius_stop = stored(key, "stop", protocol="radius", disconnect_time=NOW, answered=True)
+    assert len((await sink.write([radius_stop])).stored) == 1
+    async with connected(dsn) as conn:
+        radius = await conn.fetchrow("SELECT * FROM cdrs WHERE protocol = 'radius'")
+        assert await conn.fetchval("SELECT count(*) FROM open_calls") == 0
+    assert radius is not None and radius["duration_ms"] == 60_000
+
+
+async def test_a_radius_restart_closes_only_that_protocols_open_calls(
+    sink: PostgresSink, dsn: str
+) -> None:
+    """Accounting-On from a Kamailio named like its SIP source: the calls its RADIUS
+    accounting left open end there; the calls seen in SIP go on until their BYE."""
+    radius_call, sip_call = b"\x23" * 16, b"\x24" * 16
+    await sink.write(
+        [
+            start(radius_call)._replace(protocol="radius"),
+            start(sip_call)._replace(protocol="sip"),
+        ]
+    )
+    reset = stored(b"\x25" * 16, "reset", protocol="radius", event_time=NOW)
+    result = await sink.write([reset])
+    assert len(result.stored) == 1
+    async with connected(dsn) as conn:
+        closed = await conn.fetchrow("SELECT protocol, incomplete FROM cdrs")
+        left = await conn.fetch("SELECT record_key, protocol FROM open_calls")
+    assert closed is not None and (closed["protocol"], closed["incomplete"]) == ("radius", True)
+    assert [(r["record_key"], r["protocol"]) for r in left] == [(sip_call, "sip")]
+    assert len((await sink.write([end(sip_call)._replace(protocol="sip")])).stored) == 1

@@ -380,6 +380,8 @@ def test_removed_directory_is_recreated_and_the_open_segment_written_back(
     shutil.rmtree(directory)  # the open segment lives on only through its descriptor
     spool.append(batch(6))
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    # the segment written back is as private as any other
+    assert [stat.S_IMODE(p.stat().st_mode) for p in segment_files(directory)] == [0o600]
     spool.close()
     batches, damage = read_all(new_spool(directory))
     assert batches == [batch(0), batch(3), batch(6)]  # nothing acknowledged before is lost

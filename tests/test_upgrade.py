@@ -136,9 +136,7 @@ async def test_layout_1_spool_replays_into_postgres_exactly_once(tmp_path: Path,
             assert _stored_view(row, set(old)) == old
 
 
-async def test_layout_1_refused_rows_are_read_erased_and_expired(
-    tmp_path: Path, dsn: str
-) -> None:
+async def test_layout_1_refused_rows_are_read_erased_and_expired(tmp_path: Path, dsn: str) -> None:
     """The refused rows the old release kept: read as it wrote them, found by `erase`
     through the number (its pseudonym under the configured key), expired by retention."""
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, retention_days=KEEP_DAYS)
@@ -334,7 +332,9 @@ def test_a_layout_without_a_column_gets_its_default_and_damage_is_still_damage()
     assert decode_rows(json.dumps(shuffled).encode()) == [row]
     without_key = {
         "columns": [n for n in full["columns"] if n != "record_key"],
-        "rows": [[v for n, v in zip(full["columns"], full["rows"][0], strict=True) if n != "record_key"]],
+        "rows": [
+            [v for n, v in zip(full["columns"], full["rows"][0], strict=True) if n != "record_key"]
+        ],
     }
     with pytest.raises(ValueError, match="required"):
         decode_rows(json.dumps(without_key).encode())
@@ -347,7 +347,9 @@ def test_a_layout_without_a_column_gets_its_default_and_damage_is_still_damage()
         decode_rows(json.dumps(wrong_type).encode())
 
 
-async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, dsn: str, radclient: str) -> None:
+async def test_a_database_of_a_newer_release_is_refused(
+    tmp_path: Path, dsn: str, radclient: str
+) -> None:
     """`migrate` exits 1; the daemon does not write into it but keeps every record in
     its spool, acknowledged, and stores them once the schema is one it knows."""
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn, log_level="info")
@@ -363,8 +365,8 @@ async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, dsn: str
     assert f"version {SCHEMA_VERSION + 1}, newer than this cdr-collector" in refused.stderr
 
     request = (
-        "Acct-Status-Type = Stop\nAcct-Session-Id = \"newer-schema-1\"\n"
-        "Called-Station-Id = \"+442079460111\"\nCalling-Station-Id = \"+4930123456\"\n"
+        'Acct-Status-Type = Stop\nAcct-Session-Id = "newer-schema-1"\n'
+        'Called-Station-Id = "+442079460111"\nCalling-Station-Id = "+4930123456"\n'
         "Acct-Session-Time = 42\n"
     )
     with running_collector(config) as collector:
@@ -381,7 +383,9 @@ async def test_a_database_of_a_newer_release_is_refused(tmp_path: Path, dsn: str
             assert "newer than this cdr-collector" in collector.log_text()
             # the operator goes back to the release the schema belongs to (here: forgets
             # the newer migration): the spooled record is stored, once
-            await conn.execute("DELETE FROM schema_migrations WHERE version = $1", SCHEMA_VERSION + 1)
+            await conn.execute(
+                "DELETE FROM schema_migrations WHERE version = $1", SCHEMA_VERSION + 1
+            )
 
             async def stored() -> bool:
                 return bool(await conn.fetchval("SELECT count(*) FROM cdrs") == 1)
@@ -399,7 +403,9 @@ async def test_migrate_says_what_it_changed(tmp_path: Path, dsn: str) -> None:
         assert f"  {name}: " in first.stdout
     again = run_command("migrate", "--config", str(config_path))
     assert again.returncode == 0
-    assert again.stdout.strip() == f"schema is up to date (version {SCHEMA_VERSION}); nothing changed"
+    assert (
+        again.stdout.strip() == f"schema is up to date (version {SCHEMA_VERSION}); nothing changed"
+    )
 
 
 # --- one declaration -----------------------------------------------------------------

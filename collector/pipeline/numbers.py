@@ -6,22 +6,31 @@ configured default region), in any script's digits, with visual separators
 ("+4930…#1234", "… ext 12"), or inside tel:/sip: URIs with display names and
 parameters. `NumberPlan.normalize` is the one reading of a number that every
 ingest path and `erase` share: one number written in any of these
-ways is one pseudonym. What is not a phone number (an opaque id, a name, more
-digits than any number has) is refused as `Unusable`, and nothing of it is
-stored. Normalization is cheap string work; the expensive `phonenumbers`
-parse (about 75 µs) runs only to fill a bounded cache of prefix metadata
-keyed by the leading digits, never once per packet of a usual number. This
-module returns values derived from a number; it never logs, stores or raises
-with the number in the message.
+ways is one pseudonym. Digits without '+' or an international prefix are
+a national number of the plan's region when libphonenumber reads them so:
+with the region's trunk prefix ("030…" in Germany), or valid there without
+one ("35104724" in Denmark, "8173383772" in the United States); else they
+are an international number written without its '+'. What is
+not a phone number (an opaque id, a name, more digits than any number has)
+is refused as `Unusable`, and nothing of it is stored. Normalization is
+cheap string work; the expensive `phonenumbers` parse (about 75 µs) runs
+only to fill bounded caches keyed by the leading digits (billing prefixes,
+how a region's national numbers become E.164), never once per packet of a
+usual number. This module returns values derived from a number; it never
+logs, stores or raises with the number in the message.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import phonenumbers
+from phonenumbers import CountryCodeSource
+from phonenumbers.phonenumbermatcher import _is_national_prefix_present_if_required
 
 #: national destination codes are at most this many digits long in practice
 _NDC_MAX_DIGITS = 6
@@ -29,8 +38,18 @@ _CACHE_MAX_ENTRIES = 200_000
 #: the most digits a number has (ITU-T E.164, country code included); a dial
 #: string ("112", a national number) is never longer than the E.164 form
 MAX_DIGITS = 15
+#: the longest international prefix (South Korea's "00700"): a number dialled
+#: abroad may be this much longer than its E.164 form
+_IDD_MAX_DIGITS = 5
 #: one character per possible number length, appended to cache keys
-_LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(20))
+_LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(MAX_DIGITS + _IDD_MAX_DIGITS + 1))
+#: leading digits of a number dialled in a region that decide how it is read:
+#: an international prefix and the digit after it ("0011" and "4" in
+#: Australia), a trunk prefix with a carrier code ("0" and "21" in Brazil), a
+#: national destination code whose numbers do without a trunk prefix. A
+#: string of at most this many digits (a short code, an extension) is its own
+#: key: how it is read may depend on every one of them.
+_READING_KEY_DIGITS = 6
 
 #: country calling codes (as digit strings) known to phonenumbers
 _COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -253,11 +272,180 @@ def preload_metadata() -> None:
         phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code)
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How digits dialled in a region become E.164, as libphonenumber reads them:
+    `country` + `inserted` + the digits from `cut` on.
+
+    `country` is empty after an international prefix ("011" in the United
+    States): the digits after it carry their own. With `checked`, the reading
+    holds only for a number libphonenumber calls valid in the region: such
+    digits ("35104724") could also be an international number written
+    without its '+'.
+    """
+
+    cut: int
+    country: str
+    inserted: str
+    checked: bool
+
+
+#: digits that the region reads as no number of its own
+_FOREIGN = _Reading(0, "", "", False)
+
+#: the number types `phonenumbers.is_valid_number` accepts (any one makes a number
+#: valid), the common ones first: a valid number stops at the first that fits
+_NUMBER_TYPES = (
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+#: (possible lengths, pattern) of one kind of national number
+_Pattern = tuple[frozenset[int], re.Pattern[str]]
+
+
+def _pattern(desc: phonenumbers.PhoneNumberDesc | None) -> _Pattern | None:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return frozenset(desc.possible_length), re.compile(desc.national_number_pattern)
+
+
+def _matches(national: str, pattern: _Pattern) -> bool:
+    lengths, regex = pattern
+    return (not lengths or len(national) in lengths) and regex.fullmatch(national) is not None
+
+
+class _RegionValidity:
+    """Whether a national number fits one region's general pattern and one of its
+    number types, as `phonenumbers` decides it.
+
+    The types' patterns are joined into one per number length, so a number
+    costs two pattern matches, not one per type (ten of them).
+    """
+
+    def __init__(self, meta: phonenumbers.PhoneMetadata, general: _Pattern) -> None:
+        self.general = general
+        kinds = [
+            found for found in (_pattern(getattr(meta, name)) for name in _NUMBER_TYPES) if found
+        ]
+
+        def joined(size: int | None) -> re.Pattern[str] | None:
+            chosen = {  # once each: fixed-line and mobile numbers often share a pattern
+                regex.pattern: None
+                for lengths, regex in kinds
+                if not lengths or (size is not None and size in lengths)
+            }
+            return re.compile("|".join(f"(?:{one})" for one in chosen)) if chosen else None
+
+        sizes = {size for lengths, _regex in kinds for size in lengths}
+        self.by_length = {size: found for size in sizes if (found := joined(size)) is not None}
+        #: the types that name no lengths of their own fit numbers of any length
+        self.any_length = joined(None)
+
+    def __call__(self, national: str) -> bool:
+        if not _matches(national, self.general):
+            return False
+        kinds = self.by_length.get(len(national), self.any_length)
+        return kinds is not None and kinds.fullmatch(national) is not None
+
+
+class _Validity:
+    """`phonenumbers.is_valid_number` for the national numbers of one country code,
+    its patterns compiled once.
+
+    Asked for every number without '+' that a region could read as its own,
+    so it must be cheap: about 1 µs against 20 for building a PhoneNumber and
+    asking phonenumbers. It decides as phonenumbers does: the country code's
+    first region whose leading digits match, else whose patterns do, and the
+    number valid when it fits that region's general pattern and one of its
+    number types.
+    """
+
+    def __init__(self, country_code: int) -> None:
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+        self.regions: list[tuple[re.Pattern[str] | None, _RegionValidity]] = []
+        for region in regions:
+            meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            general = _pattern(meta.general_desc) if meta is not None else None
+            if meta is None or general is None:
+                continue
+            # phonenumbers looks at leading digits only to choose among several regions
+            leading = (
+                re.compile(meta.leading_digits)
+                if meta.leading_digits and len(regions) > 1
+                else None
+            )
+            self.regions.append((leading, _RegionValidity(meta, general)))
+        #: every length a number of these regions has (None: some region names none)
+        self.lengths: frozenset[int] | None = frozenset(
+            size for _leading, valid in self.regions for size in valid.general[0]
+        )
+        if any(not valid.general[0] for _leading, valid in self.regions):
+            self.lengths = None
+        # the regions before the first with leading digits (the United States for +1)
+        # are asked first, as phonenumbers does; of the others, when no leading
+        # digits match, only those without leading digits count
+        first = 0
+        while first < len(self.regions) and self.regions[first][0] is None:
+            first += 1
+        self.first = tuple(valid for _leading, valid in self.regions[:first])
+        self.rest = self.regions[first:]
+        leads = [leading.pattern for leading, _valid in self.rest if leading is not None]
+        self.rest_leading = re.compile("|".join(f"(?:{one})" for one in leads)) if leads else None
+        self.rest_unled = tuple(valid for leading, valid in self.rest if leading is None)
+
+    def __call__(self, national: str) -> bool:
+        if self.lengths is not None and len(national) not in self.lengths:
+            return False  # most foreign numbers: no need to ask the 25 regions of +1 one by one
+        for valid in self.first:
+            if valid(national):
+                return True
+        if self.rest_leading is not None and not self.rest_leading.match(national):
+            return any(valid(national) for valid in self.rest_unled)
+        for leading, valid in self.rest:
+            if leading is not None:
+                if leading.match(national):
+                    return valid(national)
+            elif valid(national):
+                return True
+        return False
+
+
+_VALIDITY: dict[int, _Validity] = {}
+
+
+def _validity(region: str | None) -> _Validity:
+    """The validity test of `region`'s national numbers (shared by every plan of its country code)."""
+    code = phonenumbers.country_code_for_region(region) if region else 0
+    found = _VALIDITY.get(code)
+    if found is None:
+        found = _VALIDITY[code] = _Validity(code)
+    return found
+
+
+def _common_tail(first: str, second: str) -> int:
+    """How many characters `first` and `second` share at their ends."""
+    size = min(len(first), len(second))
+    shared = 0
+    while shared < size and first[-1 - shared] == second[-1 - shared]:
+        shared += 1
+    return shared
+
+
 class NumberPlan:
     """Normalizes numbers and finds their billing prefix and country.
 
-    Built once from the configuration (rate deck, default region); its cache
-    grows up to a fixed number of prefix entries.
+    Built once from the configuration (rate deck, default region; `for_region`
+    makes the plan of a switch in another region); its caches grow up to a
+    fixed number of prefix entries.
     """
 
     def __init__(
@@ -273,6 +461,24 @@ class NumberPlan:
         self.default_region = default_region
         self.mask_digits = mask_digits
         self._meta: dict[str, tuple[int, str | None]] = {}
+        #: how the region reads digits, by their leading digits and length (see `_national`)
+        self._readings: dict[str, _Reading] = {}
+        self._valid_national = _validity(default_region)
+
+    def for_region(self, region: str | None) -> NumberPlan:
+        """This plan for numbers dialled in `region` (None: no national numbers).
+
+        The rate deck, masking and billing-prefix cache are shared: where a
+        number was dialled does not change its prefix or country. Only the
+        reading of national numbers is the region's own.
+        """
+        if region == self.default_region:
+            return self
+        plan = copy.copy(self)
+        plan.default_region = region
+        plan._readings = {}
+        plan._valid_national = _validity(region)
+        return plan
 
     def normalize(self, raw: str | None) -> Number | Unusable | None:
         """The number in `raw`; None when there is none at all (absent, "anonymous");
@@ -319,11 +525,13 @@ class NumberPlan:
         `too_long` when they are more than a number has."""
         if plus:
             return self._international(digits)
-        if digits.startswith("00"):
+        if self.default_region is not None:
+            national = self._national(digits)
+            if national is not None:
+                return national
+        if digits.startswith("00"):  # the international prefix of most of the world
             return self._international(digits[2:])
-        if digits.startswith("0") and self.default_region:
-            return self._national(digits)
-        if len(digits) >= 8:
+        if len(digits) >= 8:  # an international number written without its '+'
             return self._international(digits)
         return Number(digits, False)
 
@@ -335,17 +543,71 @@ class NumberPlan:
             return Number(digits, True)
         return Number(digits, False) if digits else _NOT_A_NUMBER  # "00" and nothing after it
 
-    def _national(self, digits: str) -> Number | Unusable:
-        if len(digits) > MAX_DIGITS:
-            return _TOO_LONG
+    def _national(self, digits: str) -> Number | Unusable | None:
+        """`digits` (no '+') as dialled in the plan's region; None when the region
+        reads them as no number of its own.
+
+        Digits after the region's international prefix ("011…" in the United
+        States, "0011…" in Australia), with a trunk prefix ("030…" in Germany,
+        "8495…" in Russia), or valid as a national number of the region where its
+        numbers are dialled without a trunk prefix ("35104724" in Denmark,
+        "2125551234" in the United States) are the region's. Digits such as
+        "4930…" in Germany, where a national number needs its trunk prefix,
+        are not: libphonenumber's own rules decide each case. Its parse runs
+        once per leading digits and length; the validity test, which may look
+        at every digit, runs per number.
+        """
+        size = len(digits)
+        if size > MAX_DIGITS + _IDD_MAX_DIGITS:
+            return None
+        key = digits[:_READING_KEY_DIGITS] + _LENGTH_MARKS[size]
+        reading = self._readings.get(key)
+        if reading is None:
+            reading, shared = self._read(digits)
+            if shared:
+                if len(self._readings) >= _CACHE_MAX_ENTRIES:
+                    self._readings.clear()
+                self._readings[key] = reading
+        if reading is _FOREIGN:
+            return None
+        rest = digits[reading.cut :]
+        if not reading.country:
+            return self._international(rest)
+        national = reading.inserted + rest if reading.inserted else rest
+        if reading.checked and not self._valid_national(national):
+            return None
+        return self._international(reading.country + national)
+
+    def _read(self, digits: str) -> tuple[_Reading, bool]:
+        """How libphonenumber reads `digits` dialled in the plan's region (about 75 µs),
+        and whether that reading holds for every number of their length that starts
+        with the same `_READING_KEY_DIGITS` digits (it rewrites none after them)."""
+        region = self.default_region
         try:
-            parsed = phonenumbers.parse(digits, self.default_region)
+            parsed = phonenumbers.parse(digits, region, keep_raw_input=True)
         except phonenumbers.NumberParseException:
-            return Number(digits, False)
-        e164 = f"{parsed.country_code}{parsed.national_number}"
-        if parsed.italian_leading_zero:
-            e164 = f"{parsed.country_code}{'0' * (parsed.number_of_leading_zeros or 1)}{parsed.national_number}"
-        return self._international(e164)
+            return _FOREIGN, True
+        if parsed.country_code_source == CountryCodeSource.FROM_NUMBER_WITH_IDD:
+            # read on as after "00": the digits after the prefix are the number
+            meta = phonenumbers.PhoneMetadata.metadata_for_region(region or "")
+            prefix = re.match(meta.international_prefix or "", digits) if meta else None
+            if prefix is None:
+                return _FOREIGN, True
+            return _Reading(prefix.end(), "", "", False), prefix.end() < _READING_KEY_DIGITS
+        if digits.startswith("00"):
+            return _FOREIGN, True  # no national number: "00" is the international prefix
+        # digits that start with 0 are no international number (no country code
+        # does), so the national reading stands as it did before validity was asked
+        checked = digits[:1] != "0"
+        # libphonenumber's own rule (its matcher's, for text written nationally): a
+        # region whose format for the number shows a trunk prefix needs it dialled
+        if checked and not _is_national_prefix_present_if_required(parsed):
+            return _FOREIGN, True  # "4930…" in Germany, where "030…" is how it is dialled
+        national = phonenumbers.national_significant_number(parsed)
+        kept = _common_tail(digits, national)
+        cut = len(digits) - kept
+        reading = _Reading(cut, str(parsed.country_code), national[: len(national) - kept], checked)
+        return reading, cut <= _READING_KEY_DIGITS
 
     def _valid(self, digits: str) -> bool:
         """Whether phonenumbers calls these E.164 digits a valid number (about 20 µs, uncached:
@@ -439,7 +701,9 @@ def _phone_number(code: str, digits: str) -> phonenumbers.PhoneNumber:
     """E.164 digits as a PhoneNumber, built directly: parse()'s extraction and
     validation (more than half its cost) would add nothing to digits already E.164."""
     national = digits[len(code) :]
-    zeros = len(national) - len(national.lstrip("0"))
+    # zeros before the national number's value; of a national part of zeros only,
+    # the value 0 is itself the last one ("+800 00000000": seven and 0)
+    zeros = min(len(national) - len(national.lstrip("0")), len(national) - 1)
     return phonenumbers.PhoneNumber(
         country_code=int(code),
         national_number=int(national),

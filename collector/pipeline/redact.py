@@ -13,11 +13,11 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from collector.config import PrivacyConfig
-from collector.model import CallRecord, RecordKind, StoredCdr
+from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan
 from collector.pipeline.plausible import MAX_DURATION_MS, max_age, mend
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
@@ -73,12 +73,29 @@ UnusableReport = Callable[[str, str, str], None]
 
 
 class Redactor:
-    """Turns CallRecords into StoredCdrs under one privacy configuration."""
+    """Turns CallRecords into StoredCdrs under one privacy configuration.
 
-    def __init__(self, privacy: PrivacyConfig, unusable: UnusableReport | None = None) -> None:
+    National numbers are read in the region of the switch that sent them:
+    `regions` maps (protocol, source name) to the region of each RADIUS
+    client, SIP source or JSON sender that sets one (`Config.source_regions`);
+    every other source dials in `privacy.default_region`.
+    """
+
+    def __init__(
+        self,
+        privacy: PrivacyConfig,
+        unusable: UnusableReport | None = None,
+        regions: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         self.plan = NumberPlan(
             privacy.rate_deck_entries, privacy.default_region, privacy.mask_digits
         )
+        #: one plan per region (they share the billing-prefix cache)
+        self.plans: dict[str | None, NumberPlan] = {privacy.default_region: self.plan}
+        #: source name → protocol → plan, for the sources with a region of their own
+        self.source_plans: dict[str, dict[str, NumberPlan]] = {}
+        for (protocol, source), region in (regions or {}).items():
+            self.source_plans.setdefault(source, {})[protocol] = self.plan_for(region)
         #: told (source, field, reason) of each number refused as no phone number
         self.unusable = unusable
         self.pseudonyms = Pseudonymizer(privacy.keys)
@@ -118,6 +135,10 @@ class Redactor:
         Its generation, the last restart before it ("" before any), joins
         its key. Judged by the record's own time, so a Stop of a call from
         before the restart, sent late, still belongs to the earlier one.
+        Restarts are announced in RADIUS accounting and only RADIUS session
+        ids are counters: a SIP dialog or a JSON CDR's uuid of a source with
+        the same name keeps its key across them (a SIP call up during a
+        proxy restart must end under the key it began with).
         """
         known = self.resets.get(source)
         if not known:
@@ -136,16 +157,28 @@ class Redactor:
         """
         return ERASURE_TAG_PREFIX + self.keyer.key("erasure", digits).hex()
 
-    def erasure_entries(self, raw: str) -> list[str]:
-        """What `erase` records for `raw`: its pseudonyms under every key, and its tag."""
-        number = self.plan.normalize(raw)
+    def plan_for(self, region: str | None) -> NumberPlan:
+        """The number plan of `region` (made once, then shared by every source in it)."""
+        plan = self.plans.get(region)
+        if plan is None:
+            plan = self.plans[region] = self.plan.for_region(region)
+        return plan
+
+    def erasure_entries(self, raw: str, region: str | None = None) -> list[str]:
+        """What `erase` records for `raw`: its pseudonyms under every key, and its tag.
+
+        A national number is read in `region` (default: `privacy.default_region`);
+        a number in international form is the same in every region.
+        """
+        plan = self.plan if region is None else self.plan_for(region)
+        number = plan.normalize(raw)
         if not isinstance(number, Number):
             return []
         return [*self.pseudonyms.all_pseudonyms(number.digits), self.erasure_tag(number.digits)]
 
-    def number_pseudonyms(self, raw: str) -> list[str]:
+    def number_pseudonyms(self, raw: str, region: str | None = None) -> list[str]:
         """Every pseudonym a stored row may carry for `raw` (its erasure entries but the tag)."""
-        return self.erasure_entries(raw)[:-1]
+        return self.erasure_entries(raw, region)[:-1]
 
     def account_label(self, account: str | None) -> str | None:
         """The account as stored: kept when it is a plain label (a trunk or customer
@@ -164,6 +197,10 @@ class Redactor:
         """Reduce one record to what billing needs (its times made believable first)."""
         record = mend(record, received_at, self.max_age)
         plan = self.plan
+        if self.source_plans:
+            by_protocol = self.source_plans.get(record.source)
+            if by_protocol is not None:
+                plan = by_protocol.get(record.protocol, plan)
         pseudonym = self.pseudonyms.pseudonym
         called = plan.normalize(record.called)
         if isinstance(called, Number):
@@ -216,7 +253,11 @@ class Redactor:
         source, session, leg = record.source, record.session_id, record.leg
         if record.kind is RecordKind.RESET:
             self.note_reset(source, record.event_time)
-        if record.setup_stamp is None and (generation := self.generation(source, record.event_time)):
+        if (
+            record.setup_stamp is None
+            and record.protocol is Protocol.RADIUS
+            and (generation := self.generation(source, record.event_time))
+        ):
             record_key = keyer.key(source, session, leg, "", generation)
         else:
             # (without a generation the key is what every earlier release made)

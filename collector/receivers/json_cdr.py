@@ -63,6 +63,7 @@ from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
+from collector.vendors import freeswitch as freeswitch_vendor
 
 log = get_logger(__name__)
 
@@ -78,102 +79,6 @@ MAX_EPOCH_S = 2**32
 #: (int() refuses more than 4300 digits, and sorting needs no more than this)
 _MAX_PROFILE_INDEX_DIGITS = 9
 _READ_CHUNK = 65536
-
-#: FreeSWITCH hangup cause names and their Q.850 values (switch_types.h); names
-#: above 127 are FreeSWITCH's own and map as its switch_channel_cause_q850 does
-HANGUP_CAUSES: dict[str, int] = {
-    "UNALLOCATED_NUMBER": 1,
-    "NO_ROUTE_TRANSIT_NET": 2,
-    "NO_ROUTE_DESTINATION": 3,
-    "CHANNEL_UNACCEPTABLE": 6,
-    "CALL_AWARDED_DELIVERED": 7,
-    "NORMAL_CLEARING": 16,
-    "USER_BUSY": 17,
-    "NO_USER_RESPONSE": 18,
-    "NO_ANSWER": 19,
-    "SUBSCRIBER_ABSENT": 20,
-    "CALL_REJECTED": 21,
-    "NUMBER_CHANGED": 22,
-    "REDIRECTION_TO_NEW_DESTINATION": 23,
-    "EXCHANGE_ROUTING_ERROR": 25,
-    "DESTINATION_OUT_OF_ORDER": 27,
-    "INVALID_NUMBER_FORMAT": 28,
-    "FACILITY_REJECTED": 29,
-    "RESPONSE_TO_STATUS_ENQUIRY": 30,
-    "NORMAL_UNSPECIFIED": 31,
-    "NORMAL_CIRCUIT_CONGESTION": 34,
-    "NETWORK_OUT_OF_ORDER": 38,
-    "NORMAL_TEMPORARY_FAILURE": 41,
-    "SWITCH_CONGESTION": 42,
-    "ACCESS_INFO_DISCARDED": 43,
-    "REQUESTED_CHAN_UNAVAIL": 44,
-    "PRE_EMPTED": 45,
-    "FACILITY_NOT_SUBSCRIBED": 50,
-    "OUTGOING_CALL_BARRED": 52,
-    "INCOMING_CALL_BARRED": 54,
-    "BEARERCAPABILITY_NOTAUTH": 57,
-    "BEARERCAPABILITY_NOTAVAIL": 58,
-    "SERVICE_UNAVAILABLE": 63,
-    "BEARERCAPABILITY_NOTIMPL": 65,
-    "CHAN_NOT_IMPLEMENTED": 66,
-    "FACILITY_NOT_IMPLEMENTED": 69,
-    "SERVICE_NOT_IMPLEMENTED": 79,
-    "INVALID_CALL_REFERENCE": 81,
-    "INCOMPATIBLE_DESTINATION": 88,
-    "INVALID_MSG_UNSPECIFIED": 95,
-    "MANDATORY_IE_MISSING": 96,
-    "MESSAGE_TYPE_NONEXIST": 97,
-    "WRONG_MESSAGE": 98,
-    "IE_NONEXIST": 99,
-    "INVALID_IE_CONTENTS": 100,
-    "WRONG_CALL_STATE": 101,
-    "RECOVERY_ON_TIMER_EXPIRE": 102,
-    "MANDATORY_IE_LENGTH_ERROR": 103,
-    "PROTOCOL_ERROR": 111,
-    "INTERWORKING": 127,
-    "ORIGINATOR_CANCEL": 16,
-    "LOSE_RACE": 16,
-    "ALLOTTED_TIMEOUT": 16,
-    "MEDIA_TIMEOUT": 16,
-    "PROGRESS_TIMEOUT": 16,
-    "USER_NOT_REGISTERED": 16,
-    "CALL_REJECTED_BY_ANSWERING_MACHINE": 16,
-}
-HANGUP_CAUSES.update(
-    dict.fromkeys(
-        (
-            "SUCCESS",
-            "CRASH",
-            "SYSTEM_SHUTDOWN",
-            "MANAGER_REQUEST",
-            "BLIND_TRANSFER",
-            "ATTENDED_TRANSFER",
-            "USER_CHALLENGE",
-            "PICKED_OFF",
-            "INVALID_GATEWAY",
-            "GATEWAY_DOWN",
-            "INVALID_URL",
-            "INVALID_PROFILE",
-            "NO_PICKUP",
-            "SRTP_READ_ERROR",
-            "BOWOUT",
-            "BUSY_EVERYWHERE",
-            "DECLINE",
-            "DOES_NOT_EXIST_ANYWHERE",
-            "NOT_ACCEPTABLE",
-            "UNWANTED",
-            "NO_IDENTITY",
-            "BAD_IDENTITY_INFO",
-            "UNSUPPORTED_CERTIFICATE",
-            "INVALID_IDENTITY",
-            "STALE_DATE",
-            "REJECT_ALL",
-        ),
-        16,
-    )
-)
-_ORIGINATOR_CANCEL = "ORIGINATOR_CANCEL"
-_CANCELLED_SIP_CODE = 487
 
 # Where each party's number may be, best first; the first value that looks like
 # a number wins (FreeSWITCH often holds a user name where a number is expected).
@@ -490,6 +395,24 @@ def _a_leg_uuid(variables: Mapping[str, Any], flows: list[_Flow]) -> str | None:
     return None
 
 
+#: variables that say whether a leg was answered, even when they say "0" (it was not)
+_ANSWER_VARIABLES = (
+    "answer_epoch",
+    "answer_uepoch",
+    "billsec",
+    "billmsec",
+    "billusec",
+)
+
+
+def _mentions_answer(variables: Mapping[str, Any], times: Mapping[str, Any]) -> bool:
+    """Whether the document says anything of an answer: an answer time or billable
+    time, zero included, among the variables or the callflow's times."""
+    return any(variables.get(name) not in (None, "") for name in _ANSWER_VARIABLES) or (
+        times.get("answered_time") not in (None, "")
+    )
+
+
 def json_record(document: Any, source: str, received_at: datetime) -> CallRecord:
     """The CallRecord of one mod_json_cdr document; raises JsonCdrError.
 
@@ -497,8 +420,12 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     sent (start_uepoch, else start_epoch, else the callflow's created_time),
     so a repost is one row while a reused uuid is another. The billable
     duration is billmsec, else billusec, else billsec (whole seconds), else
-    answer to end. The cause is hangup_cause_q850, else the Q.850 value of
-    hangup_cause's name. Without `variables`, the caller profile and its
+    answer to end. The hangup cause, and the SIP code and answer it implies,
+    are read as `collector.vendors.freeswitch` says (the same rules as for
+    mod_radius_cdr): the name decides over hangup_cause_q850, and the
+    document's own sip_term_status over the cause's SIP code. A document
+    that shows no answer time and no billable time at all leaves `answered`
+    to the cause. Without `variables`, the caller profile and its
     `times` stand in. Both legs of a bridged call carry the A-leg's uuid as
     their correlation (stored only as a keyed hash).
     """
@@ -545,19 +472,23 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
         duration_ms = max(0, round((end - answer).total_seconds() * 1000))
     else:
         duration_ms = None
-    answered = answer is not None or bool(duration_ms)
-    if not answered:
-        duration_ms = 0
+    # whether the document shows an answer: None when it holds no answer time
+    # (answer_epoch is "0" on an unanswered leg) and no billable time at all
+    shown: bool | None = answer is not None or bool(duration_ms)
+    if not shown and duration_ms is None and not _mentions_answer(variables, times):
+        shown = None
 
-    cause_name = _text(variables, "hangup_cause")
-    cause = _integer(variables, "hangup_cause_q850")
-    if cause is None or cause > 127:
-        cause = HANGUP_CAUSES.get(cause_name.upper()) if cause_name else None
     sip_code = _integer(variables, "sip_term_status")
     if sip_code is not None and not 100 <= sip_code <= 699:
         sip_code = None
-    if sip_code is None and cause_name and cause_name.upper() == _ORIGINATOR_CANCEL:
-        sip_code = _CANCELLED_SIP_CODE
+    # the cause and what it implies are FreeSWITCH's, the same for every transport
+    cause = freeswitch_vendor.cause_of_name(
+        _text(variables, "hangup_cause"), _integer(variables, "hangup_cause_q850")
+    )
+    leg_end = freeswitch_vendor.leg_end(cause, shown, sip_code)
+    answered = leg_end.answered
+    if answered is False:
+        duration_ms = 0
 
     # the number first dialled: the oldest profile, before any transfer
     original = flows[-1].profile if flows else {}
@@ -610,8 +541,8 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
         disconnect_time=end,
         duration_ms=duration_ms,
         answered=answered,
-        disconnect_cause=cause,
-        sip_code=sip_code,
+        disconnect_cause=leg_end.disconnect_cause,
+        sip_code=leg_end.sip_code,
         pdd_ms=pdd_ms or None,
         times_derived=end is None,
         correlation=_a_leg_uuid(variables, flows) or uuid,

@@ -2,8 +2,9 @@
 
 One batch is one transaction: COPY the redacted rows into a temporary
 staging table, upsert Starts into `open_calls`, then insert Stops into `cdrs`
-only where `cdr_keys` newly accepts their record key (so a retransmission, a
-spool replay, a restart or a second collector all end in one row), completing
+only where `cdr_keys` newly accepts their record key for their protocol (so a
+retransmission, a spool replay, a restart or a second collector all end in
+one row, while one call's RADIUS, JSON and SIP records are three), completing
 a Stop that lacks a duration from its Start, and close the open calls of a
 switch that restarted (Accounting-On/Off) by marker. Errors are classified
 here, once: `RetryableError` (the database is away or busy: spool and retry)
@@ -97,17 +98,21 @@ _OPEN_MERGE = ",\n    ".join(
     if f.nullable
 )
 
+#: a key taken by a record of the same protocol, or by any record before schema version 5
+#: (those keys do not say which protocol took them, so they guard every one)
+_KEY_TAKEN = "k.record_key = {row}.record_key AND k.protocol IN ({row}.protocol, '')"
+
 UPSERT_OPEN_CALLS = f"""
 INSERT INTO open_calls AS o ({_OPEN_COLUMNS}, opened_at, updated_at)
-SELECT DISTINCT ON (s.record_key) {_OPEN_VALUES}, s.event_time, s.event_time
+SELECT DISTINCT ON (s.record_key, s.protocol) {_OPEN_VALUES}, s.event_time, s.event_time
 FROM {STAGING_TABLE} s
 LEFT JOIN erasures e1 ON e1.hmac = s.called_hmac
 LEFT JOIN erasures e2 ON e2.hmac = s.calling_hmac
 WHERE s.kind IN ('start', 'interim')
   AND e1.hmac IS NULL AND e2.hmac IS NULL
-  AND NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.record_key = s.record_key)
-ORDER BY s.record_key, (s.kind = 'start') DESC, s.event_time
-ON CONFLICT (record_key) DO UPDATE SET
+  AND NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE {_KEY_TAKEN.format(row="s")})
+ORDER BY s.record_key, s.protocol, (s.kind = 'start') DESC, s.event_time
+ON CONFLICT (record_key, protocol) DO UPDATE SET
     updated_at = greatest(o.updated_at, EXCLUDED.updated_at),
     opened_at = least(o.opened_at, EXCLUDED.opened_at),
     {_OPEN_MERGE}
@@ -116,9 +121,8 @@ ON CONFLICT (record_key) DO UPDATE SET
 #: kinds whose rows may become rows of `cdrs`
 _CLOSING = frozenset({"stop", "end"})
 
-RETURNING = (
-    "RETURNING source, answered, duration_ms, sip_code, disconnect_cause, times_implausible"
-)
+RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause, times_implausible"
+
 
 def _span(start: str, end: str, used: str) -> str:
     """A lateral select of `ms`, the milliseconds from `start` to `end` (never below 0),
@@ -150,23 +154,29 @@ _STOP_COMPUTED = {
 }
 _STOP_COLUMNS, _STOP_VALUES = cdrs_select(_STOP_COMPUTED, carried="o", staged="s")
 
+#: the keys of `rows` that no record of their protocol (nor any record from before
+#: schema version 5) took yet, taken now: what it returns may become rows of `cdrs`
+_TAKE_KEYS = """
+    INSERT INTO cdr_keys (record_key, protocol) SELECT r.record_key, r.protocol FROM {rows} r
+    WHERE NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.record_key = r.record_key AND k.protocol = '')
+    ON CONFLICT DO NOTHING RETURNING record_key, protocol"""
+
 INSERT_STOPS = f"""
 WITH s AS (
-    SELECT DISTINCT ON (record_key) * FROM {STAGING_TABLE} st
+    SELECT DISTINCT ON (record_key, protocol) * FROM {STAGING_TABLE} st
     WHERE kind = 'stop'
-       OR (kind = 'end' AND EXISTS (SELECT 1 FROM open_calls o WHERE o.record_key = st.record_key))
-    ORDER BY record_key, (kind = 'end'), received_at
-), fresh AS (
-    INSERT INTO cdr_keys (record_key) SELECT record_key FROM s
-    ON CONFLICT DO NOTHING RETURNING record_key
+       OR (kind = 'end' AND EXISTS (SELECT 1 FROM open_calls o
+                                    WHERE o.record_key = st.record_key AND o.protocol = st.protocol))
+    ORDER BY record_key, protocol, (kind = 'end'), received_at
+), fresh AS ({_TAKE_KEYS.format(rows="s")}
 ), closed AS (
-    DELETE FROM open_calls WHERE record_key IN (SELECT record_key FROM s)
+    DELETE FROM open_calls WHERE (record_key, protocol) IN (SELECT record_key, protocol FROM s)
 )
 INSERT INTO cdrs ({_STOP_COLUMNS})
 SELECT {_STOP_VALUES}
 FROM s
-JOIN fresh USING (record_key)
-LEFT JOIN open_calls o ON o.record_key = s.record_key
+JOIN fresh USING (record_key, protocol)
+LEFT JOIN open_calls o ON o.record_key = s.record_key AND o.protocol = s.protocol
 LEFT JOIN erasures e1 ON e1.hmac = coalesce(s.called_hmac, o.called_hmac)
 LEFT JOIN erasures e2 ON e2.hmac = coalesce(s.calling_hmac, o.calling_hmac)
 CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
@@ -190,19 +200,17 @@ _RESET_COLUMNS, _RESET_VALUES = cdrs_select(_RESET_COMPUTED, carried="c", staged
 
 CLOSE_BY_RESET = f"""
 WITH r AS (
-    SELECT source, max(event_time) AS marker, max(received_at) AS received_at
-    FROM {STAGING_TABLE} WHERE kind = 'reset' GROUP BY source
+    SELECT source, protocol, max(event_time) AS marker, max(received_at) AS received_at
+    FROM {STAGING_TABLE} WHERE kind = 'reset' GROUP BY source, protocol
 ), closed AS (
     DELETE FROM open_calls o USING r
-    WHERE o.source = r.source AND o.opened_at <= r.marker
+    WHERE o.source = r.source AND o.protocol = r.protocol AND o.opened_at <= r.marker
     RETURNING o.*, r.marker
-), fresh AS (
-    INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
-    ON CONFLICT DO NOTHING RETURNING record_key
+), fresh AS ({_TAKE_KEYS.format(rows="closed")}
 )
 INSERT INTO cdrs ({_RESET_COLUMNS})
 SELECT {_RESET_VALUES}
-FROM closed c JOIN fresh USING (record_key)
+FROM closed c JOIN fresh USING (record_key, protocol)
 CROSS JOIN LATERAL ({_span("c.connect_time", "c.marker", "true")}) span
 {RETURNING}
 """
@@ -242,13 +250,11 @@ CLOSE_STALE_SIP = f"""
 WITH closed AS (
     DELETE FROM open_calls WHERE protocol = 'sip' AND updated_at < $1
     RETURNING *
-), fresh AS (
-    INSERT INTO cdr_keys (record_key) SELECT record_key FROM closed
-    ON CONFLICT DO NOTHING RETURNING record_key
+), fresh AS ({_TAKE_KEYS.format(rows="closed")}
 )
 INSERT INTO cdrs ({_STALE_COLUMNS})
 SELECT {_STALE_VALUES}
-FROM closed c JOIN fresh USING (record_key)
+FROM closed c JOIN fresh USING (record_key, protocol)
 {RETURNING}
 """
 
@@ -627,9 +633,7 @@ class PostgresSink:
                         raise
             result = WriteResult()
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    STAGING_TABLE, records=rows, columns=COPY_COLUMNS
-                )
+                await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COPY_COLUMNS)
                 if "start" in kinds or "interim" in kinds:
                     await conn.execute(UPSERT_OPEN_CALLS)
                 if not kinds.isdisjoint(_CLOSING):

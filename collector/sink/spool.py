@@ -283,6 +283,16 @@ def check_layout(path: Path, frame: Frame) -> None:
             pass  # damage: reported when the segment is replayed
 
 
+def _fsync_directory_of(path: Path) -> None:
+    """fsync a directory, so that the entries just made in it are durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class Spool:
     """Segments in one directory; one writer (the pipeline's writer task) at a time."""
 
@@ -303,7 +313,7 @@ class Spool:
         Raises SpoolLayoutError when a segment holds frames of a newer
         release: they are left as they are, for that release to replay.
         """
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._ensure_directory()
         found = []
         for path in self.directory.iterdir():
             if path.suffix != SUFFIX or not path.stem.isdigit():
@@ -398,17 +408,22 @@ class Spool:
         segment.size += len(frame)
 
     def _ensure_directory(self) -> None:
-        if not self.directory.is_dir():
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fsync_parent()
+        """Create the directory (and missing parents) if it is not there, durably.
 
-    def _fsync_parent(self) -> None:
-        with contextlib.suppress(OSError):
-            fd = os.open(self.directory.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        A directory's entry lives in its parent: without an fsync of the
+        parent, a power cut could lose the new directory and every segment
+        acknowledged from it.
+        """
+        if self.directory.is_dir():
+            return
+        made = []
+        path = self.directory
+        while not path.exists() and path != path.parent:
+            made.append(path)
+            path = path.parent
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in reversed(made):
+            _fsync_directory_of(directory.parent)
 
     def _rescue_active(self) -> None:
         """Write the open segment back to disk if its file was removed while it was open.

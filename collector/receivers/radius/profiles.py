@@ -20,6 +20,7 @@ from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.outcome import q850_from_sip_status
 from collector.receivers.radius import dictionary as d
 from collector.receivers.radius.codec import Packet
+from collector.vendors import freeswitch as freeswitch_vendor
 
 #: a softswitch clock flagged unsynchronized is believed only within this distance of ours
 UNSYNCED_TOLERANCE = timedelta(minutes=5)
@@ -674,25 +675,6 @@ def _shift_and_fill(
     # setup is a call not answered yet
 
 
-#: FreeSWITCH's own hangup causes (above 127, switch_types.h) that say how a leg
-#: ended normally or was answered elsewhere, as the Q.850 cause meaning the same.
-#: The other ones (CRASH 500, SYSTEM_SHUTDOWN 501, MANAGER_REQUEST 503,
-#: ALLOTTED_TIMEOUT 602, MEDIA_TIMEOUT 604, USER_NOT_REGISTERED 606, ...) are
-#: failures of FreeSWITCH's own and keep no cause.
-_FS_OWN_CAUSES: dict[int, int] = {
-    142: 16,  # SUCCESS: normal clearing
-    487: 16,  # ORIGINATOR_CANCEL: the caller hung up before answer (as ISUP reports it)
-    502: 26,  # LOSE_RACE: another leg of the same fork answered: non-selected user clearing
-    600: 16,  # BLIND_TRANSFER: the leg was handed on: normal clearing
-    601: 16,  # ATTENDED_TRANSFER: likewise
-    605: 26,  # PICKED_OFF: the ringing leg was picked up at another phone: non-selected user
-}
-#: causes whose leg FreeSWITCH ended with a CANCEL, so its INVITE got 487 Request
-#: Terminated (which is how the record tells a cancelled leg from a failed one)
-_FS_CANCELLED_CAUSES = frozenset({487, 502, 605})
-_FS_CANCELLED_SIP_CODE = 487
-
-
 def _freeswitch_setup_stamp(start_text: str | None, setup_time: datetime | None) -> str | None:
     """Freeswitch-Callstartdate as it joins the record key: the UTC instant it names.
 
@@ -714,6 +696,8 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     the sink completes a Stop's missing correlation from its Start.
     Freeswitch-Direction (Stop only) never reaches `leg`: the leg joins the
     record key, which must be the same for the Start and the Stop of a call.
+    Freeswitch-Hangupcause (either numbering) means what
+    `collector.vendors.freeswitch` says, as for JSON CDRs.
     """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
@@ -727,10 +711,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     connect_time = parse_freeswitch_time(answer_text) if answer_text else None
     disconnect_time = parse_freeswitch_time(end_text) if end_text else None
     hangup = packet.vendor_integer(fs, d.FS_HANGUPCAUSE)
-    if hangup is not None and 0 < hangup <= 127:
-        cause: int | None = hangup
-    else:
-        cause = _FS_OWN_CAUSES.get(hangup) if hangup is not None else None
+    cause = freeswitch_vendor.cause_of_number(hangup) if hangup is not None else None
     other_leg = (packet.vendor_text(fs, d.FS_OTHER_LEG_ID) or "").strip()
     if (packet.vendor_text(fs, d.FS_DIRECTION) or "").strip().lower() == "inbound":
         a_leg = _session(packet)  # this is the A-leg: its own uuid
@@ -749,8 +730,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         setup_time=setup_time,
         connect_time=connect_time,
         disconnect_time=disconnect_time,
-        disconnect_cause=cause,
-        sip_code=_FS_CANCELLED_SIP_CODE if hangup in _FS_CANCELLED_CAUSES else None,
+        disconnect_cause=cause.q850 if cause is not None else None,
         times_derived=derived
         and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
         # the pipeline only ever stores its keyed pseudonym
@@ -780,11 +760,19 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
             duration_ms = max(0, round((disconnect_time - connect_time).total_seconds() * 1000))
         else:
             duration_ms = None
-        record.duration_ms = duration_ms
+        shown: bool | None = None  # whether the packet shows an answer
         if duration_ms is not None:
-            record.answered = duration_ms > 0 or (
-                connect_time is not None and status != d.STATUS_FAILED
-            )
+            shown = duration_ms > 0 or (connect_time is not None and status != d.STATUS_FAILED)
+        # the cause and what it implies are FreeSWITCH's, the same for every transport
+        end = freeswitch_vendor.leg_end(cause, shown)
+        record.disconnect_cause, record.sip_code, record.answered = (
+            end.disconnect_cause,
+            end.sip_code,
+            end.answered,
+        )
+        if duration_ms is None and end.answered is False:
+            duration_ms = 0
+        record.duration_ms = duration_ms
         if record.disconnect_time is None:
             record.disconnect_time = event_time
         if not record.answered:
@@ -801,7 +789,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     Acct-Session-Time, so the duration comes from joining the Stop to its
     durable Start (done by the sink). The call is Acct-Session-Id (Call-ID)
     plus its two dialog tags, sorted so that a BYE from the callee (tags
-    swapped) still finds its Start. The tags join the session id, which is
+    swapped) still finds its Start; the Call-ID alone is its correlation. The tags join the session id, which is
     only ever stored as part of the keyed record key, never in `leg`.
     Transactions that are no event of a call (a CANCEL, an early-media 183, a
     MESSAGE) raise NotACall (see `_kamailio_call_event`).
@@ -829,6 +817,8 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         calling=packet.text(d.CALLING_STATION_ID),
         called=packet.text(d.CALLED_STATION_ID),
         times_derived=derived,
+        # the Call-ID, as the call's SIP records carry it (see dialogs.DialogTracker)
+        correlation=session or None,
     )
     if status == d.STATUS_FAILED:
         record.answered = False

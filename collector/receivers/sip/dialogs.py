@@ -296,7 +296,7 @@ class DialogTracker:
         self.max_dialog_age = timedelta(seconds=max_dialog_age_s)
         self.retry_window = timedelta(seconds=retry_window_s)
         #: the header parse_sip should extract for `CallRecord.correlation`
-        #: (None: records carry no correlation)
+        #: (None: a record's correlation is its Call-ID)
         self.correlation_header = correlation_header
         #: dialogs closed early because the tracker was full
         self.evicted_total = 0
@@ -512,6 +512,17 @@ class DialogTracker:
     def _set_deadline(self, key: _DialogKey, when: datetime) -> None:
         self._deadlines.set(key, when)
 
+    def _correlation(self, dialog: _Dialog) -> str | None:
+        """What ties this call's record to the other records of the call.
+
+        With a configured correlation header (a B2BUA's legs have different
+        Call-IDs), its value; without, the Call-ID, which a proxy's own
+        accounting of the call carries too (Kamailio acc_radius sends it as
+        Acct-Session-Id): stored only as a keyed hash, it is how the RADIUS
+        and the SIP row of one call are joined.
+        """
+        return dialog.correlation if self.correlation_header else dialog.call_id
+
     # -- durable starts ----------------------------------------------------
 
     def _start_record(self, dialog: _Dialog) -> CallRecord:
@@ -527,7 +538,7 @@ class DialogTracker:
             called=dialog.called if dialog.called is not None else dialog.to_user,
             setup_time=dialog.setup,
             connect_time=dialog.answer,
-            correlation=dialog.correlation if self.correlation_header else None,
+            correlation=self._correlation(dialog),
         )
 
     def _end_unknown(
@@ -709,5 +720,5 @@ class DialogTracker:
             pdd_ms=pdd_ms,
             times_derived=derived,
             incomplete=incomplete,
-            correlation=dialog.correlation if self.correlation_header else None,
+            correlation=self._correlation(dialog),
         )
