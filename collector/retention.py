@@ -37,7 +37,7 @@ import asyncpg
 
 from collector.model import StoredCdr
 from collector.sink.postgres import PARTITION_NAME
-from collector.sink.spool import decode_rows
+from collector.sink.spool import decode_rows, fsync_directory
 
 #: rows deleted per statement, so a large purge never holds long locks
 DELETE_CHUNK = 50000
@@ -263,11 +263,7 @@ def _rewrite(path: Path, drop: Callable[[bytes], int | None]) -> int:
 
 def _fsync_directory(directory: Path) -> None:
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(directory)
 
 
 def _call_time(row: StoredCdr) -> datetime:

@@ -283,14 +283,13 @@ def check_layout(path: Path, frame: Frame) -> None:
             pass  # damage: reported when the segment is replayed
 
 
-def _fsync_directory_of(path: Path) -> None:
-    """fsync a directory, so that the entries just made in it are durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def fsync_directory(path: str | Path) -> None:
+    """fsync a directory, so that the entries just made in it are durable (OSError raised)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Spool:
@@ -423,7 +422,9 @@ class Spool:
             path = path.parent
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for directory in reversed(made):
-            _fsync_directory_of(directory.parent)
+            # best effort: a parent this process may not open (a sandbox's) is not ours to sync
+            with contextlib.suppress(OSError):
+                fsync_directory(directory.parent)
 
     def _rescue_active(self) -> None:
         """Write the open segment back to disk if its file was removed while it was open.
@@ -474,11 +475,7 @@ class Spool:
         self._active = None
 
     def _fsync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self.directory)
 
     def close(self) -> None:
         """Close the active segment (its data is already durable)."""
