@@ -35,7 +35,7 @@ from collector.systemd import (
 REPO = Path(__file__).resolve().parent.parent
 SERVICE_UNIT = REPO / "systemd" / "cdr-collector.service"
 SOCKET_UNIT = REPO / "systemd" / "cdr-collector.socket"
-INSTALLED_BINARY = "/usr/local/bin/cdr-collector"
+INSTALLED_BINARY = "/opt/cdr-collector/bin/cdr-collector"
 WATCHDOG_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
@@ -676,12 +676,12 @@ def verify_units(directory: Path, service_extra: str = "") -> subprocess.Complet
     """`systemd-analyze verify` on copies of the units in `directory`.
 
     verify insists that ExecStart= binaries exist, and cdr-collector is not
-    installed at /usr/local/bin here: the copies' commands point at an
-    executable that does. `service_extra` is added to the [Service] section.
+    installed under /opt here: the copies' commands point at an executable
+    that does. `service_extra` is added to the [Service] section.
     Everything else is verified exactly as shipped.
     """
     service_text = SERVICE_UNIT.read_text()
-    assert service_text.count(INSTALLED_BINARY + " ") == 2
+    assert service_text.count(INSTALLED_BINARY + " ") == 3
     service_text = service_text.replace(INSTALLED_BINARY, "/bin/true")
     if service_extra:
         assert service_text.count("\n[Service]\n") == 1
@@ -731,7 +731,14 @@ def test_service_matches_the_daemon() -> None:
     assert settings["ExecStart"] == [
         f"{INSTALLED_BINARY} run --config /etc/cdr-collector/collector.toml"
     ]
-    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # the configuration checked first: a refused one fails `systemctl reload`
+    assert settings["ExecReload"] == [
+        f"{INSTALLED_BINARY} check-config --config /etc/cdr-collector/collector.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
+    # no start limit: operators' restarts and socket activation are never refused
+    assert settings["StartLimitIntervalSec"] == ["0"]
+    assert "StartLimitBurst" not in settings
     assert settings["WatchdogSec"] == ["30"]
     drain_s = config.ServiceConfig().drain_timeout_ms / 1000
     assert int(settings["TimeoutStopSec"][0]) > drain_s + 10
