@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import base64
 import faulthandler
+import logging
 import os
 import secrets
 import signal
@@ -31,7 +32,7 @@ from collector.config import (
     read_toml,
     resolve_config_path,
 )
-from collector.logs import configure_logging, get_logger
+from collector.logs import configure_logging, get_logger, report
 
 log = get_logger("collector.cli")
 
@@ -39,8 +40,8 @@ log = get_logger("collector.cli")
 def _problems(config_path: str, exc: ConfigError) -> SystemExit:
     """Print every problem, then the summary line; the exit to raise."""
     for problem in exc.problems:
-        print(str(problem), file=sys.stderr)
-    print(f"{config_path}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+        report(str(problem))
+    report(f"{config_path}: {len(exc.problems)} problem(s); nothing was started")
     return SystemExit(1)
 
 
@@ -64,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and the files it names; no network, no database."""
     config = _load(args.config)
     for warning in config.warnings:
-        print(f"{warning.file}: {warning.key}: warning: {warning.reason}", file=sys.stderr)
+        report(f"{warning.file}: {warning.key}: warning: {warning.reason}", logging.WARNING)
     parts = []
     if config.radius:
         parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
@@ -101,12 +102,12 @@ async def _serve(config: Config) -> int:
         await service.run()
     except SpoolLayoutError as exc:
         log.error("cannot start", error=str(exc), error_class=type(exc).__name__)
-        print(f"cdr-collector: cannot start: {exc}", file=sys.stderr)
+        report(f"cdr-collector: cannot start: {exc}")
         return 1
     except OSError as exc:
         log.error("cannot start", error=f"{exc.strerror or exc}", error_class=type(exc).__name__)
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"cdr-collector: cannot start: {exc.strerror or exc}{where}", file=sys.stderr)
+        report(f"cdr-collector: cannot start: {exc.strerror or exc}{where}")
         return 1
     return 0
 
@@ -123,7 +124,7 @@ def _database_command(config: Config, action: Callable[[Any], Awaitable[int]]) -
     """Connect as the admin commands do, run `action(connection)`, and turn every database
     failure into one line on stderr and exit status 1."""
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     database = config.database
 
@@ -135,19 +136,18 @@ def _database_command(config: Config, action: Callable[[Any], Awaitable[int]]) -
         try:
             conn = await open_admin_connection(database)
         except _database_errors() as exc:
-            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: cannot reach the database: {_describe(exc)}")
             return 1
         try:
             return await action(conn)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
-            print(
+            report(
                 f"cdr-collector: the database schema is missing or outdated ({_describe(exc)}): "
-                f"run `cdr-collector migrate --config {config.path}` first",
-                file=sys.stderr,
+                f"run `cdr-collector migrate --config {config.path}` first"
             )
             return 1
         except _database_errors() as exc:
-            print(f"cdr-collector: the database failed: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: the database failed: {_describe(exc)}")
             return 1
         finally:
             await conn.close()
@@ -164,7 +164,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the schema."""
     config = _load(args.config)
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     database = config.database
 
@@ -175,7 +175,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             if await ensure_database(database.dsn, database.connect_timeout_ms / 1000):
                 print("created the database")
         except _database_errors() as exc:
-            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: cannot reach the database: {_describe(exc)}")
             return 1
         return 0
 
@@ -194,7 +194,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             applied = await migrate(conn)
         except SchemaVersionError as exc:
-            print(f"cdr-collector: {exc}", file=sys.stderr)
+            report(f"cdr-collector: {exc}")
             return 1
         if not applied:
             print(f"schema is up to date (version {SCHEMA_VERSION}); nothing changed")
@@ -232,7 +232,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     """Erase every stored row carrying one phone number."""
     config = _load(args.config)
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     from collector.pipeline.redact import Redactor
 
@@ -240,7 +240,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     # a national number is read in --region, else in privacy.default_region
     pseudonyms = Redactor(config.privacy).erasure_entries(args.number, args.region)
     if not pseudonyms:
-        print("cdr-collector: that is not a phone number", file=sys.stderr)
+        report("cdr-collector: that is not a phone number")
         return 1
     spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
 
@@ -252,16 +252,16 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         unsearchable = await unknown_key_ids(conn, pseudonyms)
         if unsearchable:
-            print(
+            report(
                 f"note: rows pseudonymized under key(s) {', '.join(unsearchable)} cannot be"
                 " searched: those keys are no longer in the key file",
-                file=sys.stderr,
+                logging.WARNING,
             )
         if spool_waiting:
-            print(
+            report(
                 "note: the spool holds records not yet in the database; "
                 "run erase again once it has drained",
-                file=sys.stderr,
+                logging.WARNING,
             )
         return 0
 
@@ -282,10 +282,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             parse_keys(old)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            print(
+            report(
                 f"{config_path}: privacy.key_file: {key_file}: {why}; "
-                "nothing was changed (fix or move the file, then rotate again)",
-                file=sys.stderr,
+                "nothing was changed (fix or move the file, then rotate again)"
             )
             return 1
     changed = []
@@ -313,9 +312,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         for done in changed:
             print(done)
         detail = f" ({exc.filename})" if exc.filename and exc.filename != str(target) else ""
-        print(
-            f"cdr-collector: cannot write {target}: {exc.strerror or exc}{detail}", file=sys.stderr
-        )
+        report(f"cdr-collector: cannot write {target}: {exc.strerror or exc}{detail}")
         return 1
     print(
         "\n".join(changed)
@@ -346,12 +343,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     why = dsn_problem(dsn)
     if why:
         origin = "--dsn" if args.dsn else "$CDR_COLLECTOR_DSN"
-        print(f"cdr-collector: demo: {origin} {why}", file=sys.stderr)
+        report(f"cdr-collector: demo: {origin} {why}")
         return 2
     try:
         return _event_loop_run(run_demo(calls=args.calls, dsn=dsn, seed=args.seed))
     except asyncpg.InterfaceError as exc:
-        print(f"cdr-collector: demo: the database refused the DSN: {exc}", file=sys.stderr)
+        report(f"cdr-collector: demo: the database refused the DSN: {exc}")
         return 1
 
 
