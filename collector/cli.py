@@ -45,10 +45,10 @@ def _problems(config_path: str, exc: ConfigError) -> SystemExit:
     return SystemExit(1)
 
 
-def _load(path: str | None) -> Config:
+def _load(path: str | None, *, assume_credentials: bool = False) -> Config:
     config_path = resolve_config_path(path)
     try:
-        return load_config(config_path)
+        return load_config(config_path, assume_credentials=assume_credentials)
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
 
@@ -62,10 +62,17 @@ def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the configuration and the files it names; no network, no database."""
-    config = _load(args.config)
+    """Validate the configuration and the files it names; no network, no database.
+
+    Run by the unit's ExecReload= too, where the credentials the service loaded
+    cannot be read: a private file this user cannot read either is then taken
+    to be one of them, and said to be unchecked.
+    """
+    config = _load(args.config, assume_credentials=True)
     for warning in config.warnings:
         report(f"{warning.file}: {warning.key}: warning: {warning.reason}", logging.WARNING)
+    for note in config.unchecked:
+        report(str(note), logging.INFO)
     parts = []
     if config.radius:
         parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
@@ -73,7 +80,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         parts.append(f"{len(config.sip.sources)} SIP source(s)")
     if config.json:
         parts.append("JSON ingest")
-    parts.append(f"{len(config.privacy.keys)} pseudonym key(s)")
+    if any(note.key == "privacy.key_file" for note in config.unchecked):
+        parts.append("pseudonym keys not checked")
+    else:
+        parts.append(f"{len(config.privacy.keys)} pseudonym key(s)")
     print(f"{config.path}: OK ({', '.join(parts)})")
     return 0
 
@@ -268,6 +278,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return _database_command(config, apply)
 
 
+#: how a running daemon comes to use a rotated key (keygen --rotate prints it)
+ROTATED_HINT = (
+    "a running daemon uses the new key after `systemctl restart cdr-collector` when its unit "
+    "hands the key file over with LoadCredential= (copied only at start), "
+    "else after SIGHUP (`systemctl reload cdr-collector`, `kill -HUP`)"
+)
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Create the pseudonym key file and the record-key file, or rotate the pseudonym key."""
     config_path = resolve_config_path(args.config)
@@ -276,10 +294,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
     old = ""
-    if key_file.exists() and args.rotate:
+    if args.rotate:
         try:
             old = key_file.read_bytes().decode("utf-8-sig")
             parse_keys(old)
+        except FileNotFoundError:
+            old = ""  # nothing to rotate: the key file is created
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
             report(
@@ -294,7 +314,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
             changed.append(f"created {record_file}")
         target = key_file
-        if not key_file.exists() or args.rotate:
+        if args.rotate or not key_file.exists():
             from datetime import UTC, datetime
 
             taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
@@ -319,6 +339,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         if changed
         else "keys exist; nothing changed (use --rotate for a new pseudonym key)"
     )
+    if old:
+        print(ROTATED_HINT)
     return 0
 
 
@@ -405,7 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: privacy.default_region)",
     )
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
-    keygen.add_argument("--rotate", action="store_true", help="add a new newest pseudonym key")
+    keygen.add_argument(
+        "--rotate",
+        action="store_true",
+        help="add a new newest pseudonym key; a daemon started by systemd with "
+        "LoadCredential= takes it at `systemctl restart cdr-collector`, one reading "
+        "the key file itself at SIGHUP",
+    )
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
     demo.add_argument(
         "--calls", type=_positive_int, default=200, help="calls to send (default 200)"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from collector.config import Config, ConfigError, load_config, parse_host_port
+from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
@@ -99,6 +100,9 @@ class Service:
         self.reload_event = asyncio.Event()
         self._started = False
         self._stopped = False
+        #: systemd credentials in use, by configuration key, each with the identity its
+        #: configured file had when their content was loaded
+        self._stand_ins = {stand_in.key: stand_in for stand_in in config.stand_ins}
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -231,6 +235,16 @@ class Service:
             return False
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
+        self._stand_ins, stale = stale_stand_ins(self._stand_ins, new.stand_ins)
+        for stand_in in stale:
+            # systemd copied the credential at start: this reload read the old copy again
+            log.warning(
+                "file changed since the service started, but its systemd credential is "
+                "copied only at start and still holds the old content, which stays in use: "
+                "restart the service (systemctl restart cdr-collector) to load it",
+                key=stand_in.key,
+                path=stand_in.configured,
+            )
         # regions of clients, sources and senders change with their sections
         redactor = Redactor(new.privacy, self._number_unusable, new.source_regions())
         redactor.erased = self.redactor.erased
