@@ -1,6 +1,9 @@
 """Every metric the daemon exposes, defined once, and the HTTP endpoint serving them.
 
-All names carry the `cdr_collector_` prefix. Labels hold only configured
+The daemon's own names carry the `cdr_collector_` prefix; beside them stand
+the standard `process_*` (memory, CPU, descriptors, start time) and `python_*`
+(version, garbage collector) metrics every Prometheus client library exports
+under those names, which dashboards and alerts already know. Labels hold only configured
 names (listener, source) and small fixed vocabularies (outcome, reason): never
 a number, an IP address or anything taken from a packet. Hot paths bind label
 children once and keep them (`labels()` per packet costs more than the work).
@@ -22,7 +25,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -277,6 +283,10 @@ class Telemetry:
         )
         self.udp_drops = _UdpDrops()
         r.register(self.udp_drops)
+        # read at scrape time (/proc/self, gc.get_stats()): nothing on the packet path
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.database_up.set(0)
 
     def exposition(self) -> bytes:
