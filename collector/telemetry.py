@@ -294,9 +294,19 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
+#: the states of Health whose change is reported at once (systemd's STATUS=)
+_REPORTED_STATES = frozenset({"database_up", "spool_full", "spool_pending", "stopping"})
+
+
 @dataclass
 class Health:
-    """What /readyz reports; the service fills it in."""
+    """What /readyz reports; the service fills it in.
+
+    Whoever changes one of the reported states (the database up or down, the
+    spool holding records or full, stopping) only assigns it; `on_change`,
+    when set, is then called, so the status systemd shows follows the state
+    at once instead of at the next watchdog ping.
+    """
 
     listeners_bound: bool = False
     database_configured: bool = True
@@ -307,6 +317,15 @@ class Health:
     spool_pending: bool = False
     stopping: bool = False
     details: dict[str, str] = field(default_factory=dict)
+    #: called after a reported state took a new value
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        changed = name in _REPORTED_STATES and self.__dict__.get(name, value) != value
+        object.__setattr__(self, name, value)
+        callback = self.__dict__.get("on_change")
+        if changed and callback is not None:
+            callback()
 
     def ready(self) -> bool:
         """Ready when listeners are bound and records have a durable place to go.

@@ -167,6 +167,71 @@ def test_metrics_carry_the_standard_process_and_python_metrics(tmp_path: Path) -
     assert others and all(name.startswith("cdr_collector_") for name in others), others
 
 
+def statuses(collector: Collector) -> list[str]:
+    """Every STATUS= the daemon sent on its notify socket so far, in order."""
+    if collector.process is not None and collector.process.poll() is None:
+        collector.poll_notifications()
+    return [
+        field.removeprefix("STATUS=")
+        for note in collector.notifications
+        for field in note.split("\n")
+        if field.startswith("STATUS=")
+    ]
+
+
+async def test_status_follows_the_state_at_once_and_a_clean_stop_is_no_outage(
+    tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS= changes with the database, the spool and the stop, not at the next watchdog
+    ping: there is no watchdog here at all, so every status after READY=1 comes from a change
+    of state. Closing the connection at SIGTERM is no database outage."""
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        collector = Collector(config)
+        await collector.start_async()
+        try:
+            assert statuses(collector) == ["database up, spool 0 records, queue 0"]
+            await proxy.cut()
+            await wait_for(lambda: "database DOWN" in statuses(collector)[-1])
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                assert await client.send(generic_attributes(make_calls(1, seed=3)[0]))
+            await wait_for(
+                lambda: statuses(collector)[-1] == "database DOWN, spool 1 records, queue 0"
+            )
+            await proxy.restore()
+            await wait_for(
+                lambda: statuses(collector)[-1] == "database up, spool 0 records, queue 0"
+            )
+            assert collector.notifications[-1] == "STATUS=database up, spool 0 records, queue 0"
+            assert await collector.stop_async() == 0
+            collector.poll_notifications()
+        finally:
+            collector.close()
+    sent = statuses(collector)
+    assert not any("WATCHDOG=1" in note for note in collector.notifications)
+    # the outage was told as it began and as it ended, the spool as it filled and drained
+    assert sent[:2] == [
+        "database up, spool 0 records, queue 0",
+        "database DOWN, spool 0 records, queue 0",
+    ]
+    assert "database DOWN, spool 1 records, queue 0" in sent
+    stopping = [note for note in collector.notifications if "STOPPING=1" in note]
+    assert stopping == [
+        "STOPPING=1\nSTATUS=stopping: draining in-flight records, database up, "
+        "spool 0 records, queue 0"
+    ]
+    after = sent[sent.index("database up, spool 0 records, queue 0", 2) :]
+    assert not any("DOWN" in status for status in after), sent
+    (stopped,) = [
+        json.loads(line)
+        for line in collector.log_text().splitlines()
+        if '"collector stopped"' in line
+    ]
+    assert stopped["state"] == "stopped, database up, spool 0 records"
+    assert await table_counts(dsn) == {"rows": 1, "keys": 1, "doubles": 0}
+
+
 def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path, dsn: str) -> None:
     config = CollectorConfig(directory=tmp_path / "c", dsn=dsn)
     path = config.render()
