@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
+from collector.credentials import StandIn, credentials_directory, find_credential
+
 DEFAULT_CONFIG_PATH = "/etc/cdr-collector/collector.toml"
 CONFIG_ENV = "CDR_COLLECTOR_CONFIG"
 DSN_ENV = "CDR_COLLECTOR_DSN"
@@ -294,6 +296,11 @@ class Config:
     json: JsonConfig | None = None
     #: things that work but deserve attention (a secret file others can read)
     warnings: tuple[Problem, ...] = ()
+    #: private files taken to be the running service's credentials without being read
+    #: (only with `assume_credentials`, as check-config runs under ExecReload=)
+    unchecked: tuple[Problem, ...] = ()
+    #: systemd credentials read in place of configured files
+    stand_ins: tuple[StandIn, ...] = ()
 
     def source_regions(self) -> dict[tuple[str, str], str]:
         """The region of each (protocol, source name) that sets its own, for the redactor.
@@ -319,11 +326,15 @@ T = TypeVar("T")
 class _Reader:
     """Collects problems while pulling typed values out of TOML tables."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, assume_credentials: bool = False) -> None:
         self.path = path
         self.base = Path(path).resolve().parent
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        #: see parse_config; `unchecked` holds the keys of the files it let pass unread
+        self.assume_credentials = assume_credentials
+        self.unchecked: list[Problem] = []
+        self.stand_ins: list[StandIn] = []
         #: (key, value, host, port) of every valid listen address, for the clash check
         self.listeners: list[tuple[str, str, str, int]] = []
 
@@ -432,19 +443,49 @@ class _Reader:
         With `private`, a file every user may read is reported as a warning,
         and a systemd credential named like the file (`LoadCredential=keys:...`
         for `.../keys`) is read in its place: the unit's dynamic user cannot
-        read root's 0600 files, but systemd hands it a private copy.
+        read root's 0600 files, but systemd hands it a private copy. None when
+        the file could not be used: a problem says why, or, with
+        `assume_credentials`, `unchecked` says that it was let pass unread.
         """
-        path = self.resolve(name)
+        configured = path = self.resolve(name)
+        credential: Path | None = None
+        #: why $CREDENTIALS_DIRECTORY could not be searched, when it could not
+        blocked: str | None = None
         if private:
-            credential = _credential(path.name)
+            try:
+                credential = find_credential(path.name)
+            except OSError as exc:
+                blocked = (
+                    f"the credentials directory {credentials_directory()!r} cannot be "
+                    f"searched ({exc.strerror or type(exc).__name__})"
+                )
             if credential is not None:
                 path, private = credential, False  # systemd's own copy, private by construction
         try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except FileNotFoundError:
-            self.problem(key, f"file {str(path)!r} does not exist")
+            raw = path.read_bytes()
+            text = raw.decode("utf-8-sig")
         except PermissionError:
-            self.problem(key, f"file {str(path)!r} is not readable (permission denied)")
+            if blocked is None:
+                self.problem(key, f"file {str(path)!r} is not readable (permission denied)")
+            elif self.assume_credentials:
+                self.unchecked.append(
+                    Problem(
+                        self.path,
+                        key,
+                        f"{str(path)!r} not checked: this user cannot read it and {blocked}; "
+                        "taken to be the credential the running service loaded at start",
+                    )
+                )
+            else:
+                self.problem(
+                    key, f"file {str(path)!r} is not readable (permission denied), and {blocked}"
+                )
+        except FileNotFoundError:
+            self.problem(
+                key,
+                f"file {str(path)!r} does not exist"
+                + (f", and {blocked}" if blocked is not None else ""),
+            )
         except IsADirectoryError:
             self.problem(key, f"{str(path)!r} is a directory, not a file")
         except UnicodeDecodeError:
@@ -452,10 +493,16 @@ class _Reader:
         except OSError as exc:
             self.problem(key, f"file {str(path)!r} cannot be read: {exc.strerror or exc}")
         else:
+            if credential is not None:
+                self.stand_ins.append(StandIn.read(key, configured, credential, raw))
             if private:
                 self.check_private(key, path)
             return text
         return None
+
+    def was_unchecked(self, key: str) -> bool:
+        """Whether the file under `key` was let pass unread (see `assume_credentials`)."""
+        return any(note.key == key for note in self.unchecked)
 
     def check_private(self, key: str, path: Path) -> None:
         try:
@@ -472,9 +519,18 @@ class _Reader:
     def writable_directory(self, key: str, directory: Path) -> None:
         """The directory, or the nearest part of its path that exists, must be a writable directory."""
         probe = directory
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        if not probe.is_dir():
+        try:
+            while not probe.exists() and probe.parent != probe:
+                probe = probe.parent
+            is_directory = probe.is_dir()
+        except OSError as exc:  # a part of the path that cannot be searched
+            self.problem(
+                key,
+                f"{str(directory)!r} cannot be checked: {exc.strerror or exc} "
+                f"({str(exc.filename or probe)!r})",
+            )
+            return
+        if not is_directory:
             what = "is" if probe == directory else f"cannot be created: {str(probe)!r} is"
             self.problem(key, f"{str(directory)!r} {what} not a directory")
         elif not os.access(probe, os.W_OK | os.X_OK):
@@ -770,7 +826,8 @@ def _client_secret(r: _Reader, raw: Mapping[str, Any], cp: str) -> bytes | None:
         return None
     text = r.read_text(f"{cp}.secret_file", name, private=True)
     if text is None:
-        return None
+        # a file let pass unread still makes a client (check-config counts it)
+        return b"" if r.was_unchecked(f"{cp}.secret_file") else None
     secret = text.strip()
     if not secret:
         r.problem(f"{cp}.secret_file", f"{name}: the file is empty")
@@ -796,7 +853,7 @@ def _radius(r: _Reader, data: Mapping[str, Any]) -> RadiusConfig:
         secret = _client_secret(r, raw, cp)
         profile = r.get(raw, cp, "profile", str, "auto", one_of(*PROFILES))
         region = _region(r, raw, cp)
-        if name and address and secret:
+        if name and address and secret is not None:
             clients.append(RadiusClient(name, address, secret, profile, region))
     window = r.get(data, p, "duplicate_window_s", int, d.duplicate_window_s, positive)
     rcvbuf = r.get(data, p, "receive_buffer_bytes", int, d.receive_buffer_bytes, positive)
@@ -960,13 +1017,24 @@ def _spool(r: _Reader, t: Mapping[str, Any], check_directory: bool) -> SpoolConf
     return SpoolConfig(str(resolved), max_bytes, segment)
 
 
-def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True) -> Config:
+def parse_config(
+    path: str,
+    data: Mapping[str, Any],
+    *,
+    read_files: bool = True,
+    assume_credentials: bool = False,
+) -> Config:
     """Build a Config from parsed TOML; raise ConfigError listing every problem.
 
     With `read_files` (the default), the files the configuration names are read
     and the spool directory is checked; without, only the TOML itself is.
+    With `assume_credentials`, a private file (keys, secrets) that this user
+    cannot read, while $CREDENTIALS_DIRECTORY is set and cannot be searched
+    either, is no problem: it is listed in `unchecked` and taken to be the
+    credential the running service loaded. That is what a unit's ExecReload=
+    command sees on systemd 252; `check-config` runs there, the daemon never.
     """
-    r = _Reader(path)
+    r = _Reader(path, assume_credentials=assume_credentials)
     r.unknown(data, "", SECTION_KEYS[""])
 
     service = ServiceConfig()
@@ -1028,21 +1096,14 @@ def parse_config(path: str, data: Mapping[str, Any], *, read_files: bool = True)
         sip=sip,
         json=json_cfg,
         warnings=tuple(r.warnings),
+        unchecked=tuple(r.unchecked),
+        stand_ins=tuple(r.stand_ins),
     )
 
 
 def resolve_config_path(path: str | None) -> str:
     """The --config argument, else $CDR_COLLECTOR_CONFIG, else the system default."""
     return path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
-
-
-def _credential(name: str) -> Path | None:
-    """The systemd credential called `name` (LoadCredential=), when the unit passes one."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory or not name:
-        return None
-    candidate = Path(directory) / name
-    return candidate if candidate.is_file() else None
 
 
 def read_toml(path: str) -> dict[str, Any]:
@@ -1080,6 +1141,7 @@ def key_file_paths(path: str, data: Mapping[str, Any]) -> tuple[Path, Path]:
     return r.resolve(key_file), r.resolve(record_key_file)
 
 
-def load_config(path: str) -> Config:
-    """Read and validate a configuration file and the files it names."""
-    return parse_config(path, read_toml(path))
+def load_config(path: str, *, assume_credentials: bool = False) -> Config:
+    """Read and validate a configuration file and the files it names (see parse_config
+    for `assume_credentials`)."""
+    return parse_config(path, read_toml(path), assume_credentials=assume_credentials)
