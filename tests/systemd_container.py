@@ -16,6 +16,7 @@ nsenter, in a clean environment.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -171,6 +172,15 @@ def copy_checkout(destination: Path) -> Path:
     return destination
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM (an orderly poweroff, for systemd-nspawn)
+    when the test process dies without its cleanup (killed by a CI timeout)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class Container:
     """A booted Debian 12 under systemd-nspawn; `run` executes shell in it."""
@@ -204,7 +214,11 @@ class Container:
             command.append(f"--bind{'-ro' if read_only else ''}={host}:{inside}")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_terminate_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout
