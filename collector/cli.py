@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import faulthandler
 import logging
-import os
-import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -24,15 +21,22 @@ from typing import Any
 
 from collector.config import (
     Config,
-    ConfigError,
     dsn_problem,
     key_file_paths,
     load_config,
-    parse_keys,
     read_toml,
     resolve_config_path,
 )
+from collector.formats.keys import (
+    format_keys,
+    format_record_key,
+    new_key_id,
+    new_secret,
+    parse_keys,
+    write_private,
+)
 from collector.logs import configure_logging, get_logger, report
+from collector.settings import ConfigError
 
 log = get_logger("collector.cli")
 
@@ -294,10 +298,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
     old = ""
+    taken: list[str] = []
     if args.rotate:
         try:
             old = key_file.read_bytes().decode("utf-8-sig")
-            parse_keys(old)
+            taken = [key_id for key_id, _ in parse_keys(old)]
         except FileNotFoundError:
             old = ""  # nothing to rotate: the key file is created
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -311,22 +316,16 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     target = record_file
     try:
         if not record_file.exists():
-            _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            write_private(record_file, format_record_key(new_secret()))
             changed.append(f"created {record_file}")
         target = key_file
         if args.rotate or not key_file.exists():
             from datetime import UTC, datetime
 
-            taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
-            base_id = key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-            suffix = 1
-            while key_id in taken:  # two runs within one second
-                suffix += 1
-                key_id = f"{base_id}-{suffix}"
-            line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+            key_id = new_key_id(taken, datetime.now(UTC))
             if old and not old.endswith("\n"):
                 old += "\n"
-            _write_private(key_file, line + old)
+            write_private(key_file, format_keys([(key_id, new_secret())]) + old)
             changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")
     except OSError as exc:
         for done in changed:
@@ -342,17 +341,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if old:
         print(ROTATED_HINT)
     return 0
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

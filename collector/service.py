@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from collector.config import Config, ConfigError, load_config, parse_host_port
+from collector.config import Config, load_config
 from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
 from collector.pipeline.numbers import preload_metadata
@@ -27,6 +27,7 @@ from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
+from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
     PostgresSink,
     close_stale_sip_calls,
