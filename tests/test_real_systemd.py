@@ -285,16 +285,25 @@ def config_edits(proxy_port: int, database: str, ports: dict[str, int]) -> str:
         r'"127\.0\.0\.1:9810"': f'"127.0.0.1:{ports["metrics"]}"',
         r'^address = "192\.0\.2\.10"': 'address = "127.0.0.1"',
     }
+    return _edit(CONFIG, replacements)
+
+
+def _edit(path: str, replacements: dict[str, str]) -> str:
+    """sed, then a check that every new text is in the file: a shipped file that
+    changed under a pattern fails the install instead of keeping its port."""
     expressions = " ".join(f"-e {shlex.quote(f's|{a}|{b}|')}" for a, b in replacements.items())
-    return f"sed -i {expressions} {CONFIG}"
+    checks = "".join(f" && grep -qF {shlex.quote(new)} {path}" for new in replacements.values())
+    return f"sed -i {expressions} {path}{checks}"
 
 
 def socket_edits(ports: dict[str, int]) -> str:
     """The socket unit's addresses set to the configuration's listeners."""
-    return (
-        f"sed -i -e 's|^ListenDatagram=0.0.0.0:1813$|ListenDatagram=127.0.0.1:{ports['radius']}|'"
-        f" -e 's|^ListenDatagram=0.0.0.0:9060$|ListenDatagram=127.0.0.1:{ports['sip']}|'"
-        f" /etc/systemd/system/{SOCKET}"
+    return _edit(
+        f"/etc/systemd/system/{SOCKET}",
+        {
+            r"^ListenDatagram=0\.0\.0\.0:1813$": f"ListenDatagram=127.0.0.1:{ports['radius']}",
+            r"^ListenDatagram=0\.0\.0\.0:9060$": f"ListenDatagram=127.0.0.1:{ports['sip']}",
+        },
     )
 
 
