@@ -27,9 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.config import PrivacyConfig, ServiceConfig, SipConfig, SipSource
+from collector.config import PrivacyConfig, ServiceConfig
 from collector.model import StoredCdr
 from collector.pipeline.redact import Redactor
+from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import HepPacket, decode_hep, encode_hep
 from collector.receivers.sip.message import parse_sip

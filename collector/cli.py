@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import faulthandler
-import os
-import secrets
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -23,15 +21,22 @@ from typing import Any
 
 from collector.config import (
     Config,
-    ConfigError,
     dsn_problem,
     key_file_paths,
     load_config,
-    parse_keys,
     read_toml,
     resolve_config_path,
 )
-from collector.logs import configure_logging, get_logger
+from collector.formats.keys import (
+    format_keys,
+    format_record_key,
+    new_key_id,
+    new_secret,
+    parse_keys,
+    write_private,
+)
+from collector.logs import configure_logging, get_logger, report
+from collector.settings import ConfigError
 
 log = get_logger("collector.cli")
 
@@ -39,15 +44,15 @@ log = get_logger("collector.cli")
 def _problems(config_path: str, exc: ConfigError) -> SystemExit:
     """Print every problem, then the summary line; the exit to raise."""
     for problem in exc.problems:
-        print(str(problem), file=sys.stderr)
-    print(f"{config_path}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+        report(str(problem))
+    report(f"{config_path}: {len(exc.problems)} problem(s); nothing was started")
     return SystemExit(1)
 
 
-def _load(path: str | None) -> Config:
+def _load(path: str | None, *, assume_credentials: bool = False) -> Config:
     config_path = resolve_config_path(path)
     try:
-        return load_config(config_path)
+        return load_config(config_path, assume_credentials=assume_credentials)
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
 
@@ -61,10 +66,17 @@ def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the configuration and the files it names; no network, no database."""
-    config = _load(args.config)
+    """Validate the configuration and the files it names; no network, no database.
+
+    Run by the unit's ExecReload= too, where the credentials the service loaded
+    cannot be read: a private file this user cannot read either is then taken
+    to be one of them, and said to be unchecked.
+    """
+    config = _load(args.config, assume_credentials=True)
     for warning in config.warnings:
-        print(f"{warning.file}: {warning.key}: warning: {warning.reason}", file=sys.stderr)
+        report(f"{warning.file}: {warning.key}: warning: {warning.reason}", logging.WARNING)
+    for note in config.unchecked:
+        report(str(note), logging.INFO)
     parts = []
     if config.radius:
         parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
@@ -72,7 +84,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         parts.append(f"{len(config.sip.sources)} SIP source(s)")
     if config.json:
         parts.append("JSON ingest")
-    parts.append(f"{len(config.privacy.keys)} pseudonym key(s)")
+    if any(note.key == "privacy.key_file" for note in config.unchecked):
+        parts.append("pseudonym keys not checked")
+    else:
+        parts.append(f"{len(config.privacy.keys)} pseudonym key(s)")
     print(f"{config.path}: OK ({', '.join(parts)})")
     return 0
 
@@ -101,12 +116,12 @@ async def _serve(config: Config) -> int:
         await service.run()
     except SpoolLayoutError as exc:
         log.error("cannot start", error=str(exc), error_class=type(exc).__name__)
-        print(f"cdr-collector: cannot start: {exc}", file=sys.stderr)
+        report(f"cdr-collector: cannot start: {exc}")
         return 1
     except OSError as exc:
         log.error("cannot start", error=f"{exc.strerror or exc}", error_class=type(exc).__name__)
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"cdr-collector: cannot start: {exc.strerror or exc}{where}", file=sys.stderr)
+        report(f"cdr-collector: cannot start: {exc.strerror or exc}{where}")
         return 1
     return 0
 
@@ -123,7 +138,7 @@ def _database_command(config: Config, action: Callable[[Any], Awaitable[int]]) -
     """Connect as the admin commands do, run `action(connection)`, and turn every database
     failure into one line on stderr and exit status 1."""
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     database = config.database
 
@@ -135,19 +150,18 @@ def _database_command(config: Config, action: Callable[[Any], Awaitable[int]]) -
         try:
             conn = await open_admin_connection(database)
         except _database_errors() as exc:
-            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: cannot reach the database: {_describe(exc)}")
             return 1
         try:
             return await action(conn)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
-            print(
+            report(
                 f"cdr-collector: the database schema is missing or outdated ({_describe(exc)}): "
-                f"run `cdr-collector migrate --config {config.path}` first",
-                file=sys.stderr,
+                f"run `cdr-collector migrate --config {config.path}` first"
             )
             return 1
         except _database_errors() as exc:
-            print(f"cdr-collector: the database failed: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: the database failed: {_describe(exc)}")
             return 1
         finally:
             await conn.close()
@@ -164,7 +178,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the schema."""
     config = _load(args.config)
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     database = config.database
 
@@ -175,7 +189,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             if await ensure_database(database.dsn, database.connect_timeout_ms / 1000):
                 print("created the database")
         except _database_errors() as exc:
-            print(f"cdr-collector: cannot reach the database: {_describe(exc)}", file=sys.stderr)
+            report(f"cdr-collector: cannot reach the database: {_describe(exc)}")
             return 1
         return 0
 
@@ -194,7 +208,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             applied = await migrate(conn)
         except SchemaVersionError as exc:
-            print(f"cdr-collector: {exc}", file=sys.stderr)
+            report(f"cdr-collector: {exc}")
             return 1
         if not applied:
             print(f"schema is up to date (version {SCHEMA_VERSION}); nothing changed")
@@ -232,7 +246,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     """Erase every stored row carrying one phone number."""
     config = _load(args.config)
     if config.database is None:
-        print(f"{config.path}: database: no [database] section", file=sys.stderr)
+        report(f"{config.path}: database: no [database] section")
         return 1
     from collector.pipeline.redact import Redactor
 
@@ -240,7 +254,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     # a national number is read in --region, else in privacy.default_region
     pseudonyms = Redactor(config.privacy).erasure_entries(args.number, args.region)
     if not pseudonyms:
-        print("cdr-collector: that is not a phone number", file=sys.stderr)
+        report("cdr-collector: that is not a phone number")
         return 1
     spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
 
@@ -252,20 +266,28 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         unsearchable = await unknown_key_ids(conn, pseudonyms)
         if unsearchable:
-            print(
+            report(
                 f"note: rows pseudonymized under key(s) {', '.join(unsearchable)} cannot be"
                 " searched: those keys are no longer in the key file",
-                file=sys.stderr,
+                logging.WARNING,
             )
         if spool_waiting:
-            print(
+            report(
                 "note: the spool holds records not yet in the database; "
                 "run erase again once it has drained",
-                file=sys.stderr,
+                logging.WARNING,
             )
         return 0
 
     return _database_command(config, apply)
+
+
+#: how a running daemon comes to use a rotated key (keygen --rotate prints it)
+ROTATED_HINT = (
+    "a running daemon uses the new key after `systemctl restart cdr-collector` when its unit "
+    "hands the key file over with LoadCredential= (copied only at start), "
+    "else after SIGHUP (`systemctl reload cdr-collector`, `kill -HUP`)"
+)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -276,64 +298,49 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
     old = ""
-    if key_file.exists() and args.rotate:
+    taken: list[str] = []
+    if args.rotate:
         try:
             old = key_file.read_bytes().decode("utf-8-sig")
-            parse_keys(old)
+            taken = [key_id for key_id, _ in parse_keys(old)]
+        except FileNotFoundError:
+            old = ""  # nothing to rotate: the key file is created
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            print(
+            report(
                 f"{config_path}: privacy.key_file: {key_file}: {why}; "
-                "nothing was changed (fix or move the file, then rotate again)",
-                file=sys.stderr,
+                "nothing was changed (fix or move the file, then rotate again)"
             )
             return 1
     changed = []
     target = record_file
     try:
         if not record_file.exists():
-            _write_private(record_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            write_private(record_file, format_record_key(new_secret()))
             changed.append(f"created {record_file}")
         target = key_file
-        if not key_file.exists() or args.rotate:
+        if args.rotate or not key_file.exists():
             from datetime import UTC, datetime
 
-            taken = {ln.partition(":")[0].strip() for ln in old.splitlines()}
-            base_id = key_id = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-            suffix = 1
-            while key_id in taken:  # two runs within one second
-                suffix += 1
-                key_id = f"{base_id}-{suffix}"
-            line = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+            key_id = new_key_id(taken, datetime.now(UTC))
             if old and not old.endswith("\n"):
                 old += "\n"
-            _write_private(key_file, line + old)
+            write_private(key_file, format_keys([(key_id, new_secret())]) + old)
             changed.append(f"{'rotated' if old else 'created'} {key_file} (newest key {key_id})")
     except OSError as exc:
         for done in changed:
             print(done)
         detail = f" ({exc.filename})" if exc.filename and exc.filename != str(target) else ""
-        print(
-            f"cdr-collector: cannot write {target}: {exc.strerror or exc}{detail}", file=sys.stderr
-        )
+        report(f"cdr-collector: cannot write {target}: {exc.strerror or exc}{detail}")
         return 1
     print(
         "\n".join(changed)
         if changed
         else "keys exist; nothing changed (use --rotate for a new pseudonym key)"
     )
+    if old:
+        print(ROTATED_HINT)
     return 0
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -346,12 +353,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     why = dsn_problem(dsn)
     if why:
         origin = "--dsn" if args.dsn else "$CDR_COLLECTOR_DSN"
-        print(f"cdr-collector: demo: {origin} {why}", file=sys.stderr)
+        report(f"cdr-collector: demo: {origin} {why}")
         return 2
     try:
         return _event_loop_run(run_demo(calls=args.calls, dsn=dsn, seed=args.seed))
     except asyncpg.InterfaceError as exc:
-        print(f"cdr-collector: demo: the database refused the DSN: {exc}", file=sys.stderr)
+        report(f"cdr-collector: demo: the database refused the DSN: {exc}")
         return 1
 
 
@@ -408,7 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: privacy.default_region)",
     )
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
-    keygen.add_argument("--rotate", action="store_true", help="add a new newest pseudonym key")
+    keygen.add_argument(
+        "--rotate",
+        action="store_true",
+        help="add a new newest pseudonym key; a daemon started by systemd with "
+        "LoadCredential= takes it at `systemctl restart cdr-collector`, one reading "
+        "the key file itself at SIGHUP",
+    )
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
     demo.add_argument(
         "--calls", type=_positive_int, default=200, help="calls to send (default 200)"

@@ -12,10 +12,8 @@ database, where none exists.
 
 from __future__ import annotations
 
-import base64
 import getpass
 import os
-import secrets
 import socket
 import tempfile
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 import asyncpg
 
 from collector.config import load_config
+from collector.formats.keys import format_keys, format_record_key, new_secret
+from collector.formats.rate_deck import format_rate_deck
 from collector.logs import configure_logging
 from collector.receivers.radius import dictionary as d
 from collector.service import Service
@@ -71,19 +71,23 @@ def _free_port(kind: int) -> int:
         return port
 
 
+#: the demo's destinations, longest prefix wins
+DEMO_RATE_DECK = (
+    ("49", "Germany"),
+    ("4915", "Germany Mobile"),
+    ("4916", "Germany Mobile"),
+    ("4917", "Germany Mobile"),
+    ("44", "United Kingdom"),
+    ("447", "United Kingdom Mobile"),
+    ("1", "North America"),
+)
+
+
 def write_demo_config(directory: Path, dsn: str | None) -> Path:
     """A complete configuration for the demo, with fresh keys, on free ports."""
-    (directory / "keys").write_text(
-        f"demo1:{base64.b64encode(secrets.token_bytes(32)).decode()}\n", encoding="utf-8"
-    )
-    (directory / "record-key").write_text(
-        base64.b64encode(secrets.token_bytes(32)).decode() + "\n", encoding="utf-8"
-    )
-    (directory / "prefixes.csv").write_text(
-        "prefix,destination\n49,Germany\n4915,Germany Mobile\n4916,Germany Mobile\n"
-        "4917,Germany Mobile\n44,United Kingdom\n447,United Kingdom Mobile\n1,North America\n",
-        encoding="utf-8",
-    )
+    (directory / "keys").write_text(format_keys([("demo1", new_secret())]), encoding="utf-8")
+    (directory / "record-key").write_text(format_record_key(new_secret()), encoding="utf-8")
+    (directory / "prefixes.csv").write_text(format_rate_deck(DEMO_RATE_DECK), encoding="utf-8")
     database = f'[database]\ndsn = "{dsn}"\nbatch_max_delay_ms = 5\n\n' if dsn else ""
     text = f"""{database}[spool]
 directory = "{directory / "spool"}"

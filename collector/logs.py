@@ -10,11 +10,19 @@ session ids (UUIDs, hex ids), query strings and bytes literals (raw wire
 data quoted by a library's exception), tracebacks included; an exception
 nothing caught is logged the same way. This module must never let a raw packet, a number or a secret reach
 a handler: there is no switch to turn the scrubbing off.
+
+Under systemd, stderr is a stream into the journal, which files every line
+it reads at the unit's default priority (info) unless the line starts with a
+syslog level prefix such as `<4>`. When stderr is that stream (JOURNAL_STREAM
+names its device and inode), every line of every record carries the prefix of
+its level, continuation lines of a traceback included; anywhere else the
+output is exactly what it would be without systemd.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -187,8 +195,81 @@ def _drop_exc_locals(
     return structlog.processors.format_exc_info(_logger, _method, event)
 
 
+def journal_priority(levelno: int) -> int:
+    """The syslog priority journald files a line of this logging level under.
+
+    debug 7, info 6, warning 4, error 3, critical 2; a level between two
+    standard ones takes the priority of the standard one below it.
+    """
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def is_journal_stream(stream: Any) -> bool:
+    """Whether `stream` is the journal's stream socket that systemd connected us to.
+
+    systemd sets JOURNAL_STREAM=DEVICE:INODE for the stdout/stderr it connects
+    to journald; a stream redirected elsewhere (a shell's `2>file` inside a
+    unit, a pipe to another program) has another device and inode, and an
+    inherited variable then says nothing about it (sd_journal_stream_fd(3)).
+    """
+    value = os.environ.get("JOURNAL_STREAM", "")
+    device, sep, inode = value.partition(":")
+    if not sep:
+        return False
+    try:
+        expected = (int(device), int(inode))
+        status = os.fstat(stream.fileno())
+    except (AttributeError, ValueError, OSError):  # no descriptor (a StringIO), a closed one
+        return False
+    return (status.st_dev, status.st_ino) == expected
+
+
+def _with_priority(text: str, levelno: int) -> str:
+    """`text` with journald's `<N>` level prefix on each of its lines.
+
+    journald splits a stream at every newline (and NUL) and reads the prefix
+    of each piece on its own: a traceback's continuation lines need theirs, or
+    they are filed as info. A NUL is written as the two characters \\0, so it
+    cannot start an unprefixed piece.
+    """
+    prefix = f"<{journal_priority(levelno)}>"
+    return prefix + text.replace("\0", "\\0").replace("\n", "\n" + prefix)
+
+
+class JournalFormatter(logging.Formatter):
+    """Wraps the daemon's formatter: the same text, each line with its level prefix."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's text of `record`, every line prefixed with its priority."""
+        return _with_priority(self._inner.format(record), record.levelno)
+
+
+def report(text: str, level: int = logging.ERROR) -> None:
+    """A line for a person on stderr (a command's problem, its warning, why it cannot start).
+
+    Printed as it is; when stderr is the journal, with the level prefix, so
+    that `ExecStartPre=cdr-collector check-config` problems are filed as
+    errors and not as info.
+    """
+    stream = sys.stderr
+    print(_with_priority(text, level) if is_journal_stream(stream) else text, file=stream)
+
+
 def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None) -> None:
-    """Route structlog and stdlib logging through one redacting pipeline to `stream`."""
+    """Route structlog and stdlib logging through one redacting pipeline to `stream`
+    (stderr by default), with journald level prefixes when it is the journal."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -217,8 +298,9 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: Any = None
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(formatter)
+    target = stream or sys.stderr
+    handler = logging.StreamHandler(target)
+    handler.setFormatter(JournalFormatter(formatter) if is_journal_stream(target) else formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -20,13 +20,15 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from collector.config import Config, ConfigError, load_config, parse_host_port
+from collector.config import Config, load_config
+from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.retention import purge
+from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
     PostgresSink,
     close_stale_sip_calls,
@@ -75,6 +77,10 @@ class Service:
             database_configured=config.database is not None,
             spool_configured=config.spool is not None,
         )
+        self.health.on_change = self._state_changed
+        #: the status systemd was last sent, and whether a new one is on its way
+        self._last_status: str | None = None
+        self._status_due = False
         self._limited = RateLimitedLog(log)
         self.redactor = Redactor(config.privacy, self._number_unusable, config.source_regions())
         self._erasures_wakeup = asyncio.Event()
@@ -100,6 +106,11 @@ class Service:
         self.reload_event = asyncio.Event()
         self._started = False
         self._stopped = False
+        #: the writer has drained and closed the database connection and the spool
+        self._drained = False
+        #: systemd credentials in use, by configuration key, each with the identity its
+        #: configured file had when their content was loaded
+        self._stand_ins = {stand_in.key: stand_in for stand_in in config.stand_ins}
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -127,7 +138,7 @@ class Service:
             self._tasks.append(asyncio.create_task(self._active_calls_loop(), name="active-calls"))
             self._tasks.append(asyncio.create_task(self._erasures_loop(), name="erasures"))
         self._tasks.append(
-            asyncio.create_task(run_watchdog(self.notifier, self.status_line), name="watchdog")
+            asyncio.create_task(run_watchdog(self.notifier, self._status), name="watchdog")
         )
         settle_memory()
         self._started = True
@@ -136,7 +147,7 @@ class Service:
             listener=", ".join(f"{type(r).__name__}" for r in self.receivers),
             state=self.status_line(),
         )
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(self._status())
 
     def _other_receivers(self, inherited: list[socket.socket]) -> list[Receiver]:
         """SIP and JSON receivers (optional sections)."""
@@ -174,11 +185,12 @@ class Service:
             return
         self._stopped = True
         self.health.stopping = True
-        self.notifier.stopping("draining in-flight records")
+        self.notifier.stopping(self._status())
         for receiver in self.receivers:
             receiver.pause()
         drain = self.config.service.drain_timeout_ms / 1000
         await self.writer.stop(drain)
+        self._drained = True
         for receiver in reversed(self.receivers):
             await receiver.stop()
         for task in self._tasks:
@@ -228,10 +240,20 @@ class Service:
             for problem in exc.problems:
                 log.error("reload refused: configuration problem", config=str(problem))
             self.telemetry.config_reloads.labels("failed").inc()
-            self.notifier.ready(self.status_line())
+            self.notifier.ready(self._status())
             return False
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
+        self._stand_ins, stale = stale_stand_ins(self._stand_ins, new.stand_ins)
+        for stand_in in stale:
+            # systemd copied the credential at start: this reload read the old copy again
+            log.warning(
+                "file changed since the service started, but its systemd credential is "
+                "copied only at start and still holds the old content, which stays in use: "
+                "restart the service (systemctl restart cdr-collector) to load it",
+                key=stand_in.key,
+                path=stand_in.configured,
+            )
         # regions of clients, sources and senders change with their sections
         redactor = Redactor(new.privacy, self._number_unusable, new.source_regions())
         redactor.erased = self.redactor.erased
@@ -256,7 +278,7 @@ class Service:
             sources=len(new.sip.sources) if new.sip else 0,
             keys=len(new.privacy.keys),
         )
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(self._status())
         return True
 
     # --- background --------------------------------------------------------
@@ -270,14 +292,50 @@ class Service:
             self.health.spool_pending = self.spool.pending
 
     def status_line(self) -> str:
-        """One line for systemd's STATUS: database, spool, queue."""
+        """One line for systemd's STATUS= and the start and stop log lines: stopping or
+        stopped, the database as the writer last found it, the spool, the queue.
+
+        The database's state is the writer's (health), not whether a connection is
+        open at this moment: closing the connection at a stop is no outage.
+        """
         parts = []
+        if self.health.stopping:
+            parts.append("stopped" if self._drained else "stopping: draining in-flight records")
         if self.sink is not None:
-            parts.append("database up" if self.sink.up else "database DOWN")
+            parts.append("database up" if self.health.database_up else "database DOWN")
         if self.spool is not None:
-            parts.append(f"spool {self.spool.records} records")
-        parts.append(f"queue {self.writer.queued}")
+            full = ", FULL" if self.health.spool_full else ""
+            parts.append(f"spool {self.spool.records} records{full}")
+        if not self._drained:
+            parts.append(f"queue {self.writer.queued}")
         return ", ".join(parts)
+
+    def _status(self) -> str:
+        """status_line(), remembered as the one systemd is being sent."""
+        self._last_status = self.status_line()
+        return self._last_status
+
+    def _state_changed(self) -> None:
+        """Health changed (database, spool, stopping): send systemd the new status soon.
+
+        Soon, not at once: the changes of one step of the writer (the spool
+        neither full nor empty any more) make one status, sent once the step
+        is done, and only when it differs from the last one sent.
+        """
+        if self._status_due or not self._started:
+            return  # before READY=1 there is nothing to update; READY carries the status
+        self._status_due = True
+        try:
+            asyncio.get_running_loop().call_soon(self._send_status)
+        except RuntimeError:  # no loop running (a caller outside the daemon): send now
+            self._send_status()
+
+    def _send_status(self) -> None:
+        self._status_due = False
+        line = self.status_line()
+        if line != self._last_status:
+            self._last_status = line
+            self.notifier.status(line)
 
     async def _retention_loop(self) -> None:
         assert self.config.database is not None

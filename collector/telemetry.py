@@ -1,6 +1,9 @@
 """Every metric the daemon exposes, defined once, and the HTTP endpoint serving them.
 
-All names carry the `cdr_collector_` prefix. Labels hold only configured
+The daemon's own names carry the `cdr_collector_` prefix; beside them stand
+the standard `process_*` (memory, CPU, descriptors, start time) and `python_*`
+(version, garbage collector) metrics every Prometheus client library exports
+under those names, which dashboards and alerts already know. Labels hold only configured
 names (listener, source) and small fixed vocabularies (outcome, reason): never
 a number, an IP address or anything taken from a packet. Hot paths bind label
 children once and keep them (`labels()` per packet costs more than the work).
@@ -22,7 +25,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -277,6 +283,10 @@ class Telemetry:
         )
         self.udp_drops = _UdpDrops()
         r.register(self.udp_drops)
+        # read at scrape time (/proc/self, gc.get_stats()): nothing on the packet path
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.database_up.set(0)
 
     def exposition(self) -> bytes:
@@ -284,9 +294,19 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
+#: the states of Health whose change is reported at once (systemd's STATUS=)
+_REPORTED_STATES = frozenset({"database_up", "spool_full", "spool_pending", "stopping"})
+
+
 @dataclass
 class Health:
-    """What /readyz reports; the service fills it in."""
+    """What /readyz reports; the service fills it in.
+
+    Whoever changes one of the reported states (the database up or down, the
+    spool holding records or full, stopping) only assigns it; `on_change`,
+    when set, is then called, so the status systemd shows follows the state
+    at once instead of at the next watchdog ping.
+    """
 
     listeners_bound: bool = False
     database_configured: bool = True
@@ -297,6 +317,15 @@ class Health:
     spool_pending: bool = False
     stopping: bool = False
     details: dict[str, str] = field(default_factory=dict)
+    #: called after a reported state took a new value
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        changed = name in _REPORTED_STATES and self.__dict__.get(name, value) != value
+        object.__setattr__(self, name, value)
+        callback = self.__dict__.get("on_change")
+        if changed and callback is not None:
+            callback()
 
     def ready(self) -> bool:
         """Ready when listeners are bound and records have a durable place to go.

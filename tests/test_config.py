@@ -16,13 +16,18 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from collector import config
-from collector.config import ConfigError, Problem, load_config
+from collector.config import load_config
+from collector.formats.keys import parse_keys
+from collector.receivers.radius.config import RadiusClient
+from collector.receivers.sip.config import SipSource
+from collector.settings import ConfigError, Problem, defaults, options, schema_keys, sections
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "collector.toml"
 SECRET = "Sh4red-Secret-Value-77"
@@ -178,7 +183,7 @@ def test_keygen_rotate_puts_a_new_key_first_and_keeps_the_old(tmp_path: Path) ->
     # the clock (see the next test for what happens when ids collide)
     keys_file = tmp_path / "keys"
     keys_file.write_text(re.sub(r"^k\w+:", "k2000:", keys_file.read_text()))
-    old = config.parse_keys(keys_file.read_text())
+    old = parse_keys(keys_file.read_text())
     record = (tmp_path / "record-key").read_bytes()
     rotated = run_cli("keygen", "--rotate", "--config", str(path))
     assert rotated.returncode == 0, rotated.stderr
@@ -977,8 +982,50 @@ def _example_keys() -> set[tuple[str, str]]:
 
 
 def test_the_example_documents_every_key_and_only_those() -> None:
-    accepted = {(table, key) for table, keys in config.SECTION_KEYS.items() for key in keys}
+    """The keys the schemas accept are derived from their fields: an option declared in a
+    schema and missing from the example, or documented and not declared, fails here."""
+    accepted = set(schema_keys(config.Config))
+    assert ("radius.clients", "secret_file") in accepted  # a key read by a field's own reader
+    assert ("", "json") in accepted and ("json", "allowed") in accepted
     assert _example_keys() == accepted
+
+
+def _schema_defaults(schema: type, table: str) -> dict[tuple[str, str], Any]:
+    """(table, key) -> default of every plain option that has one (not required ones, not
+    arrays of tables, not options read by their own function)."""
+    found: dict[tuple[str, str], Any] = {}
+    fallback = defaults(schema)
+    for name, rules, _ in options(schema):
+        if (
+            rules.read is None
+            and rules.noun is None
+            and rules.required is None
+            and name in fallback
+        ):
+            found[table, rules.key] = fallback[name]
+    return found
+
+
+def test_the_example_shows_the_default_of_every_option_that_has_one() -> None:
+    """The example says "every option, with its default": each option whose default is a
+    value is set there to exactly that value (an optional one, default None, is shown
+    commented out). A default changed in the schema only, or only in the example, fails."""
+    example = tomllib.loads(EXAMPLE.read_text())
+    expected: dict[tuple[str, str], Any] = {}
+    for name, schema, _, _ in sections(config.Config):
+        expected |= _schema_defaults(schema, name)
+    expected |= _schema_defaults(RadiusClient, "radius.clients")
+    expected |= _schema_defaults(SipSource, "sip.sources")
+    assert len(expected) > 40
+    for (table, key), default in expected.items():
+        where: Any = example
+        for part in table.split("."):
+            where = where[part][0] if isinstance(where[part], list) else where[part]
+        if default is None:
+            assert key not in where, (table, key)
+        else:
+            value = where[key]
+            assert (tuple(value) if isinstance(value, list) else value) == default, (table, key)
 
 
 def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from collector.traffic import AccountingClient, generic_attributes, make_calls
 from tests.daemon import (
     ROOT,
@@ -115,6 +117,119 @@ async def test_health_endpoints(tmp_path: Path, dsn: str) -> None:
             "cdr_collector_batch_commit_seconds_count",
         ):
             assert name in names
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A kB field of /proc/PID/status, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_metrics_carry_the_standard_process_and_python_metrics(tmp_path: Path) -> None:
+    """process_* under the names operators alert on, read from the daemon's own /proc."""
+    config = CollectorConfig(directory=tmp_path / "c", dsn=None)
+    with running_collector(config) as collector:
+        assert collector.process is not None
+        pid = collector.process.pid
+        metrics = collector.metrics()
+        rss = proc_status(pid, "VmRSS")
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        ticks = os.sysconf("SC_CLK_TCK")
+        started_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    resident = metrics["process_resident_memory_bytes"]
+    assert resident > 16 * 1024 * 1024  # an interpreter with asyncpg, aiohttp, phonenumbers
+    # read a moment apart, around one scrape: within a quarter of each other
+    assert abs(resident - rss) < rss / 4, (resident, rss)
+    assert metrics["process_virtual_memory_bytes"] >= resident
+    assert metrics["process_cpu_seconds_total"] > 0
+    # sockets, the spool, the log: as many as /proc lists, give or take the scrape's own
+    assert metrics["process_open_fds"] >= 5 and abs(metrics["process_open_fds"] - fds) <= 3
+    (soft,) = [line.split()[3] for line in limits.splitlines() if line.startswith("Max open files")]
+    assert metrics["process_max_fds"] == float(soft)
+    assert metrics["process_start_time_seconds"] == pytest.approx(
+        boot + started_ticks / ticks, abs=0.02
+    )
+    info = [key for key in metrics if key.startswith("python_info{")]
+    assert len(info) == 1 and f'version="{sys.version.split()[0]}"' in info[0]
+    assert metrics['python_gc_collections_total{generation="2"}'] >= 1  # settle_memory's
+    # the daemon's own names keep their prefix
+    others = {key.split("{")[0] for key in metrics} - {
+        key.split("{")[0] for key in metrics if key.startswith(("process_", "python_"))
+    }
+    assert others and all(name.startswith("cdr_collector_") for name in others), others
+
+
+def statuses(collector: Collector) -> list[str]:
+    """Every STATUS= the daemon sent on its notify socket so far, in order."""
+    if collector.process is not None and collector.process.poll() is None:
+        collector.poll_notifications()
+    return [
+        field.removeprefix("STATUS=")
+        for note in collector.notifications
+        for field in note.split("\n")
+        if field.startswith("STATUS=")
+    ]
+
+
+async def test_status_follows_the_state_at_once_and_a_clean_stop_is_no_outage(
+    tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS= changes with the database, the spool and the stop, not at the next watchdog
+    ping: there is no watchdog here at all, so every status after READY=1 comes from a change
+    of state. Closing the connection at SIGTERM is no database outage."""
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    async with pausable_proxy() as proxy:
+        config = CollectorConfig(directory=tmp_path / "c", dsn=proxy.dsn_for(dsn), log_level="info")
+        collector = Collector(config)
+        await collector.start_async()
+        try:
+            assert statuses(collector) == ["database up, spool 0 records, queue 0"]
+            await proxy.cut()
+            await wait_for(lambda: "database DOWN" in statuses(collector)[-1])
+            async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
+                assert await client.send(generic_attributes(make_calls(1, seed=3)[0]))
+            await wait_for(
+                lambda: statuses(collector)[-1] == "database DOWN, spool 1 records, queue 0"
+            )
+            await proxy.restore()
+            await wait_for(
+                lambda: statuses(collector)[-1] == "database up, spool 0 records, queue 0"
+            )
+            assert collector.notifications[-1] == "STATUS=database up, spool 0 records, queue 0"
+            assert await collector.stop_async() == 0
+            collector.poll_notifications()
+        finally:
+            collector.close()
+    sent = statuses(collector)
+    assert not any("WATCHDOG=1" in note for note in collector.notifications)
+    # the outage was told as it began and as it ended, the spool as it filled and drained
+    assert sent[:2] == [
+        "database up, spool 0 records, queue 0",
+        "database DOWN, spool 0 records, queue 0",
+    ]
+    assert "database DOWN, spool 1 records, queue 0" in sent
+    stopping = [note for note in collector.notifications if "STOPPING=1" in note]
+    assert stopping == [
+        "STOPPING=1\nSTATUS=stopping: draining in-flight records, database up, "
+        "spool 0 records, queue 0"
+    ]
+    after = sent[sent.index("database up, spool 0 records, queue 0", 2) :]
+    assert not any("DOWN" in status for status in after), sent
+    (stopped,) = [
+        json.loads(line)
+        for line in collector.log_text().splitlines()
+        if '"collector stopped"' in line
+    ]
+    assert stopped["state"] == "stopped, database up, spool 0 records"
+    assert await table_counts(dsn) == {"rows": 1, "keys": 1, "doubles": 0}
 
 
 def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path: Path, dsn: str) -> None:

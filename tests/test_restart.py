@@ -39,21 +39,16 @@ from typing import Any, cast
 import pytest
 import uvloop
 
-from collector.config import (
-    JsonConfig,
-    PrivacyConfig,
-    RadiusClient,
-    RadiusConfig,
-    ServiceConfig,
-    SipConfig,
-    SipSource,
-)
+from collector.config import PrivacyConfig, ServiceConfig
 from collector.model import StoredCdr
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import make_udp_socket
 from collector.receivers.json_cdr import JsonReceiver
+from collector.receivers.json_config import JsonConfig
 from collector.receivers.radius import codec
+from collector.receivers.radius.config import RadiusClient, RadiusConfig
 from collector.receivers.radius.receiver import RadiusReceiver
+from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.receiver import SipReceiver, make_tcp_socket
 from collector.sink.spool import Spool
 from collector.sink.writer import Ack, Writer

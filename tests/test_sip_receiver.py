@@ -23,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from collector.config import PrivacyConfig, ServiceConfig, SipConfig, SipSource
+from collector.config import PrivacyConfig, ServiceConfig
 from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
+from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
 from collector.receivers.sip.receiver import SipReceiver
 from collector.sink.writer import Ack, Writer

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from collector import config, systemd
+from collector.receivers.radius.config import RadiusConfig
+from collector.receivers.sip.config import SipConfig
 from collector.systemd import (
     Notifier,
     find_activated,
@@ -729,6 +731,6 @@ def test_service_matches_the_daemon() -> None:
 
 def test_socket_unit_matches_the_default_listeners() -> None:
     settings = unit_settings(SOCKET_UNIT)
-    defaults = [*config.RadiusConfig().listen, *config.SipConfig().listen]
+    defaults = [*RadiusConfig().listen, *SipConfig().listen]
     assert settings["ListenDatagram"] == defaults
     assert settings["Service"] == [SERVICE_UNIT.name]

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
-from collector.config import parse_host_port
+from collector.settings import parse_host_port
 
 _CIDR_CACHE_MAX = 10000
 

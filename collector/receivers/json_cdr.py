@@ -62,12 +62,13 @@ from urllib.parse import unquote, unquote_to_bytes
 from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from collector.config import JsonConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.numbers import Unusable, ascii_digits, read_dial, strip_uri
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable
+from collector.receivers.json_config import JsonConfig
+from collector.settings import parse_host_port
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
 from collector.vendors import freeswitch as freeswitch_vendor

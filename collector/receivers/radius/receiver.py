@@ -31,14 +31,15 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
-from collector.config import RadiusConfig, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import RecordKind
 from collector.pipeline.redact import Redactor
 from collector.receivers.addresses import ClientTable, grow_receive_buffer, make_udp_socket
 from collector.receivers.radius import codec
+from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR
 from collector.receivers.radius.profiles import Context, NotACall, interpret
+from collector.settings import parse_host_port
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
 

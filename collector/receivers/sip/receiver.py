@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from collector.config import SipConfig, SipSource, parse_host_port
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, RecordKind
 from collector.pipeline.redact import Redactor
@@ -40,6 +39,7 @@ from collector.receivers.addresses import (
     grow_receive_buffer,
     make_udp_socket,
 )
+from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import (
     HEP_HEADER_BYTES,
@@ -52,6 +52,7 @@ from collector.receivers.sip.hep import (
     hep_frame_length,
 )
 from collector.receivers.sip.message import SipError, parse_sip
+from collector.settings import parse_host_port
 from collector.sink.writer import Writer
 from collector.telemetry import Telemetry
 
