@@ -1,12 +1,13 @@
 """Builds the daemon from a Config and runs it: sink, then pipeline, then receivers.
 
 Start order is downstream first (the writer can take records before any
-listener is open); stop order is the reverse: listeners stop taking packets,
-the writer drains what is in flight to PostgreSQL or the spool and fires its
-acknowledgements (responses still go out on the open sockets), then the
-sockets close. Signals only set events; `run()` reacts to them. Start-up
-fails fast with a clear error; after start-up nothing a packet does can stop
-the service.
+listener is open); stop order is the reverse: listeners stop reading (what
+arrives stays queued in the kernel, for the next process when systemd holds
+the sockets), the writer drains what is in flight to PostgreSQL or the spool
+and fires its acknowledgements (responses still go out, through duplicates
+of the sockets), then the sockets close. Signals only set events; `run()`
+reacts to them. Start-up fails fast with a clear error; after start-up
+nothing a packet does can stop the service.
 """
 
 from __future__ import annotations

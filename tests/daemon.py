@@ -1,7 +1,8 @@
 """Run the real daemon for tests: `running_collector()` starts `cdr-collector run` as a
 child process on free local ports and waits for its READY=1 on a notify socket,
 exactly as systemd would. The handle exposes its ports, its metrics, its log
-file, and stop (SIGTERM) / kill (SIGKILL) / restart.
+file, and stop (SIGTERM) / kill (SIGKILL) / restart. Given sockets the test
+owns, it starts the daemon on them as socket activation does (`activation`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import os
 import random
 import signal
@@ -163,16 +165,53 @@ class CollectorConfig:
         return path
 
 
+@contextlib.contextmanager
+def activation(
+    files: Sequence[int], names: str | None = None, listen_pid: str = "$$"
+) -> Iterator[tuple[list[str], list[int], dict[str, str]]]:
+    """How systemd starts a socket-activated program: (command prefix, descriptors to
+    pass, environment to add).
+
+    The prefix is a shell that moves the descriptors to 3, 4, ... and sets
+    LISTEN_PID to its own pid just before it execs the program (so it is the
+    pid the program runs as); LISTEN_FDS and LISTEN_FDNAMES go in the
+    environment. The same sockets stay open here, as systemd keeps its copy
+    across a restart of the service.
+    """
+    # Park the descriptors above 3 + len(files) first, so moving one into place
+    # never overwrites another that still has to move.
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 20) for fd in files]
+    try:
+        moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(parked))
+        closes = " ".join(f"{fd}<&-" for fd in parked)
+        script = f'exec {moves} {closes}; LISTEN_PID={listen_pid} exec "$@"'
+        env = {"LISTEN_FDS": str(len(files))}
+        if names is not None:
+            env["LISTEN_FDNAMES"] = names
+        yield ["/bin/bash", "-c", script, "bash"], parked, env
+    finally:
+        for fd in parked:
+            os.close(fd)
+
+
 class Collector:
     """A daemon process under test.
 
     `wrapper` is a command the daemon runs under (a tracer such as strace,
     ending in "--"): `process` is then the wrapper, and `daemon_pid` the daemon.
+    `activated` are sockets the test owns and hands to every process it starts
+    (`start`, and `start` again after a stop), as systemd's socket unit does.
     """
 
-    def __init__(self, config: CollectorConfig, wrapper: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        wrapper: Sequence[str] = (),
+        activated: Sequence[socket.socket] = (),
+    ) -> None:
         self.config = config
         self.wrapper = tuple(wrapper)
+        self.activated = tuple(activated)
         self.config_path = config.render()
         self.log_path = config.directory / "collector.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -229,26 +268,33 @@ class Collector:
     def _spawn(self) -> None:
         self.poll_notifications()
         self.notifications.clear()
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
         env["NOTIFY_SOCKET"] = str(self.notify_path)
         env.pop("CDR_COLLECTOR_DSN", None)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
-        self.process = subprocess.Popen(
-            [
-                *self.wrapper,
-                sys.executable,
-                "-m",
-                "collector",
-                "run",
-                "--config",
-                str(self.config_path),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-        log.close()
+        command = [
+            *self.wrapper,
+            sys.executable,
+            "-m",
+            "collector",
+            "run",
+            "--config",
+            str(self.config_path),
+        ]
+        with (
+            activation([s.fileno() for s in self.activated]) as (prefix, passed, listen),
+            open(self.log_path, "ab") as log,
+        ):
+            if self.activated:
+                command = [*prefix, *command]
+                env.update(listen)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                pass_fds=passed,
+            )
 
     @property
     def daemon_pid(self) -> int:

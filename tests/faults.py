@@ -1,5 +1,6 @@
 """Faults the tests cause for real: a TCP proxy in front of PostgreSQL that can
-be cut (every connection reset, new ones refused) and restored, a lock that
+be cut (every connection reset, new ones refused) and restored, or hung (nothing
+answers, nothing is refused) and resumed, a lock that
 holds the daemon's commits at a moment the test can see, and helpers to count
 what reached the table.
 """
@@ -16,7 +17,14 @@ from tests.daemon import connected, free_port
 
 
 class PausableProxy:
-    """Forwards 127.0.0.1:<port> to PostgreSQL until `cut()`, again after `restore()`."""
+    """Forwards 127.0.0.1:<port> to PostgreSQL until `cut()`, again after `restore()`.
+
+    `hang()` is a database that stops answering without refusing anything (a
+    stopped process, a saturated disk): connections are still accepted and
+    what is sent is taken, but nothing goes on in either direction until
+    `resume()`, when what was held is delivered as a database waking up would
+    read it (a commit sent before the hang may then still happen).
+    """
 
     def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
         self.upstream = upstream
@@ -24,6 +32,10 @@ class PausableProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        #: bytes taken from either side while hung (a commit in flight shows here)
+        self.held_bytes = 0
 
     async def start(self) -> None:
         """Listen and forward."""
@@ -54,15 +66,28 @@ class PausableProxy:
         """Accept connections again."""
         await self.start()
 
+    def hang(self) -> None:
+        """Stop forwarding anything, on open connections and new ones; refuse nothing."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again, beginning with what was held."""
+        self._flowing.set()
+
     async def close(self) -> None:
         """Stop for good."""
         await self.cut()
+        self._flowing.set()  # connections held by a hang find the proxy closed
 
     def dsn_for(self, dsn: str) -> str:
         """`dsn` rewritten to go through the proxy."""
         return dsn.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
+        if self._server is None:  # cut or closed while this connection waited
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -82,10 +107,12 @@ class PausableProxy:
                 with contextlib.suppress(OSError, RuntimeError):
                     w.close()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    self.held_bytes += len(data)
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -4,7 +4,6 @@ activation with real inherited descriptors, and the unit files as systemd reads 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from collector.systemd import (
     listen_fds_with_names,
     run_watchdog,
 )
+from tests.daemon import activation
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICE_UNIT = REPO / "systemd" / "cdr-collector.service"
@@ -402,23 +402,14 @@ print(json.dumps(report))
 
 
 def run_activated(files: list[int], names: str | None, listen_pid: str = "$$") -> dict[str, object]:
-    """Start a child the way systemd does: descriptors at 3, 4, ...; LISTEN_PID set
-    by the process itself just before it execs the program (so it is the pid the
-    program runs as); LISTEN_FDS and LISTEN_FDNAMES in its environment."""
-    # Park the descriptors above 3 + len(files) first, so moving one into place
-    # never overwrites another that still has to move.
-    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 20) for fd in files]
-    try:
-        moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(parked))
-        script = f'exec {moves}; LISTEN_PID={listen_pid} exec "$0" -c "$1"'
+    """Start a child the way systemd does (see tests.daemon.activation) and return its report."""
+    with activation(files, names, listen_pid) as (prefix, passed, listen):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
-        env["LISTEN_FDS"] = str(len(files))
+        env.update(listen)
         env["PYTHONPATH"] = str(REPO)
-        if names is not None:
-            env["LISTEN_FDNAMES"] = names
         done = subprocess.run(
-            ["/bin/bash", "-c", script, sys.executable, CHILD],
-            pass_fds=parked,
+            [*prefix, sys.executable, "-c", CHILD],
+            pass_fds=passed,
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -426,9 +417,6 @@ def run_activated(files: list[int], names: str | None, listen_pid: str = "$$") -
             timeout=30,
             check=False,
         )
-    finally:
-        for fd in parked:
-            os.close(fd)
     assert done.returncode == 0, done.stderr
     report: dict[str, object] = json.loads(done.stdout)
     return report

@@ -30,6 +30,12 @@ reason naming the field). A request with `Expect: 100-continue` that would
 be refused gets that answer before its body is sent. A connection has
 `header_timeout_ms` to deliver a request's headers and then
 `body_timeout_ms` for its body (408): aiohttp itself would wait for ever.
+Paused (the service is stopping), it reads no new request: the listener
+stops accepting (connections wait in the listen backlog, which socket
+activation keeps for the next process), an idle keep-alive connection is
+closed without reading what may wait on it (an HTTP client posts again on
+a new connection), and a request already being read or answered is
+finished, answered once its record is durable, with `Connection: close`.
 HTTP that aiohttp cannot parse is counted and logged once per interval,
 never with a traceback. It never echoes, logs or counts a value taken from
 a document: no number, address or URI reaches a response, a log line or a
@@ -41,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import re
@@ -614,7 +621,8 @@ class _Guard(asyncio.Protocol):
     event is passed on. Until a request's headers are complete (from the
     connection's opening, or the end of its previous request) a timer runs:
     past `header_timeout_ms` the connection is closed, counted malformed
-    when it had sent part of a request.
+    when it had sent part of a request. Between requests, with nothing of
+    the next one read, the connection is `idle`: that one a pause closes.
     """
 
     def __init__(self, receiver: JsonReceiver, serve: Callable[[], asyncio.Protocol]) -> None:
@@ -628,6 +636,10 @@ class _Guard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         receiver = self.receiver
         stream = cast(asyncio.Transport, transport)
+        if receiver.paused:
+            # accepted just before the listener closed: left unread, as the backlog is
+            stream.close()
+            return
         peer = stream.get_extra_info("peername")
         if not peer or receiver.networks.find(peer[0]) is None:
             receiver.count_forbidden()
@@ -663,6 +675,17 @@ class _Guard(asyncio.Protocol):
         if self.inner is not None:
             self.inner.connection_lost(exc)
             self.inner = None
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request of which nothing has been read yet."""
+        return self.timer is not None and not self.partial
+
+    def close(self) -> None:
+        """Close the connection now, reading nothing more from it."""
+        self.stop_waiting()
+        if self.transport is not None:
+            self.transport.close()
 
     def wait_for_headers(self) -> None:
         """Start the header timer (at the opening, and after each request)."""
@@ -707,6 +730,11 @@ class _GuardedSite(web.BaseSite):
     @property
     def name(self) -> str:
         return f"http://{self._host}:{self._port}"
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; open connections are left as they are."""
+        if self._server is not None:
+            self._server.close()
 
     async def start(self) -> None:
         await super().start()
@@ -792,6 +820,7 @@ class JsonReceiver:
         self.paused = False
         self._socket: socket.socket | None = None
         self._runner: web.AppRunner | None = None
+        self._site: _GuardedSite | None = None
         self._addresses: list[tuple[str, int]] = []
         self._limited = RateLimitedLog(log)
         self._counters: dict[tuple[str, str], Any] = {}
@@ -836,17 +865,25 @@ class JsonReceiver:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._site = site
         server = getattr(site, "_server", None)
         for sock in getattr(server, "sockets", None) or []:
             self._addresses.append(sock.getsockname()[:2])
 
     def pause(self) -> None:
-        """Refuse new CDRs (503, so the sender retries); those in flight still get answered."""
+        """Read no new request: stop accepting, close idle connections; requests being
+        read or answered are finished (see the module docstring)."""
         self.paused = True
+        if self._site is not None:
+            self._site.stop_accepting()
+        for guard in list(self.guards.values()):
+            if guard.idle:
+                guard.close()
 
     async def stop(self) -> None:
         """Close the listener and its connections. Idempotent; safe without start."""
         self.paused = True
+        self._site = None
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -907,12 +944,24 @@ class JsonReceiver:
     async def _header_timer(
         self, request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
-        """Stops the connection's header timer while a request is handled, restarts it after."""
+        """Stops the connection's header timer while a request is handled, restarts it
+        after its answer is written.
+
+        The answer is written here rather than after the middleware, so that
+        the connection is never idle (see `_Guard.idle`) while it still owes
+        one; paused, the answer closes the connection.
+        """
         guard = self.guards.get(request.transport) if request.transport is not None else None
         if guard is not None:
             guard.stop_waiting()
         try:
             response: web.StreamResponse = await handler(request)
+            if self.paused:
+                response.force_close()
+            # a client gone meanwhile is aiohttp's to notice, as for any answer
+            with contextlib.suppress(ConnectionError):
+                await response.prepare(request)
+                await response.write_eof()
             return response
         finally:
             if guard is not None:

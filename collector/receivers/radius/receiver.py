@@ -10,6 +10,14 @@ Accounting-Response is sent only when the writer reports the record durable
 that could not be recorded. The datagram handler never raises and never
 awaits; every drop is a counter and at most a rate-limited log line without
 addresses or numbers.
+
+Paused (the service is stopping), the receiver reads nothing more: each
+socket's transport is closed, so what arrives stays in the kernel's receive
+queue for the next process (socket activation keeps the socket open across a
+restart), and the answers of records still being made durable go out through
+a duplicate of the socket. Closing the transport is the one way to stop
+reading that every event loop offers (uvloop's UDP transport has no
+`pause_reading`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 from collector.logs import RateLimitedLog, get_logger
@@ -40,22 +49,75 @@ log = get_logger(__name__)
 _PENDING = b""
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, handler: Callable[[bytes, Any, asyncio.DatagramTransport], None]) -> None:
+class _Endpoint(asyncio.DatagramProtocol):
+    """One listening socket: requests in through the loop's transport, answers out.
+
+    `send` goes through the transport while it reads; once `stop_reading`
+    has closed it, through a duplicate of the socket (non-blocking `sendto`:
+    an answer the kernel cannot take at once is dropped, and the switch's
+    retransmission is answered by the next process, the record key keeping
+    it one row).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Callable[[bytes, Any, _Endpoint], None],
+        dropped: Callable[[], None],
+    ) -> None:
+        self.sock = sock
         self.handler = handler
+        self.dropped = dropped
         self.transport: asyncio.DatagramTransport | None = None
+        #: the socket answers leave by once the transport is closed
+        self.late: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.transport is not None:
-            self.handler(data, addr, self.transport)
+        self.handler(data, addr, self)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for responses to clients that went away: nothing to do
         pass
+
+    def send(self, data: bytes, addr: Any) -> None:
+        """Send one answer, whether or not this socket is still read."""
+        transport = self.transport
+        if transport is not None:
+            if not transport.is_closing():
+                transport.sendto(data, addr)
+            return
+        late = self.late
+        if late is not None:
+            try:
+                late.sendto(data, addr)
+            except OSError:  # full send buffer (EAGAIN) or a route gone: the switch resends
+                self.dropped()
+
+    def stop_reading(self) -> None:
+        """Read nothing more from the socket; later answers leave by a duplicate of it."""
+        transport, self.transport = self.transport, None
+        if transport is None:
+            return
+        try:
+            self.late = self.sock.dup()
+            self.late.setblocking(False)
+        except OSError:
+            pass  # out of descriptors: answers from now on are left to retransmissions
+        # the transport closes the socket it was given (uvloop detaches it): the duplicate stays
+        transport.close()
+
+    def close(self) -> None:
+        """Close the transport and the duplicate; nothing is sent after this."""
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.close()
+        late, self.late = self.late, None
+        if late is not None:
+            late.close()
 
 
 class RadiusReceiver:
@@ -79,7 +141,7 @@ class RadiusReceiver:
         self.listener = listener
         self.clients = ClientTable(config.clients)
         self.window = float(config.duplicate_window_s)
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._endpoints: list[_Endpoint] = []
         self._sockets: list[socket.socket] = []
         # request -> its response, or _PENDING while the record is not yet durable
         # (plain bytes values: a large cache adds nothing for the garbage collector)
@@ -88,7 +150,6 @@ class RadiusReceiver:
         self._counters: dict[tuple[str, str], Any] = {}
         self._limited = RateLimitedLog(log)
         self._sweeper: asyncio.Task[None] | None = None
-        self._paused = False
 
     # --- lifecycle ---------------------------------------------------------
     def bind(self, inherited: list[socket.socket] | None = None) -> None:
@@ -121,22 +182,23 @@ class RadiusReceiver:
         if not self._sockets:
             self.bind()
         for sock in self._sockets:
-            transport, _protocol = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self._handle), sock=sock
+            _transport, endpoint = await loop.create_datagram_endpoint(
+                partial(_Endpoint, sock, self._handle, self._answer_dropped), sock=sock
             )
-            self._transports.append(transport)
+            self._endpoints.append(endpoint)
         self._sweeper = asyncio.create_task(self._sweep(), name="radius-dup-sweeper")
 
     def pause(self) -> None:
-        """Stop taking new requests; responses for records in flight still go out."""
-        self._paused = True
+        """Read no more requests (they stay queued in the kernel); responses for records
+        in flight still go out."""
+        for endpoint in self._endpoints:
+            endpoint.stop_reading()
 
     async def stop(self) -> None:
         """Close the sockets. Idempotent; safe without start."""
-        self._paused = True
-        for transport in self._transports:
-            transport.close()
-        self._transports.clear()
+        for endpoint in self._endpoints:
+            endpoint.close()
+        self._endpoints.clear()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -163,18 +225,25 @@ class RadiusReceiver:
             )
         child.inc()
 
-    def _handle(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
+    def _answer_dropped(self) -> None:
+        # the record is durable: the switch's retransmission gets its answer from the
+        # next process, so this is no lost packet (nor a packets_total outcome)
+        self._limited.warning(
+            "response_dropped",
+            "response not sent while stopping: socket send buffer full",
+            listener=self.listener,
+        )
+
+    def _handle(self, data: bytes, addr: Any, endpoint: _Endpoint) -> None:
         try:
-            self._receive(data, addr, transport)
+            self._receive(data, addr, endpoint)
         except Exception as exc:  # noqa: BLE001 - the handler must survive anything a packet causes
             self._count("unknown", "malformed")
             self._limited.warning(
                 "radius_internal", "packet handling failed", error_class=type(exc).__name__
             )
 
-    def _receive(self, data: bytes, addr: Any, transport: asyncio.DatagramTransport) -> None:
-        if self._paused:
-            return
+    def _receive(self, data: bytes, addr: Any, endpoint: _Endpoint) -> None:
         arrival = time.monotonic()
         client = self.clients.find(addr[0])
         if client is None:
@@ -202,7 +271,7 @@ class RadiusReceiver:
         if cached is not None:
             self._count(source, "duplicate")
             if cached:
-                transport.sendto(cached, addr)
+                endpoint.send(cached, addr)
             return
         try:
             packet = codec.decode(data)
@@ -228,7 +297,7 @@ class RadiusReceiver:
                 codec.proxy_states(packet),
                 with_message_authenticator=True,
             )
-            self._answer(key, response, addr, transport)
+            self._answer(key, response, addr, endpoint)
             self._count(source, "accepted")
             return
         if not codec.accounting_request_ok(packet, secret):
@@ -253,7 +322,7 @@ class RadiusReceiver:
             if exc.reason == "unsupported_status_type":
                 # valid accounting we do not keep: answer so the switch stops resending
                 self._count(source, "unsupported")
-                self._answer(key, self._response(packet, secret), addr, transport)
+                self._answer(key, self._response(packet, secret), addr, endpoint)
             else:
                 self._count(source, "malformed")
                 self._limited.warning(
@@ -265,7 +334,7 @@ class RadiusReceiver:
             return
         row = self.redactor.redact(record, now)
         self._dups[key] = _PENDING
-        ack = self._acknowledger(key, packet, secret, addr, transport, source, arrival)
+        ack = self._acknowledger(key, packet, secret, addr, endpoint, source, arrival)
         if not self.writer.submit(row, ack):
             del self._dups[key]
             self._count(source, "overloaded")
@@ -291,12 +360,11 @@ class RadiusReceiver:
         key: tuple[Any, int, bytes],
         response: bytes,
         addr: Any,
-        transport: asyncio.DatagramTransport,
+        endpoint: _Endpoint,
     ) -> None:
         self._dups[key] = response
         self._expiry.append((time.monotonic() + self.window, key))
-        if not transport.is_closing():
-            transport.sendto(response, addr)
+        endpoint.send(response, addr)
 
     def _acknowledger(
         self,
@@ -304,7 +372,7 @@ class RadiusReceiver:
         packet: codec.Packet,
         secret: bytes,
         addr: Any,
-        transport: asyncio.DatagramTransport,
+        endpoint: _Endpoint,
         source: str,
         arrival: float,
     ) -> Callable[[bool], None]:
@@ -322,8 +390,7 @@ class RadiusReceiver:
             self._dups[key] = response
             now = time.monotonic()
             self._expiry.append((now + self.window, key))
-            if not transport.is_closing():
-                transport.sendto(response, addr)
+            endpoint.send(response, addr)
             self.telemetry.ack_latency.observe(now - arrival)
             self._count(source, "accepted")
 

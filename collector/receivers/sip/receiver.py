@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hmac
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,10 @@ HOUSEKEEPING_INTERVAL_S = 1.0
 TCP_BACKLOG = 128
 #: the label of packets from an address no source owns
 UNKNOWN_SOURCE = "unknown"
+#: bytes taken per read when a HEP TCP connection is finished at pause
+_FINAL_READ_BYTES = 65536
+#: SO_LINGER on, zero seconds: closing sends a reset, not an end of stream
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 _now = datetime.now
 
@@ -138,22 +143,30 @@ class _HepStream(asyncio.Protocol):
         peer = stream.get_extra_info("peername")
         self.address = peer[0] if peer else ""
         receiver = self.receiver
-        source = None if receiver.paused else receiver.find_source(self.address)
+        source = receiver.find_source(self.address)
         if source is None:
-            if not receiver.paused:
-                receiver.count_unknown()
+            receiver.count_unknown()
             stream.abort()
             self.transport = None
             return
         if not receiver.admit_stream(self):
             stream.abort()
             self.transport = None
+            return
+        if receiver.paused:
+            # accepted just before the listener closed: served like those already open
+            self.finish()
 
     def data_received(self, data: bytes) -> None:
+        self.consume(data)
+
+    def consume(self, data: bytes) -> bool:
+        """Cut whole packets from what arrived and hand each on; False when the
+        connection was closed for what it carried."""
         receiver = self.receiver
         transport = self.transport
-        if transport is None or receiver.paused:
-            return
+        if transport is None:
+            return False
         now = self.last_active = time.monotonic()
         buffer = self.buffer
         started_empty = not buffer
@@ -171,12 +184,14 @@ class _HepStream(asyncio.Protocol):
                 if not receiver.stream_frame(frame, self.address):
                     transport.abort()  # the source is gone (reload): stop listening to it
                     buffer.clear()
-                    return
+                    self.transport = None
+                    return False
         except HepError as exc:
             receiver.count_broken_stream(self.address, exc.reason)
             transport.abort()
             buffer.clear()
-            return
+            self.transport = None
+            return False
         if offset:
             del buffer[:offset]
         if not buffer:
@@ -184,6 +199,51 @@ class _HepStream(asyncio.Protocol):
         elif offset or started_empty:
             self.frame_started = now  # a new packet began in this read
         # else the same partial packet goes on: its start stays where it was
+        return True
+
+    def finish(self) -> None:
+        """Take what the peer has sent so far, then close (the receiver is pausing).
+
+        The bytes the kernel already holds for this connection are read at
+        once, through a duplicate of its socket (a loop-agnostic read: no
+        transport is asked to), and their packets handed on like any others.
+        A peer whose end of stream was among them is closed cleanly; one that
+        may still be sending is reset, so that its next write fails at once
+        and it connects again: the new connection waits in the listen backlog
+        for the next process. Nothing it sent is read and thrown away; what
+        comes after the reset is never taken.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        raw = transport.get_extra_info("socket")
+        ended = False
+        try:
+            copy = socket.fromfd(raw.fileno(), raw.family, raw.type)
+        except (OSError, AttributeError):
+            transport.abort()  # no descriptor to read by: the peer learns by the reset
+            self.transport = None
+            return
+        with copy:
+            try:
+                while True:
+                    data = copy.recv(_FINAL_READ_BYTES, socket.MSG_DONTWAIT)
+                    if not data:
+                        ended = True
+                        break
+                    if not self.consume(data):
+                        return
+            except OSError:
+                pass  # nothing more queued (EAGAIN), or the peer reset it already
+            if not ended:
+                with contextlib.suppress(OSError):
+                    copy.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.buffer.clear()  # a packet cut short by the close: the peer never finished it
+        if ended:
+            transport.close()
+        else:
+            transport.abort()
+        self.transport = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.receiver.forget_stream(self)
@@ -311,10 +371,22 @@ class SipReceiver:
         self._housekeeper = asyncio.create_task(self._housekeeping(), name="sip-housekeeping")
 
     def pause(self) -> None:
-        """Stop taking packets and connections; the tracker stops closing dialogs."""
+        """Read nothing more; the tracker stops closing dialogs.
+
+        The UDP transports close, so datagrams that arrive stay in the kernel's
+        receive queue; the TCP listeners close, so new connections wait in the
+        listen backlog (systemd's copy of the sockets keeps both for the next
+        process). Open TCP connections are finished: what they sent so far is
+        taken, then they are closed (see `_HepStream.finish`).
+        """
         self.paused = True
         for server in self._servers:
             server.close()
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+        for stream in list(self.streams):
+            stream.finish()
 
     async def stop(self) -> None:
         """Close every socket and connection. Idempotent; safe without start.
@@ -491,8 +563,6 @@ class SipReceiver:
 
     def _datagram(self, data: bytes, addr: Any) -> None:
         """UDP: find the source, then handle the packet; never raises."""
-        if self.paused:
-            return
         try:
             source = self._find(addr[0])
             if source is None:
