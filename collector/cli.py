@@ -285,7 +285,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
 #: how a running daemon comes to use a rotated key (keygen --rotate prints it)
 ROTATED_HINT = (
     "a running daemon uses the new key after `systemctl restart cdr-collector` when its unit "
-    "hands the key file over with LoadCredential= (copied only at start), "
+    "hands the key file over with LoadCredential= (systemd copies credentials when the "
+    "service starts; systemd 252 also at `systemctl reload`), "
     "else after SIGHUP (`systemctl reload cdr-collector`, `kill -HUP`)"
 )
 
