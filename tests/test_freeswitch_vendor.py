@@ -2,7 +2,7 @@
 
 FreeSWITCH reports a leg with mod_radius_cdr (Freeswitch-Hangupcause, a
 number) and with mod_json_cdr (hangup_cause, a name, and hangup_cause_q850).
-For every cause in `collector.vendors.freeswitch.CAUSES`, the test sends the
+For every cause in `collector.vendors.freeswitch.causes.CAUSES`, the test sends the
 same leg both ways to one real daemon: a Stop through FreeRADIUS's radclient
 (real UDP, answers verified; a cause FreeSWITCH 1.10.8 renumbered goes once
 more with its earlier number) and a document POSTed over real HTTP. Each
@@ -35,7 +35,12 @@ import asyncpg
 import pytest
 
 from collector.pipeline.outcome import CAUSE_NORMAL_CLEARING
-from collector.vendors.freeswitch import CAUSES, REQUEST_TERMINATED, HangupCause, cause_of_number
+from collector.vendors.freeswitch.causes import (
+    CAUSES,
+    REQUEST_TERMINATED,
+    HangupCause,
+    cause_of_number,
+)
 from tests.conftest import ADMIN_DSN, dsn_for, require_program
 from tests.daemon import SECRET, CollectorConfig, free_port, running_collector
 from tests.test_json_cdr import SOURCE, json_section
@@ -342,7 +347,7 @@ SWITCH_CAUSES: dict[str, tuple[int, int | None]] = {
     "REJECT_ALL": (825, None),
 }
 
-#: the decisions collector.vendors.freeswitch documents for FreeSWITCH's own causes:
+#: the decisions collector.vendors.freeswitch.causes documents for FreeSWITCH's own causes:
 #: name -> (disconnect_cause, sip_code of an unanswered leg, answered when nothing shows)
 OWN_CAUSE_DECISIONS: dict[str, tuple[int | None, int | None, bool | None]] = {
     "SUCCESS": (16, None, None),

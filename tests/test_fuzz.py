@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 from collector import traffic
 from collector.model import CallRecord
 from collector.pipeline.redact import Redactor
-from collector.receivers.json_cdr import JsonCdrError, decode_body, json_record
+from collector.receivers.json_body import decode_body
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
 from collector.receivers.radius.profiles import PROFILES, Context, NotACall, interpret
@@ -61,6 +61,7 @@ from collector.receivers.sip.hep import (
 from collector.receivers.sip.message import SIP_ERROR_REASONS, SipError, SipMessage, parse_sip
 from collector.telemetry import PACKET_OUTCOMES
 from collector.traffic import AccountingClient
+from collector.vendors.freeswitch.json_cdr import JsonCdrError, json_record
 from tests import fuzzing
 from tests.daemon import SECRET, Collector, CollectorConfig, connected, running_collector, wait_for
 from tests.test_json_cdr import json_config, post, url

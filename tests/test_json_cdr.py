@@ -26,7 +26,8 @@ import pytest
 
 from collector.config import PrivacyConfig
 from collector.pipeline.redact import Redactor
-from collector.receivers.json_cdr import JsonCdrError, decode_body, json_record
+from collector.receivers.json_body import decode_body
+from collector.vendors.freeswitch.json_cdr import JsonCdrError, json_record
 from tests.conftest import require_program
 from tests.daemon import (
     Collector,

@@ -23,6 +23,8 @@ from collector.receivers.radius import codec, profiles
 from collector.receivers.radius import dictionary as d
 from collector.receivers.radius.codec import Packet
 from collector.receivers.radius.profiles import Context, NotACall
+from collector.vendors import cisco
+from collector.vendors.freeswitch import radius_cdr as freeswitch_radius
 
 SECRET = b"profile-secret"
 ARRIVAL = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -246,7 +248,7 @@ def test_cisco_unknown_time_zone_falls_back_to_session_time() -> None:
     ],
 )
 def test_parse_cisco_timestamp(text: str, expected: datetime, flagged: bool) -> None:
-    assert profiles.parse_cisco_timestamp(text) == (expected, flagged)
+    assert cisco.parse_timestamp(text) == (expected, flagged)
 
 
 @pytest.mark.parametrize(
@@ -265,7 +267,7 @@ def test_parse_cisco_timestamp(text: str, expected: datetime, flagged: bool) -> 
     ],
 )
 def test_parse_cisco_timestamp_refuses_what_it_cannot_read(text: str) -> None:
-    parsed, _flag = profiles.parse_cisco_timestamp(text)
+    parsed, _flag = cisco.parse_timestamp(text)
     assert parsed is None
 
 
@@ -363,13 +365,13 @@ def test_freeswitch_callstartdate_is_the_setup_stamp() -> None:
     ],
 )
 def test_freeswitch_offsets_in_every_form(text: str) -> None:
-    assert profiles.parse_freeswitch_time(text) == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert freeswitch_radius.parse_time(text) == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def test_freeswitch_negative_half_hour_offset_as_mod_radius_cdr_prints_it() -> None:
     # mod_radius_cdr prints "%+03d%02d" of (gmtoff / 3600, gmtoff % 3600) in C:
     # at -03:30 (Newfoundland) that is -3 and -1800, so the text reads "-03-1800"
-    parsed = profiles.parse_freeswitch_time("2024-05-01T08:30:00.000000-03-1800")
+    parsed = freeswitch_radius.parse_time("2024-05-01T08:30:00.000000-03-1800")
     assert parsed == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -638,14 +640,14 @@ def freeswitch_times(draw: st.DrawFn) -> str:
 @HOSTILE
 @given(st.one_of(cisco_times(), st.text(max_size=40)))
 def test_parse_cisco_timestamp_never_raises(text: str) -> None:
-    parsed, _flag = profiles.parse_cisco_timestamp(text)
+    parsed, _flag = cisco.parse_timestamp(text)
     assert parsed is None or parsed.utcoffset() == timedelta(0)
 
 
 @HOSTILE
 @given(st.one_of(freeswitch_times(), st.text(max_size=40)))
 def test_parse_freeswitch_time_never_raises(text: str) -> None:
-    parsed = profiles.parse_freeswitch_time(text)
+    parsed = freeswitch_radius.parse_time(text)
     assert parsed is None or parsed.utcoffset() == timedelta(0)
 
 
@@ -658,7 +660,7 @@ def test_parse_freeswitch_time_never_raises(text: str) -> None:
     ],
 )
 def test_cisco_timestamp_outside_the_calendar_is_refused_not_raised(text: str) -> None:
-    assert profiles.parse_cisco_timestamp(text)[0] is None
+    assert cisco.parse_timestamp(text)[0] is None
 
 
 @pytest.mark.parametrize(
@@ -670,7 +672,7 @@ def test_cisco_timestamp_outside_the_calendar_is_refused_not_raised(text: str) -
     ],
 )
 def test_freeswitch_time_outside_the_calendar_is_refused_not_raised(text: str) -> None:
-    assert profiles.parse_freeswitch_time(text) is None
+    assert freeswitch_radius.parse_time(text) is None
 
 
 def test_flagged_cisco_clock_with_absurd_dates_does_not_break_the_profile() -> None:
@@ -691,7 +693,7 @@ def test_flagged_cisco_clock_with_absurd_dates_does_not_break_the_profile() -> N
     record = profiles.cisco(packet_of(attributes), ctx())  # shifting must not overflow
     assert record.clock_unsynced is True
     assert record.disconnect_time is not None
-    assert abs(record.disconnect_time - ARRIVAL) <= profiles.UNSYNCED_TOLERANCE
+    assert abs(record.disconnect_time - ARRIVAL) <= cisco.UNSYNCED_TOLERANCE
 
 
 _NUMBERS = [
@@ -906,12 +908,12 @@ def test_event_timestamp_text_that_is_no_time_falls_back_to_arrival(text: str) -
     ],
 )
 def test_cisco_zone_name_spelling_its_offset(zone: str, utc: datetime) -> None:
-    assert profiles.parse_cisco_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (utc, False)
+    assert cisco.parse_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (utc, False)
 
 
 @pytest.mark.parametrize("zone", ["GMT+15", "UTC-13", "GMT+5:75", "GMT+", "GMTX4"])
 def test_cisco_zone_name_spelling_no_offset_in_use(zone: str) -> None:
-    assert profiles.parse_cisco_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (None, False)
+    assert cisco.parse_timestamp(f"12:00:00.000 {zone} Wed Jul 1 2026") == (None, False)
 
 
 def cisco_stop_in_zone(
@@ -1132,7 +1134,7 @@ def test_freeswitch_offsets_as_the_32_byte_buffer_leaves_them(gmtoff: int, print
     utc = datetime(2024, 5, 1, 12, 0, 1, 250000, tzinfo=UTC)
     text = mod_radius_cdr_date(utc, gmtoff)
     assert text.endswith(printed)
-    assert profiles.parse_freeswitch_time(text) == utc
+    assert freeswitch_radius.parse_time(text) == utc
 
 
 @pytest.mark.parametrize(
@@ -1140,7 +1142,7 @@ def test_freeswitch_offsets_as_the_32_byte_buffer_leaves_them(gmtoff: int, print
     ["2024-05-01T08:30:00.000000-03-3", "2024-05-01T08:30:00.000000-03-18"],
 )
 def test_freeswitch_cut_offsets_that_cannot_be(text: str) -> None:
-    assert profiles.parse_freeswitch_time(text) is None
+    assert freeswitch_radius.parse_time(text) is None
 
 
 def freeswitch_leg(status: int, start: str, extra: bytes = b"") -> bytes:

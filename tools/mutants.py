@@ -67,8 +67,13 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "logs": ("collector/logs.py", ("tests/test_logs.py", "tests/test_privacy.py")),
     "freeswitch": (
-        "collector/vendors/freeswitch.py",
+        "collector/vendors/freeswitch/causes.py",
         ("tests/test_freeswitch_vendor.py", "tests/test_profiles.py", "tests/test_json_cdr.py"),
+    ),
+    "cisco": ("collector/vendors/cisco.py", ("tests/test_profiles.py",)),
+    "kamailio": (
+        "collector/vendors/kamailio.py",
+        ("tests/test_profiles.py", "tests/test_kamailio_e2e.py"),
     ),
 }
 

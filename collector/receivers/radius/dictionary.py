@@ -1,7 +1,8 @@
 """Attribute numbers the daemon understands: RFC 2865/2866/2869, Cisco, FreeSWITCH, Kamailio.
 
-Only the numbers, as facts from the protocol and vendor dictionaries; the
-meaning each profile gives them lives in `profiles.py`. Nothing here is
+Only the numbers, as facts from the protocol and vendor dictionaries; how
+each profile reads them lives in `profiles.py`, what a vendor's values mean
+in `collector.vendors`. Nothing here is
 loaded from files at run time, so a packet never depends on a dictionary
 being installed.
 """

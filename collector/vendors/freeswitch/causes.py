@@ -4,8 +4,8 @@ FreeSWITCH ends every channel with a `switch_call_cause_t`: the Q.850 causes
 under their own numbers (1 to 127), and causes of its own above 127. It
 reports the cause by number over RADIUS (mod_radius_cdr's
 Freeswitch-Hangupcause) and by name over HTTP (mod_json_cdr's
-`hangup_cause`, beside `hangup_cause_q850`). Both receivers look the cause up
-here and call `leg_end`, so one call is stored with one disconnect_cause,
+`hangup_cause`, beside `hangup_cause_q850`). Both transports look the cause
+up here and call `leg_end`, so one call is stored with one disconnect_cause,
 sip_code and answered whichever way it came. This module must never depend
 on the transport: a rule that only one receiver applies is the bug it exists
 to prevent.
