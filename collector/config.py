@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from collector.credentials import StandIn
 from collector.formats.keys import parse_keys, parse_record_key
 from collector.formats.rate_deck import parse_rate_deck
+from collector.receivers.files.config import FilesConfig
 from collector.receivers.json_config import JsonConfig
 from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.sip.config import SipConfig
@@ -236,6 +237,7 @@ class Config:
     radius: RadiusConfig | None = section(receiver=True)
     sip: SipConfig | None = section(receiver=True)
     json: JsonConfig | None = section(receiver=True)
+    files: FilesConfig | None = section(receiver=True)
     #: things that work but deserve attention (a secret file others can read)
     warnings: tuple[Problem, ...] = ()
     #: private files taken to be the running service's credentials without being read

@@ -40,6 +40,7 @@ class Protocol(enum.StrEnum):
     RADIUS = "radius"
     SIP = "sip"
     JSON = "json"
+    FILE = "file"
 
 
 @dataclass(slots=True, repr=False)

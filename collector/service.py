@@ -17,12 +17,14 @@ import contextlib
 import gc
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from aiohttp import web
 
 from collector.config import Config, load_config
 from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
+from collector.model import CallRecord
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver
@@ -37,7 +39,7 @@ from collector.sink.postgres import (
     open_admin_connection,
 )
 from collector.sink.spool import Spool
-from collector.sink.writer import Writer
+from collector.sink.writer import Ack, Writer
 from collector.systemd import Notifier, listen_fds, run_watchdog
 from collector.telemetry import Health, Telemetry, metrics_app
 
@@ -64,6 +66,26 @@ def settle_memory() -> None:
 #: how often the erasure tags are read again (an erasure takes effect on
 #: pseudonyms at once; the tags only matter after a key rotation)
 ERASURES_REFRESH_S = 30.0
+
+
+class _Intake:
+    """Redact and submit, for the file receiver: its records' next consumer."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._setting_aside: set[asyncio.Task[None]] = set()
+
+    def accept(self, record: CallRecord, received_at: datetime, ack: Ack | None = None) -> bool:
+        """Redact one record and hand it to the writer; False when its queue is full."""
+        service = self.service
+        return service.writer.submit(service.redactor.redact(record, received_at), ack)
+
+    def refuse(self, record: CallRecord, received_at: datetime) -> None:
+        """Keep a record that cannot be stored, redacted, with the rejected rows."""
+        row = self.service.redactor.redact(record, received_at)
+        task = asyncio.create_task(self.service.writer.set_aside(row))
+        self._setting_aside.add(task)
+        task.add_done_callback(self._setting_aside.discard)
 
 
 class Service:
@@ -165,6 +187,11 @@ class Service:
             json_receiver = JsonReceiver(cfg.json, self.redactor, self.writer, self.telemetry)
             json_receiver.bind(inherited)
             found.append(json_receiver)
+        if cfg.files is not None:
+            from collector.receivers.files.receiver import FilesReceiver
+
+            files = FilesReceiver(cfg.files, _Intake(self), self.telemetry)
+            found.append(cast(Receiver, files))  # it reaches the redactor through its intake
         return found
 
     async def _start_metrics(self, listen: str) -> None:

@@ -342,16 +342,22 @@ class Writer:
         self._limited.warning(
             "rejected", "database rejected a record", error=str(error), source=row.source
         )
-        if self.spool is not None:
-            # keep it (already redacted) for the operator instead of losing it
-            path = self.spool.directory / f"rejected-{datetime.now(UTC):%Y%m%d}.json"
-            try:
-                await asyncio.to_thread(_append_rejected, path, row)
-            except OSError as exc:
-                self._limited.warning(
-                    "rejected_file", "rejected record not kept", error=type(exc).__name__
-                )
+        await self.set_aside(row)
         self._fire(batch, True)
+
+    async def set_aside(self, row: StoredCdr) -> None:
+        """Keep a row that will not be stored (the database refused it, or its input could
+        not be read whole), already redacted, in the spool directory's rejected-YYYYMMDD.json
+        for the operator instead of losing it; retention and erase reach it there."""
+        if self.spool is None:
+            return
+        path = self.spool.directory / f"rejected-{datetime.now(UTC):%Y%m%d}.json"
+        try:
+            await asyncio.to_thread(_append_rejected, path, row)
+        except OSError as exc:
+            self._limited.warning(
+                "rejected_file", "rejected record not kept", error=type(exc).__name__
+            )
 
     # --- replay ------------------------------------------------------------
     async def _replay_step(self) -> None:

@@ -1,0 +1,1 @@
+"""The CDR file receiver: CSV files that switches drop into a directory (see `receiver`)."""
