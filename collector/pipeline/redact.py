@@ -19,7 +19,7 @@ from datetime import datetime
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan
-from collector.pipeline.plausible import max_age
+from collector.pipeline.plausible import MAX_DURATION_MS, max_age
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
 #: an account label that looks like a number, a URI or an address is not stored
@@ -254,7 +254,7 @@ class Redactor:
             setup_time=record.setup_time,
             connect_time=record.connect_time,
             disconnect_time=record.disconnect_time,
-            duration_ms=record.duration_ms,
+            duration_ms=_within(record.duration_ms, 0, MAX_DURATION_MS),
             answered=record.answered,
             disconnect_cause=_within(record.disconnect_cause, 0, 127),
             sip_code=_within(record.sip_code, 100, 699),
