@@ -21,13 +21,13 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.config import DatabaseConfig, ServiceConfig
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import StoredCdr
+from collector.pipeline.intake import Ack
 from collector.pipeline.outcome import outcome_of
 from collector.sink.postgres import PermanentError, PostgresSink, RetryableError, WriteResult
 from collector.sink.spool import Segment, Spool, SpoolFull, SpoolLayoutError, encode_rows
@@ -35,8 +35,6 @@ from collector.telemetry import Health, Telemetry
 
 log = get_logger(__name__)
 
-#: called once per record: True when it is durable, False when it is not (do not answer)
-Ack = Callable[[bool], None]
 
 #: rows per replay transaction
 REPLAY_BATCH_ROWS = 5000
