@@ -27,16 +27,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.config import PrivacyConfig, ServiceConfig
+from collector.config import PrivacyConfig
 from collector.model import StoredCdr
+from collector.pipeline.intake import Ack, Pipeline
 from collector.pipeline.redact import Redactor
 from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import HepPacket, decode_hep, encode_hep
 from collector.receivers.sip.message import parse_sip
 from collector.receivers.sip.receiver import SipReceiver
-from collector.sink.writer import Ack, Writer
-from collector.telemetry import Health, Telemetry
+from collector.telemetry import Telemetry
 
 SDP = (
     "v=0\r\no=- 2890844526 2890844526 IN IP4 198.51.100.7\r\ns=-\r\n"
@@ -172,11 +172,11 @@ def best_rate(label: str, work: Callable[[], int], count: int, runs: int) -> flo
     return rate
 
 
-class CountingWriter(Writer):
-    """Takes every record and stores nothing, so that only the receive path is measured."""
+class CountingSink:
+    """Takes every redacted row and stores nothing, so that only the receive path (up to
+    and including the intake's normalize and redact) is measured."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
-        super().__init__(ServiceConfig(), None, None, None, telemetry, Health())
+    def __init__(self) -> None:
         self.records = 0
 
     def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
@@ -253,8 +253,8 @@ async def udp_benchmark(rates: list[float], seconds: float) -> None:
         keys=(("b1", b"bench-pseudonym-key-0123456789ab"),), record_secret=b"r" * 32
     )
     config = SipConfig(listen=("127.0.0.1:0",), sources=(SipSource("bench", "127.0.0.1"),))
-    writer = CountingWriter(telemetry)
-    receiver = SipReceiver(config, Redactor(privacy), writer, telemetry)
+    writer = CountingSink()
+    receiver = SipReceiver(config, Pipeline(Redactor(privacy), writer.submit), telemetry)
     receiver.bind()
     await receiver.start()
     sock = receiver._udp_sockets[0]

@@ -145,8 +145,9 @@ async def run_demo(calls: int = 200, dsn: str | None = None, seed: int | None = 
         service = Service(config)
         await service.start()
         try:
-            assert service.radius is not None
-            host, port = service.radius.addresses[0]
+            radius = service.receiver("radius")
+            assert radius is not None
+            host, port = radius.addresses[0]
             print(
                 f"  daemon: RADIUS accounting on {host}:{port}, metrics on "
                 f"http://{service.metrics_address[0]}:{service.metrics_address[1]}/metrics"

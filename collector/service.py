@@ -15,20 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import socket
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 from aiohttp import web
 
-from collector.config import Config, load_config
+from collector.config import RECEIVERS, Config, load_config
 from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
-from collector.model import CallRecord
+from collector.pipeline.intake import Pipeline
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
-from collector.receivers import Receiver
-from collector.receivers.radius.receiver import RadiusReceiver
+from collector.receivers import Receiver, receiver_factory
 from collector.retention import purge
 from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
@@ -39,7 +36,7 @@ from collector.sink.postgres import (
     open_admin_connection,
 )
 from collector.sink.spool import Spool
-from collector.sink.writer import Ack, Writer
+from collector.sink.writer import Writer
 from collector.systemd import Notifier, listen_fds, run_watchdog
 from collector.telemetry import Health, Telemetry, metrics_app
 
@@ -68,26 +65,6 @@ def settle_memory() -> None:
 ERASURES_REFRESH_S = 30.0
 
 
-class _Intake:
-    """Redact and submit, for the file receiver: its records' next consumer."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self._setting_aside: set[asyncio.Task[None]] = set()
-
-    def accept(self, record: CallRecord, received_at: datetime, ack: Ack | None = None) -> bool:
-        """Redact one record and hand it to the writer; False when its queue is full."""
-        service = self.service
-        return service.writer.submit(service.redactor.redact(record, received_at), ack)
-
-    def refuse(self, record: CallRecord, received_at: datetime) -> None:
-        """Keep a record that cannot be stored, redacted, with the rejected rows."""
-        row = self.service.redactor.redact(record, received_at)
-        task = asyncio.create_task(self.service.writer.set_aside(row))
-        self._setting_aside.add(task)
-        task.add_done_callback(self._setting_aside.discard)
-
-
 class Service:
     """One running collector: its components and their lifecycle."""
 
@@ -104,7 +81,6 @@ class Service:
         self._last_status: str | None = None
         self._status_due = False
         self._limited = RateLimitedLog(log)
-        self.redactor = Redactor(config.privacy, self._number_unusable, config.source_regions())
         self._erasures_wakeup = asyncio.Event()
         self.sink = (
             PostgresSink(config.database, config.privacy.retention_days)
@@ -119,7 +95,12 @@ class Service:
         self.writer = Writer(
             config.service, config.database, self.sink, self.spool, self.telemetry, self.health
         )
-        self.radius: RadiusReceiver | None = None
+        #: what every receiver hands its records to: normalize, redact, submit to the writer
+        self.intake = Pipeline(
+            Redactor(config.privacy, self._number_unusable, config.source_regions()),
+            self.writer.submit,
+            self.writer.set_aside,
+        )
         self.receivers: list[Receiver] = []
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -144,12 +125,10 @@ class Service:
             await self._load_shared_state()
         inherited = listen_fds()
         cfg = self.config
-        if cfg.radius is not None:
-            self.radius = RadiusReceiver(cfg.radius, self.redactor, self.writer, self.telemetry)
-            self.radius.bind(inherited)
-            self.receivers.append(self.radius)
-        for extra in self._other_receivers(inherited):
-            self.receivers.append(extra)
+        for name, section in cfg.receivers().items():
+            receiver = receiver_factory(RECEIVERS[name])(section, self.intake, self.telemetry)
+            self.receivers.append(receiver)
+            receiver.bind(inherited)
         for receiver in self.receivers:
             await receiver.start()
         if cfg.metrics is not None:
@@ -171,28 +150,17 @@ class Service:
         )
         self.notifier.ready(self._status())
 
-    def _other_receivers(self, inherited: list[socket.socket]) -> list[Receiver]:
-        """SIP and JSON receivers (optional sections)."""
-        found: list[Receiver] = []
-        cfg = self.config
-        if cfg.sip is not None:
-            from collector.receivers.sip.receiver import SipReceiver
+    @property
+    def redactor(self) -> Redactor:
+        """The intake's redactor (replaced on reload)."""
+        return self.intake.redactor
 
-            sip = SipReceiver(cfg.sip, self.redactor, self.writer, self.telemetry)
-            sip.bind(inherited)
-            found.append(sip)
-        if cfg.json is not None:
-            from collector.receivers.json_cdr import JsonReceiver
-
-            json_receiver = JsonReceiver(cfg.json, self.redactor, self.writer, self.telemetry)
-            json_receiver.bind(inherited)
-            found.append(json_receiver)
-        if cfg.files is not None:
-            from collector.receivers.files.receiver import FilesReceiver
-
-            files = FilesReceiver(cfg.files, _Intake(self), self.telemetry)
-            found.append(cast(Receiver, files))  # it reaches the redactor through its intake
-        return found
+    def receiver(self, section: str) -> Receiver | None:
+        """The running receiver of a configuration section ("radius", "sip", ...), if any."""
+        for receiver in self.receivers:
+            if receiver.section == section:
+                return receiver
+        return None
 
     async def _start_metrics(self, listen: str) -> None:
         host, port = parse_host_port(listen)
@@ -285,11 +253,11 @@ class Service:
         redactor = Redactor(new.privacy, self._number_unusable, new.source_regions())
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
-        self.redactor = redactor
+        self.intake.redactor = redactor
         self._erasures_wakeup.set()
+        sections = new.receivers()
         for receiver in self.receivers:
-            receiver.redactor = redactor
-            section = getattr(new, receiver.section)
+            section = sections.get(receiver.section)
             if section is None:
                 log.warning(
                     "a listener section was removed: takes effect at the next restart",

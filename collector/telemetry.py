@@ -94,6 +94,42 @@ class FastCounter(Collector):
         yield family
 
 
+class PacketCounts:
+    """`packets_total` of one listener: how every receiver counts its packets.
+
+    Each (source, outcome) series is bound on first use and kept, so the
+    per-packet cost is one dict look-up; `series` binds one ahead (a receiver
+    that wants its sources' series to exist before any packet).
+    """
+
+    __slots__ = ("_bound", "_packets", "listener")
+
+    def __init__(self, telemetry: Telemetry, listener: str) -> None:
+        self._packets = telemetry.packets
+        self.listener = listener
+        self._bound: dict[tuple[str, str], FastCounterChild] = {}
+
+    def series(self, source: str, outcome: str) -> FastCounterChild:
+        """The series of `source` and `outcome`, bound once."""
+        child = self._bound.get((source, outcome))
+        if child is None:
+            child = self._bound[(source, outcome)] = self._packets.labels(
+                self.listener, source, outcome
+            )
+        return child
+
+    def count(self, source: str, outcome: str) -> None:
+        """One packet of `source` with `outcome` (one of PACKET_OUTCOMES)."""
+        child = self._bound.get((source, outcome))
+        if child is None:
+            child = self.series(source, outcome)
+        child.value += 1.0
+
+    def forget(self) -> None:
+        """Let go of the bound series (after a reload removed sources); counts stay."""
+        self._bound.clear()
+
+
 class FastHistogram(Collector):
     """An unlabelled histogram for per-packet paths (bucket counts, no lock)."""
 

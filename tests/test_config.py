@@ -25,6 +25,7 @@ import pytest
 from collector import config
 from collector.config import load_config
 from collector.formats.keys import parse_keys
+from collector.receivers.files.config import FileSource
 from collector.receivers.radius.config import RadiusClient
 from collector.receivers.sip.config import SipSource
 from collector.settings import ConfigError, Problem, defaults, options, schema_keys, sections
@@ -132,9 +133,20 @@ def example_copy(directory: Path) -> Path:
         flags=re.M,
     )
     text, spools = re.subn(
-        r"^directory = .*$", f'directory = "{directory / "spool"}"', text, flags=re.M
+        r'^directory = "/var/lib/cdr-collector/spool"$',
+        f'directory = "{directory / "spool"}"',
+        text,
+        flags=re.M,
     )
-    assert (keys, records, spools) == (1, 1, 1)
+    # a file source's directory must exist (the unit's StateDirectory= makes it)
+    (directory / "incoming").mkdir(exist_ok=True)
+    text, incoming = re.subn(
+        r'^directory = "/var/lib/cdr-collector/incoming"$',
+        f'directory = "{directory / "incoming"}"',
+        text,
+        flags=re.M,
+    )
+    assert (keys, records, spools, incoming) == (1, 1, 1, 1)
     path = directory / "collector.toml"
     path.write_text(text)
     return path
@@ -1016,6 +1028,7 @@ def test_the_example_shows_the_default_of_every_option_that_has_one() -> None:
         expected |= _schema_defaults(schema, name)
     expected |= _schema_defaults(RadiusClient, "radius.clients")
     expected |= _schema_defaults(SipSource, "sip.sources")
+    expected |= _schema_defaults(FileSource, "files.sources")
     assert len(expected) > 40
     for (table, key), default in expected.items():
         where: Any = example

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,14 @@ import pytest
 
 from collector.config import DatabaseConfig, PrivacyConfig, ServiceConfig, parse_config
 from collector.model import CallRecord, Protocol
+from collector.pipeline.intake import Ack, Pipeline
 from collector.pipeline.redact import Redactor
 from collector.receivers.files.config import FilesConfig, FileSource
 from collector.receivers.files.receiver import CLAIM_SUFFIX, FilesReceiver
 from collector.settings import ConfigError
 from collector.sink.postgres import PostgresSink
 from collector.sink.spool import Spool
-from collector.sink.writer import Ack, Writer
+from collector.sink.writer import Writer
 from collector.telemetry import Health, Telemetry
 from collector.vendors import asterisk
 from collector.vendors.csv_cdr import LineError, split_line
@@ -170,28 +171,26 @@ def test_title_lines_are_recognised() -> None:
 # --- the receiver, against PostgreSQL ---------------------------------------------------------
 
 
-@dataclass
-class Intake:
-    """The service's intake for these tests: redact, submit; refused lines set aside."""
+class Intake(Pipeline):
+    """The service's intake (normalize, redact, submit to a real writer), which can be told
+    to stop taking records, and remembers what it set aside."""
 
-    redactor: Redactor
-    writer: Writer
-    refused: list[CallRecord] = field(default_factory=list)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    #: refuse every record after this many were taken (None: never)
-    take_at_most: int | None = None
-    taken: int = 0
+    def __init__(self, redactor: Redactor, writer: Writer) -> None:
+        super().__init__(redactor, writer.submit, writer.set_aside)
+        self.aside: list[CallRecord] = []
+        #: refuse every record after this many were taken (None: never)
+        self.take_at_most: int | None = None
+        self.taken = 0
 
     def accept(self, record: CallRecord, received_at: datetime, ack: Ack | None = None) -> bool:
         if self.take_at_most is not None and self.taken >= self.take_at_most:
             return False
         self.taken += 1
-        return self.writer.submit(self.redactor.redact(record, received_at), ack)
+        return super().accept(record, received_at, ack)
 
-    def refuse(self, record: CallRecord, received_at: datetime) -> None:
-        self.refused.append(record)
-        task = asyncio.create_task(self.writer.set_aside(self.redactor.redact(record, received_at)))
-        self.tasks.add(task)
+    def set_aside(self, record: CallRecord, received_at: datetime) -> None:
+        self.aside.append(record)
+        super().set_aside(record, received_at)
 
 
 @dataclass
@@ -307,9 +306,9 @@ async def test_bom_crlf_blank_and_bad_lines(harness: Harness) -> None:
     await receiver.start()
     try:
         await wait_for(lambda: receiver.files_done == 1)
-        await asyncio.gather(*harness.intake.tasks)
     finally:
         await receiver.stop()
+    await harness.writer.stop(5)  # waits for what was set aside
     assert len(await rows(harness.dsn)) == 4
     assert harness.lines("malformed") == 2 and harness.lines("accepted") == 4
     # the bad lines are kept, redacted, with the rejected rows
@@ -319,7 +318,7 @@ async def test_bom_crlf_blank_and_bad_lines(harness: Harness) -> None:
     text_kept = rejected.read_text()
     assert CALLED % 99 not in text_kept and CALLING % 99 not in text_kept
     assert "SIP/" not in text_kept and "192.0.2.50" not in text_kept
-    refused = harness.intake.refused
+    refused = harness.intake.aside
     assert [r.called for r in refused] == [CALLED % 99, None]  # the numbers where told apart
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind
+from collector.pipeline.intake import normalize
 from collector.pipeline.plausible import max_age, mend
 from collector.pipeline.privacy import Pseudonymizer
 from collector.pipeline.redact import Redactor
@@ -102,7 +103,8 @@ def test_a_duration_is_derived_to_the_millisecond_and_values_a_column_cannot_hol
         )
     )
     connect = NOW - timedelta(seconds=61, milliseconds=250)
-    row = redactor.redact(_record(connect_time=connect, disconnect_time=NOW), NOW)
+    record = normalize(_record(connect_time=connect, disconnect_time=NOW), NOW, redactor)
+    row = redactor.redact(record, NOW)
     assert (row.duration_ms, row.answered) == (61_250, True)
     edges = {"disconnect_cause": (127, 128), "sip_code": (699, 700), "pdd_ms": (2**31 - 1, 2**31)}
     for field, (largest, beyond) in edges.items():

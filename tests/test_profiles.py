@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from collector import traffic
 from collector.config import PrivacyConfig
 from collector.model import RecordKind
+from collector.pipeline.billing import settle
 from collector.pipeline.outcome import CallOutcome, call_outcome
 from collector.pipeline.redact import Redactor
 from collector.receivers.radius import codec, profiles
@@ -437,7 +438,7 @@ def test_generic_stop_with_event_timestamp() -> None:
     assert record.disconnect_time == event
     assert record.connect_time == event - timedelta(seconds=95)
     assert record.duration_ms == 95_000
-    assert record.answered is True
+    assert settle(record).answered is True
     assert record.times_derived is False
     assert record.account == "customer-7"
     assert record.calling == "+4930123456789"

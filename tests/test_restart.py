@@ -22,7 +22,6 @@ taken still go out.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import os
@@ -39,23 +38,18 @@ from typing import Any, cast
 import pytest
 import uvloop
 
-from collector.config import PrivacyConfig, ServiceConfig
-from collector.model import StoredCdr
-from collector.pipeline.redact import Redactor
-from collector.receivers.addresses import make_udp_socket
+from collector.receivers.addresses import make_tcp_socket, make_udp_socket
 from collector.receivers.json_cdr import JsonReceiver
 from collector.receivers.json_config import JsonConfig
 from collector.receivers.radius import codec
 from collector.receivers.radius.config import RadiusClient, RadiusConfig
 from collector.receivers.radius.receiver import RadiusReceiver
 from collector.receivers.sip.config import SipConfig, SipSource
-from collector.receivers.sip.receiver import SipReceiver, make_tcp_socket
+from collector.receivers.sip.receiver import SipReceiver
 from collector.sink.spool import Spool
-from collector.sink.writer import Ack, Writer
-from collector.telemetry import Health, Telemetry
+from collector.telemetry import Telemetry
 from collector.traffic import generic_attributes, make_calls
 from tests.daemon import (
-    PSEUDONYM_KEY,
     SECRET,
     Collector,
     CollectorConfig,
@@ -64,6 +58,7 @@ from tests.daemon import (
     wait_for,
 )
 from tests.faults import pausable_proxy
+from tests.intake import FakeIntake
 from tests.test_json_cdr import BUSY_UUID
 from tests.test_sip_receiver import PROXY, Call, hep
 
@@ -526,25 +521,6 @@ def run_on(loop: str, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None
         asyncio.run(scenario())
 
 
-class HeldWriter(Writer):
-    """Takes records and keeps their acknowledgements for the test to fire: records
-    still being made durable, for as long as the test wants."""
-
-    def __init__(self) -> None:
-        super().__init__(ServiceConfig(), None, None, None, Telemetry(), Health())
-        self.held: list[tuple[StoredCdr, Ack]] = []
-
-    def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
-        self.held.append((row, ack or (lambda _durable: None)))
-        return True
-
-
-def redactor() -> Redactor:
-    return Redactor(
-        PrivacyConfig(keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),), record_secret=b"r" * 32)
-    )
-
-
 class _Turn(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.arrived: asyncio.Future[None] | None = None
@@ -622,8 +598,8 @@ async def paused_radius() -> None:
         listen=(f"127.0.0.1:{server[1]}",),
         clients=(RadiusClient("sbc-test", "127.0.0.1", SECRET.encode()),),
     )
-    writer = HeldWriter()
-    receiver = RadiusReceiver(config, redactor(), writer, writer.telemetry)
+    intake = FakeIntake()
+    receiver = RadiusReceiver(config, intake, Telemetry())
     receiver.bind([systemd.dup()])  # the daemon's descriptor; the test keeps systemd's
     loop = asyncio.get_running_loop()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -633,16 +609,16 @@ async def paused_radius() -> None:
     try:
         await receiver.start()
         client.sendto(first, server)
-        await wait_for(lambda: len(writer.held) == 1, timeout=10, interval=0.01)
+        await wait_for(lambda: len(intake.held) == 1, timeout=10, interval=0.01)
         # sent in the same turn of the loop as the pause: queued, not read yet
         client.sendto(later[0], server)
         receiver.pause()
         for packet in (*later[1:], first):  # new requests, and a retransmission
             client.sendto(packet, server)
         await loop_turns()
-        assert len(writer.held) == 1  # nothing more was taken
+        assert len(intake.held) == 1  # nothing more was taken
         assert queued(systemd) == [*later, first]  # all of it still there for the next process
-        _row, ack = writer.held[0]
+        _row, ack = intake.held[0]
         ack(True)  # the record in flight becomes durable while paused: it is answered
         answer = await asyncio.wait_for(loop.sock_recv(client, 4096), 10)
         assert codec.response_ok(answer, first[4:20], SECRET.encode())
@@ -663,8 +639,8 @@ async def paused_sip() -> None:
     systemd_udp = make_udp_socket(f"127.0.0.1:{port}", 1 << 20)
     systemd_tcp = make_tcp_socket("127.0.0.1", port)
     config = SipConfig(listen=(f"127.0.0.1:{port}",), sources=(SipSource(PROXY, "127.0.0.1"),))
-    writer = HeldWriter()
-    receiver = SipReceiver(config, redactor(), writer, writer.telemetry)
+    intake = FakeIntake()
+    receiver = SipReceiver(config, intake, Telemetry())
     receiver.bind([systemd_udp.dup(), systemd_tcp.dup()])
     loop = asyncio.get_running_loop()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -686,7 +662,7 @@ async def paused_sip() -> None:
         await receiver.start()
         for packet in udp_before:
             agent.sendto(packet, target)
-        await wait_for(lambda: len(writer.held) == 1, timeout=10, interval=0.01)
+        await wait_for(lambda: len(intake.held) == 1, timeout=10, interval=0.01)
         ended, still_sending = connect(), connect()
         await wait_for(lambda: len(receiver.streams) == 2, timeout=10, interval=0.01)
         by_peer = {
@@ -709,13 +685,13 @@ async def paused_sip() -> None:
         receiver.pause()
         # what the open connections had sent was taken, synchronously: one more call, and
         # the INVITE of the call still being sent
-        assert len(writer.held) == 2
+        assert len(intake.held) == 2
         assert receiver.tracker.open_dialogs == 1
         later = connect()  # waits in the listen backlog
         later.sendall(b"".join(tcp_later))
         await loop_turns()
-        assert len(writer.held) == 2
-        assert [row.sip_code for row, _ack in writer.held] == [486, 486]
+        assert len(intake.held) == 2
+        assert [row.sip_code for row, _ack in intake.held] == [486, 486]
         # the finished agent is told all was read; the other one is reset, and sends again
         assert await asyncio.wait_for(loop.sock_recv(ended, 1), 10) == b""
         with pytest.raises(ConnectionResetError):
@@ -775,8 +751,8 @@ async def paused_json() -> None:
     systemd.bind(("127.0.0.1", port))
     systemd.listen(128)
     config = JsonConfig(listen=f"127.0.0.1:{port}", allowed=("127.0.0.1/32",), source="fs-test")
-    writer = HeldWriter()
-    receiver = JsonReceiver(config, redactor(), writer, writer.telemetry)
+    intake = FakeIntake()
+    receiver = JsonReceiver(config, intake, Telemetry())
     receiver.bind([systemd.dup()])
     connections: list[socket.socket] = []
 
@@ -790,12 +766,12 @@ async def paused_json() -> None:
         await receiver.start()
         idle, in_flight = connect(), connect()
         idle.sendall(cdr_post("0a000000-0000-4000-8000-000000000001"))
-        await wait_for(lambda: len(writer.held) == 1, timeout=10, interval=0.01)
-        writer.held[0][1](True)
+        await wait_for(lambda: len(intake.held) == 1, timeout=10, interval=0.01)
+        intake.held[0][1](True)
         status, headers = await http_answer(idle)
         assert status == 200 and headers.get("connection", "keep-alive") != "close"
         in_flight.sendall(cdr_post("0a000000-0000-4000-8000-000000000002"))
-        await wait_for(lambda: len(writer.held) == 2, timeout=10, interval=0.01)
+        await wait_for(lambda: len(intake.held) == 2, timeout=10, interval=0.01)
         # a post on the idle keep-alive connection, in the same turn of the loop as the pause
         idle.sendall(cdr_post("0a000000-0000-4000-8000-000000000003"))
         receiver.pause()
@@ -806,18 +782,18 @@ async def paused_json() -> None:
         # the idle connection is closed without its post read: the sender posts it again
         assert await closed_without_answer(idle)
         # the post being answered is answered once durable, and its connection closed
-        writer.held[1][1](True)
+        intake.held[1][1](True)
         status, headers = await http_answer(in_flight)
         assert (status, headers.get("connection")) == (200, "close")
         assert await closed_without_answer(in_flight)
-        assert len(writer.held) == 2  # nothing else was read
+        assert len(intake.held) == 2  # nothing else was read
         systemd.setblocking(False)
         waiting, _peer = systemd.accept()
         with waiting:
             waiting.settimeout(10)
             assert waiting.recv(65536) == later_post
     finally:
-        for _row, ack in writer.held:
+        for _row, ack in intake.held:
             ack(False)  # a post left waiting (a failed run) would hold up the stop
         await receiver.stop()
         for sock in (*connections, systemd):

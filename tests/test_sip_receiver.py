@@ -23,15 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from collector.config import PrivacyConfig, ServiceConfig
-from collector.model import StoredCdr
 from collector.pipeline.privacy import Pseudonymizer
-from collector.pipeline.redact import Redactor
 from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
 from collector.receivers.sip.receiver import SipReceiver
-from collector.sink.writer import Ack, Writer
-from collector.telemetry import Health, Telemetry
+from collector.telemetry import Telemetry
 from tests.daemon import (
     PSEUDONYM_KEY,
     Collector,
@@ -41,6 +37,7 @@ from tests.daemon import (
     running_collector,
     wait_for,
 )
+from tests.intake import FakeIntake
 
 PROXY = "proxy-a"  # 127.0.0.1, no auth key
 KEYED = "proxy-keyed"  # 127.0.0.3, HEP auth key required
@@ -845,25 +842,10 @@ async def test_reload_takes_a_new_source_without_a_restart(tmp_path: Path, dsn: 
 # --- in process: HEPv1/v2 and capture times -----------------------------------
 
 
-class RowsWriter(Writer):
-    """Keeps the redacted rows the receiver submits, instead of storing them."""
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        super().__init__(ServiceConfig(), None, None, None, telemetry, Health())
-        self.rows: list[StoredCdr] = []
-
-    def submit(self, row: StoredCdr, ack: Ack | None = None) -> bool:
-        self.rows.append(row)
-        return True
-
-
-def in_process_receiver(**settings: Any) -> tuple[SipReceiver, RowsWriter, Telemetry]:
+def in_process_receiver(**settings: Any) -> tuple[SipReceiver, FakeIntake, Telemetry]:
     """A receiver fed by calling its datagram handler directly (no socket, no daemon);
     `settings` are more SipConfig fields."""
     telemetry = Telemetry()
-    privacy = PrivacyConfig(
-        keys=(("t1", base64.b64decode(PSEUDONYM_KEY)),), record_secret=b"r" * 32
-    )
     config = SipConfig(
         listen=("127.0.0.1:0",),
         sources=(
@@ -872,8 +854,8 @@ def in_process_receiver(**settings: Any) -> tuple[SipReceiver, RowsWriter, Telem
         ),
         **settings,
     )
-    writer = RowsWriter(telemetry)
-    return SipReceiver(config, Redactor(privacy), writer, telemetry), writer, telemetry
+    intake = FakeIntake()
+    return SipReceiver(config, intake, telemetry), intake, telemetry
 
 
 def legacy_flow(steps: Iterable[Step], start: datetime | None, version: int) -> list[bytes]:
@@ -907,7 +889,7 @@ def outcome_count(telemetry: Telemetry, source: str, outcome: str) -> float:
 
 
 def test_hep_v1_and_v2_packets_become_records() -> None:
-    receiver, writer, telemetry = in_process_receiver()
+    receiver, intake, telemetry = in_process_receiver()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     v2_call = Call("hep2-call@pbx.example.org", CALLEES["answered"])
     v1_call = Call("hep1-call@pbx.example.org", CALLEES["busy"])
@@ -918,30 +900,30 @@ def test_hep_v1_and_v2_packets_become_records() -> None:
     after = datetime.now(UTC)
     assert outcome_count(telemetry, PROXY, "accepted") == len(packets)
     assert outcome_count(telemetry, PROXY, "malformed") == 0
-    rows = {row.called_hmac: row for row in writer.rows}
+    rows = {row.called: row for row in intake.records}
     assert len(rows) == 2
-    v2 = rows[called_hmac(v2_call.callee)]
+    v2 = rows[v2_call.callee]
     assert (v2.answered, v2.sip_code, v2.duration_ms) == (True, 200, 3000)
     assert v2.setup_time == start  # the HEPv2 capture time
     assert v2.connect_time == start + timedelta(seconds=1.5)
-    v1 = rows[called_hmac(v1_call.callee)]
+    v1 = rows[v1_call.callee]
     assert (v1.answered, v1.sip_code, v1.disconnect_cause) == (False, 486, 17)
     assert v1.setup_time is not None and before <= v1.setup_time <= after  # arrival time
 
 
 def test_legacy_hep_is_refused_where_an_auth_key_is_required() -> None:
-    receiver, writer, telemetry = in_process_receiver()
+    receiver, intake, telemetry = in_process_receiver()
     call = Call("keyed-legacy@pbx.example.org", CALLEES["keyed"])
     packets = legacy_flow(busy(call), datetime(2024, 5, 1, tzinfo=UTC), 2)
     for packet in packets:
         receiver._datagram(packet, (KEYED_ADDRESS, 40000))
     assert outcome_count(telemetry, KEYED, "bad_authenticator") == len(packets)
     assert outcome_count(telemetry, KEYED, "accepted") == 0
-    assert writer.rows == []
+    assert intake.records == []
 
 
 def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
-    receiver, writer, telemetry = in_process_receiver()
+    receiver, intake, telemetry = in_process_receiver()
     call = Call("zero-time@pbx.example.org", CALLEES["no_answer"])
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     steps = no_answer(call)
@@ -955,8 +937,8 @@ def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
     for _offset, message in steps[2:]:
         receiver._datagram(hep(message, epoch), ("127.0.0.1", 40000))
     after = datetime.now(UTC)
-    assert len(writer.rows) == 1
-    row = writer.rows[0]
+    assert len(intake.records) == 1
+    row = intake.records[0]
     assert (row.sip_code, row.incomplete) == (480, False)
     assert row.setup_time is not None and before <= row.setup_time <= after
     assert row.disconnect_time is not None and before <= row.disconnect_time <= after
@@ -965,7 +947,7 @@ def test_a_zero_capture_time_is_replaced_by_the_arrival_time() -> None:
 
 async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> None:
     cap = 24
-    receiver, writer, telemetry = in_process_receiver(
+    receiver, intake, telemetry = in_process_receiver(
         tcp_max_connections=cap, tcp_max_connections_per_address=cap
     )
     await receiver.start()
@@ -987,8 +969,8 @@ async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> N
         _first_reader, first = streams[0]
         first.write(b"".join(hep_flow(busy(call), start)))
         await first.drain()
-        await wait_for(lambda: len(writer.rows) == 1, 5.0)
-        assert writer.rows[0].sip_code == 486
+        await wait_for(lambda: len(intake.records) == 1, 5.0)
+        assert intake.records[0].sip_code == 486
     finally:
         for _reader, stream in streams:
             stream.close()

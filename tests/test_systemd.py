@@ -732,7 +732,8 @@ def test_service_matches_the_daemon() -> None:
     assert settings["WatchdogSec"] == ["30"]
     drain_s = config.ServiceConfig().drain_timeout_ms / 1000
     assert int(settings["TimeoutStopSec"][0]) > drain_s + 10
-    assert settings["StateDirectory"] == ["cdr-collector"]
+    # the spool's parent, and the example's CDR file directory
+    assert settings["StateDirectory"] == ["cdr-collector cdr-collector/incoming"]
     assert "Sockets" not in settings
 
 

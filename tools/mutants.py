@@ -61,6 +61,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_plausible.py",
         ),
     ),
+    "billing": (
+        "collector/pipeline/billing.py",
+        ("tests/test_intake.py", "tests/test_plausible.py", "tests/test_durability.py"),
+    ),
     "retention": (
         "collector/retention.py",
         ("tests/test_retention.py", "tests/test_privacy.py", "tests/test_cli.py"),

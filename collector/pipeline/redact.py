@@ -19,7 +19,7 @@ from datetime import datetime
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan
-from collector.pipeline.plausible import MAX_DURATION_MS, max_age, mend
+from collector.pipeline.plausible import MAX_DURATION_MS, max_age
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
 
 #: an account label that looks like a number, a URI or an address is not stored
@@ -194,8 +194,8 @@ class Redactor:
         return kept[:64].strip() or None
 
     def redact(self, record: CallRecord, received_at: datetime) -> StoredCdr:
-        """Reduce one record to what billing needs (its times made believable first)."""
-        record = mend(record, received_at, self.max_age)
+        """Reduce one record, already normalized (see pipeline.intake.normalize), to
+        what billing needs."""
         plan = self.plan
         if self.source_plans:
             by_protocol = self.source_plans.get(record.source)
@@ -231,24 +231,6 @@ class Redactor:
             if isinstance(calling, Number) and (tag := self.erasure_tag(calling.digits)) in erased:
                 calling_hmac = tag
 
-        duration_ms = record.duration_ms
-        connect, disconnect = record.connect_time, record.disconnect_time
-        implausible = record.times_implausible
-        if duration_ms is None and connect is not None and disconnect is not None:
-            duration_ms = max(0, round((disconnect - connect).total_seconds() * 1000))
-            if duration_ms > MAX_DURATION_MS:
-                # believable ends, an unbelievable call between them: not billed (the
-                # sink caps what it computes from these times the same way)
-                duration_ms, implausible = None, True
-        answered = record.answered
-        if answered is None and record.kind is RecordKind.STOP:
-            if duration_ms is not None:
-                answered = duration_ms > 0 or connect is not None
-            elif connect is not None:
-                answered = True
-        if answered is False:
-            duration_ms = 0
-
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
         if record.kind is RecordKind.RESET:
@@ -270,10 +252,10 @@ class Redactor:
             account=self.account_label(record.account),
             leg=leg_label(leg),
             setup_time=record.setup_time,
-            connect_time=connect,
-            disconnect_time=disconnect,
-            duration_ms=duration_ms,
-            answered=answered,
+            connect_time=record.connect_time,
+            disconnect_time=record.disconnect_time,
+            duration_ms=_within(record.duration_ms, 0, MAX_DURATION_MS),
+            answered=record.answered,
             disconnect_cause=_within(record.disconnect_cause, 0, 127),
             sip_code=_within(record.sip_code, 100, 699),
             pdd_ms=_within(record.pdd_ms, 0, 2**31 - 1),
@@ -289,7 +271,7 @@ class Redactor:
             else None,
             times_derived=record.times_derived,
             clock_unsynced=record.clock_unsynced,
-            times_implausible=implausible,
+            times_implausible=record.times_implausible,
             incomplete=record.incomplete,
             event_time=record.event_time,
             received_at=received_at,

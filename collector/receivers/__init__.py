@@ -19,23 +19,34 @@ duplicate of the socket.
 
 from __future__ import annotations
 
+import importlib
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collector.pipeline.redact import Redactor
+    from collector.pipeline.intake import Intake
+    from collector.telemetry import Telemetry
 
 
 class Receiver(Protocol):
-    """The shape the service drives every receiver through."""
+    """The shape the service drives every receiver through.
+
+    A receiver knows its configuration section, its intake (where each
+    record goes, with its acknowledgement) and the metrics; never the
+    redactor or the writer. It counts its packets in `packets_total` through
+    a `telemetry.PacketCounts` of its listener.
+    """
 
     #: the configuration section it is built and reloaded from
     section: str
-    #: replaced on reload when the pseudonym keys change
-    redactor: Redactor
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) of each listening socket (ports the kernel chose included)."""
+        ...
 
     def bind(self, inherited: list[socket.socket]) -> None:
-        """Create its sockets, or adopt the matching ones systemd passed."""
+        """Create its sockets, or adopt the matching ones systemd passed (see addresses)."""
 
     async def start(self) -> None:
         """Start serving."""
@@ -48,3 +59,22 @@ class Receiver(Protocol):
 
     def reload(self, config: Any) -> None:
         """Take new peers, secrets and limits from a new config section."""
+
+
+class ReceiverFactory(Protocol):
+    """How a receiver is built: its section's config, its intake, the metrics."""
+
+    def __call__(self, config: Any, intake: Intake, telemetry: Telemetry) -> Receiver: ...
+
+
+def receiver_factory(schema: type) -> ReceiverFactory:
+    """The receiver a section's schema names in its `RECEIVER` ("module:Class").
+
+    Each schema (beside its receiver) says which receiver serves it, so the
+    list of receivers is the configuration's (`config.RECEIVERS`) and adding
+    one touches only its own modules and that list. Imported on demand:
+    reading or checking a configuration loads no receiver code.
+    """
+    module, _, name = str(getattr(schema, "RECEIVER")).partition(":")  # noqa: B009
+    factory: ReceiverFactory = getattr(importlib.import_module(module), name)
+    return factory

@@ -1,7 +1,8 @@
 """What every network receiver shares: sockets and the address-to-peer table.
 
 Receivers create their own sockets (large receive buffers, reuse of the
-address across restarts) or adopt systemd's, and know their peers (RADIUS
+address across restarts) or adopt systemd's, always through `udp_socket`,
+`tcp_socket` or `adopt` here, and know their peers (RADIUS
 clients, SIP capture sources, JSON senders) by source address only: a plain
 dict look-up per packet, never a parse of the address. Nothing here logs an
 address.
@@ -16,8 +17,11 @@ from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 from collector.settings import parse_host_port
+from collector.systemd import find_activated
 
 _CIDR_CACHE_MAX = 10000
+#: pending TCP connections the kernel queues for a listener
+TCP_BACKLOG = 128
 
 
 class Addressed(Protocol):
@@ -104,3 +108,48 @@ def grow_receive_buffer(sock: socket.socket, size: int) -> None:
             pass
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def adopt(
+    inherited: Iterable[socket.socket], kind: socket.SocketKind, host: str, port: int
+) -> socket.socket | None:
+    """The socket systemd passed for (host, port) of this type, made non-blocking; or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = find_activated(inherited, family, kind, (host, port))
+    if sock is not None:
+        sock.setblocking(False)
+    return sock
+
+
+def udp_socket(
+    listen: str, receive_buffer: int, inherited: Iterable[socket.socket] = ()
+) -> socket.socket:
+    """The UDP socket of `listen`: systemd's when it passed one, else a new one."""
+    host, port = parse_host_port(listen)
+    sock = adopt(inherited, socket.SOCK_DGRAM, host, port)
+    if sock is None:
+        return make_udp_socket(listen, receive_buffer)
+    # systemd may have forced a larger buffer than we may set: only grow it
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < receive_buffer:
+        grow_receive_buffer(sock, receive_buffer)
+    return sock
+
+
+def tcp_socket(host: str, port: int, inherited: Iterable[socket.socket] = ()) -> socket.socket:
+    """The listening TCP socket of (host, port): systemd's when it passed one, else a new one."""
+    return adopt(inherited, socket.SOCK_STREAM, host, port) or make_tcp_socket(host, port)
+
+
+def make_tcp_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(TCP_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -49,13 +49,12 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from collector.logs import RateLimitedLog, get_logger
-from collector.pipeline.redact import Redactor
-from collector.receivers.addresses import ClientTable
+from collector.pipeline.intake import Intake
+from collector.receivers.addresses import ClientTable, adopt
 from collector.receivers.json_body import decode_body
 from collector.receivers.json_config import JsonConfig
 from collector.settings import parse_host_port
-from collector.sink.writer import Writer
-from collector.telemetry import Telemetry
+from collector.telemetry import PacketCounts, Telemetry
 from collector.vendors.freeswitch.json_cdr import JsonCdrError, json_record
 
 log = get_logger(__name__)
@@ -313,16 +312,15 @@ class JsonReceiver:
     def __init__(
         self,
         config: JsonConfig,
-        redactor: Redactor,
-        writer: Writer,
+        intake: Intake,
         telemetry: Telemetry,
         listener: str = "json",
     ) -> None:
         self.config = config
-        self.redactor = redactor
-        self.writer = writer
+        self.intake = intake
         self.telemetry = telemetry
         self.listener = listener
+        self.counts = PacketCounts(telemetry, listener)
         self.networks = _allowed_networks(config.allowed)
         self.paused = False
         self._socket: socket.socket | None = None
@@ -330,21 +328,18 @@ class JsonReceiver:
         self._site: _GuardedSite | None = None
         self._addresses: list[tuple[str, int]] = []
         self._limited = RateLimitedLog(log)
-        self._counters: dict[tuple[str, str], Any] = {}
         #: the guard of each open connection, by transport (for the header timer)
         self.guards: dict[asyncio.BaseTransport, _Guard] = {}
 
     # --- lifecycle ---------------------------------------------------------
     def bind(self, inherited: list[socket.socket] | None = None) -> None:
-        """Adopt a listening socket passed by systemd for `listen`, if there is one."""
-        from collector.systemd import find_activated
+        """Adopt a listening socket passed by systemd for `listen`, if there is one.
 
+        Otherwise aiohttp creates it at start: a host name there is bound on
+        every address it resolves to, as aiohttp does.
+        """
         host, port = parse_host_port(self.config.listen)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = find_activated(inherited or [], family, socket.SOCK_STREAM, (host, port))
-        if sock is not None:
-            sock.setblocking(False)
-            self._socket = sock
+        self._socket = adopt(inherited or (), socket.SOCK_STREAM, host, port)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -476,12 +471,7 @@ class JsonReceiver:
 
     # --- per request -------------------------------------------------------
     def _count(self, source: str, outcome: str) -> None:
-        child = self._counters.get((source, outcome))
-        if child is None:
-            child = self._counters[(source, outcome)] = self.telemetry.packets.labels(
-                self.listener, source, outcome
-            )
-        child.inc()
+        self.counts.count(source, outcome)
 
     @staticmethod
     def _unavailable(text: str) -> web.Response:
@@ -576,7 +566,6 @@ class JsonReceiver:
         try:
             document = decode_body(bytes(body), request.content_type)
             record = json_record(document, source, received_at)
-            row = self.redactor.redact(record, received_at)
         except JsonCdrError as exc:
             self._count(source, "malformed")
             self._limited.warning(
@@ -591,7 +580,7 @@ class JsonReceiver:
             if not durable.done():
                 durable.set_result(stored)
 
-        if not self.writer.submit(row, ack):
+        if not self.intake.accept(record, received_at, ack):
             self._count(source, "overloaded")
             self._limited.warning(
                 "overloaded", "writer queue full: CDR post refused", source=source

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from collector.formats.basic_auth import parse_basic_auth
 from collector.settings import Reader, check_network, check_region, not_blank, option, positive
@@ -19,6 +19,9 @@ from collector.settings import Reader, check_network, check_region, not_blank, o
 @dataclass(frozen=True, repr=False)
 class JsonConfig:
     """The JSON CDR ingest endpoint (FreeSWITCH mod_json_cdr)."""
+
+    #: the receiver this section configures (see collector.receivers.receiver_factory)
+    RECEIVER: ClassVar[str] = "collector.receivers.json_cdr:JsonReceiver"
 
     listen: str = option("0.0.0.0:9811", listen=frozenset({"TCP"}))
     allowed: tuple[str, ...] = option(

@@ -28,6 +28,7 @@ import asyncpg
 from collector.config import DatabaseConfig
 from collector.logs import get_logger
 from collector.model import StoredCdr
+from collector.pipeline.billing import answered_sql, duration_sql
 from collector.pipeline.plausible import MAX_DURATION_MS
 from collector.sink.columns import (
     CARRIED,
@@ -141,10 +142,7 @@ def _span(start: str, end: str, used: str) -> str:
 _STOP_COMPUTED = {
     "call_time": "coalesce(s.setup_time, o.setup_time, c.connect_time, s.disconnect_time, s.event_time)",
     "connect_time": "CASE WHEN a.answered THEN c.connect_time END",
-    "duration_ms": f"""CASE WHEN NOT a.answered THEN 0
-         WHEN s.duration_ms IS NOT NULL THEN s.duration_ms
-         WHEN span.ms <= {MAX_DURATION_MS} THEN span.ms
-         ELSE 0 END""",
+    "duration_ms": duration_sql("a.answered", "s.duration_ms", "span.ms"),
     "answered": "a.answered",
     "times_derived": "s.times_derived OR coalesce(o.times_derived, false)",
     "clock_unsynced": "s.clock_unsynced OR coalesce(o.clock_unsynced, false)",
@@ -180,19 +178,20 @@ LEFT JOIN open_calls o ON o.record_key = s.record_key AND o.protocol = s.protoco
 LEFT JOIN erasures e1 ON e1.hmac = coalesce(s.called_hmac, o.called_hmac)
 LEFT JOIN erasures e2 ON e2.hmac = coalesce(s.calling_hmac, o.calling_hmac)
 CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
-CROSS JOIN LATERAL (SELECT coalesce(s.answered, c.connect_time IS NOT NULL
-                                    OR coalesce(s.duration_ms, 0) > 0) AS answered) a
+CROSS JOIN LATERAL (SELECT {answered_sql("s.answered", "c.connect_time", "s.duration_ms")} AS answered) a
 CROSS JOIN LATERAL ({_span("c.connect_time", "s.disconnect_time", "a.answered AND s.duration_ms IS NULL")}) span
 WHERE e1.hmac IS NULL AND e2.hmac IS NULL
 {RETURNING}
 """
 
+_RESET_ANSWERED = answered_sql("NULL", "c.connect_time", "NULL")
 #: the open calls of a switch that restarted, closed at its marker as incomplete rows
 _RESET_COMPUTED = {
     "call_time": "coalesce(c.setup_time, c.connect_time, c.opened_at)",
     "disconnect_time": "c.marker",
-    "duration_ms": f"CASE WHEN span.ms <= {MAX_DURATION_MS} THEN span.ms ELSE 0 END",
-    "answered": "c.connect_time IS NOT NULL",
+    # a call closed by its switch's restart: answered when its Start was, billed up to the marker
+    "duration_ms": duration_sql(_RESET_ANSWERED, "NULL", "span.ms"),
+    "answered": _RESET_ANSWERED,
     "times_implausible": "c.times_implausible OR span.too_long",
     "incomplete": "true",
 }

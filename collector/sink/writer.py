@@ -21,13 +21,13 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.config import DatabaseConfig, ServiceConfig
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import StoredCdr
+from collector.pipeline.intake import Ack
 from collector.pipeline.outcome import outcome_of
 from collector.sink.postgres import PermanentError, PostgresSink, RetryableError, WriteResult
 from collector.sink.spool import Segment, Spool, SpoolFull, SpoolLayoutError, encode_rows
@@ -35,8 +35,6 @@ from collector.telemetry import Health, Telemetry
 
 log = get_logger(__name__)
 
-#: called once per record: True when it is durable, False when it is not (do not answer)
-Ack = Callable[[bool], None]
 
 #: rows per replay transaction
 REPLAY_BATCH_ROWS = 5000
@@ -78,6 +76,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._connector: asyncio.Task[None] | None = None
         self._replay: tuple[Segment, list[list[StoredCdr]]] | None = None
+        #: rows to keep with the rejected ones (see set_aside), and the task writing them
+        self._aside: list[StoredCdr] = []
+        self._aside_task: asyncio.Task[None] | None = None
         #: the spool holds frames of a newer release: they are never replayed here
         self._replay_blocked = False
         self._limited = RateLimitedLog(log)
@@ -136,6 +137,9 @@ class Writer:
         while self._items:
             _row, ack, _queued = self._items.popleft()
             ack(False)
+        if self._aside_task is not None:
+            await asyncio.gather(self._aside_task, return_exceptions=True)
+            self._aside_task = None
         if self._connector is not None:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
@@ -342,22 +346,36 @@ class Writer:
         self._limited.warning(
             "rejected", "database rejected a record", error=str(error), source=row.source
         )
-        await self.set_aside(row)
+        await self._keep_rejected([row])
         self._fire(batch, True)
 
-    async def set_aside(self, row: StoredCdr) -> None:
-        """Keep a row that will not be stored (the database refused it, or its input could
-        not be read whole), already redacted, in the spool directory's rejected-YYYYMMDD.json
-        for the operator instead of losing it; retention and erase reach it there."""
+    async def _keep_rejected(self, rows: list[StoredCdr]) -> None:
+        """Keep rows that will not be stored, already redacted, in the spool directory's
+        rejected-YYYYMMDD.json for the operator instead of losing them (retention and
+        erase reach them there)."""
         if self.spool is None:
             return
         path = self.spool.directory / f"rejected-{datetime.now(UTC):%Y%m%d}.json"
         try:
-            await asyncio.to_thread(_append_rejected, path, row)
+            await asyncio.to_thread(_append_rejected, path, rows)
         except OSError as exc:
             self._limited.warning(
                 "rejected_file", "rejected record not kept", error=type(exc).__name__
             )
+
+    def set_aside(self, row: StoredCdr) -> None:
+        """Keep `row` with the rows the database rejected, without storing it: what could
+        be read of input that is no valid record (a damaged line of a CDR file). Never
+        blocks; rows set aside together share one write and fsync."""
+        self._aside.append(row)
+        if self._aside_task is None or self._aside_task.done():
+            self._aside_task = asyncio.create_task(self._write_aside(), name="set-aside")
+
+    async def _write_aside(self) -> None:
+        while self._aside:
+            rows = list(self._aside)
+            self._aside.clear()
+            await self._keep_rejected(rows)
 
     # --- replay ------------------------------------------------------------
     async def _replay_step(self) -> None:
@@ -427,11 +445,11 @@ class Writer:
         self.health.spool_pending = self.spool.pending
 
 
-def _append_rejected(path: Path, row: StoredCdr) -> None:
+def _append_rejected(path: Path, rows: list[StoredCdr]) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # owner-only like the spool's segments: the rows carry pseudonyms and times
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with open(fd, "ab") as handle:
-        handle.write(encode_rows([row]) + b"\n")
+        handle.write(b"".join(encode_rows([row]) + b"\n" for row in rows))
         handle.flush()
         os.fsync(handle.fileno())

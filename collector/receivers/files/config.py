@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.settings import Reader, check_region, one_of, option, positive
@@ -73,6 +73,9 @@ class FileSource:
 @dataclass(frozen=True)
 class FilesConfig:
     """The CDR file receiver: directories polled for finished CSV files."""
+
+    #: the receiver that serves this section (see collector.receivers.receiver_factory)
+    RECEIVER: ClassVar[str] = "collector.receivers.files.receiver:FilesReceiver"
 
     poll_interval_s: int = option(2, check=positive)
     sources: tuple[FileSource, ...] = option((), noun="source")

@@ -8,7 +8,7 @@ switch that writes `x.csv.tmp` and renames it when done is covered, the
 `.tmp` name never matches). Taking a file renames it to `NAME.collecting`
 in the same directory (the claim), so a switch that drops a new file under
 the same name does not mix with it. Each line becomes a record handed to
-the next consumer with its acknowledgement; once every record of the file
+the intake (normalize, redact, submit) with its acknowledgement; once every record of the file
 is durable (committed, or fsync'd to the spool), the file is deleted (it
 holds full phone numbers: it must not stay on disk) and the directory
 fsync'd. A record that was not made durable is handed over again at the
@@ -18,7 +18,7 @@ else a digest of the line), so what was already stored is not stored
 twice.
 
 A line that is no CDR of its format (too few columns, a time that is no
-time) is counted malformed and handed over as refused, with whatever
+time) is counted malformed and set aside through the intake, with whatever
 numbers it held where they could be told apart, so that it is kept,
 redacted, with the rejected rows; the rest of the file goes on. Blank
 lines, a title line, a byte order mark and CRLF line ends are skipped.
@@ -36,14 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any, Final
 from zoneinfo import ZoneInfo
 
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, RecordKind
 from collector.model import Protocol as RecordProtocol
+from collector.pipeline.intake import Intake
 from collector.receivers.files.config import FilesConfig, FileSource
-from collector.telemetry import Telemetry
+from collector.telemetry import PacketCounts, Telemetry
 from collector.vendors import asterisk
 from collector.vendors.csv_cdr import LineError, line_digest, split_line
 from collector.vendors.freeswitch import csv_cdr as freeswitch_csv
@@ -59,9 +60,6 @@ MAX_IN_FLIGHT: Final = 5000
 #: lines read between two yields to the event loop
 LINES_PER_TURN: Final = 500
 
-#: told True once the record is durable, False when it could not be made durable
-Ack = Callable[[bool], None]
-
 #: (fields, source, zone, received_at) -> record; raises LineError
 Parse = Callable[[list[str], str, ZoneInfo, datetime], CallRecord]
 
@@ -70,18 +68,6 @@ FORMATS: Final[dict[str, tuple[Parse, Callable[[list[str]], bool]]]] = {
     "asterisk-csv": (asterisk.csv_record, asterisk.is_header),
     "freeswitch-csv": (freeswitch_csv.csv_record, freeswitch_csv.is_header),
 }
-
-
-class Consumer(Protocol):
-    """Where the records go: the intake (normalize, redact, submit)."""
-
-    def accept(self, record: CallRecord, received_at: datetime, ack: Ack | None = None) -> bool:
-        """Take one record; False when it was not taken (then `ack` is never called)."""
-        ...
-
-    def refuse(self, record: CallRecord, received_at: datetime) -> None:
-        """Keep, redacted, a record that cannot be stored (a line that could not be read)."""
-        ...
 
 
 @dataclass
@@ -259,7 +245,7 @@ class _SourceScanner:
                 called=exc.called,
                 incomplete=True,
             )
-            self.receiver.consumer.refuse(refused, job.received_at)
+            self.receiver.intake.set_aside(refused, job.received_at)
             return None
 
     def _hand_over(self, job: _Job, record: CallRecord) -> bool:
@@ -275,7 +261,7 @@ class _SourceScanner:
             scanner.receiver.wake()
 
         job.in_flight += 1
-        if self.receiver.consumer.accept(record, job.received_at, ack):
+        if self.receiver.intake.accept(record, job.received_at, ack):
             job.records += 1
             return True
         job.in_flight -= 1
@@ -341,14 +327,13 @@ class FilesReceiver:
     def __init__(
         self,
         config: FilesConfig,
-        consumer: Consumer,
+        intake: Intake,
         telemetry: Telemetry,
         listener: str = "files",
     ) -> None:
         self.config = config
-        self.consumer = consumer
-        self.telemetry = telemetry
-        self.listener = listener
+        self.intake = intake
+        self.packets = PacketCounts(telemetry, listener)
         self.limited = RateLimitedLog(log)
         self.scanners = [_SourceScanner(self, source) for source in config.sources]
         self.paused = False
@@ -356,7 +341,6 @@ class FilesReceiver:
         self.files_done = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._counters: dict[tuple[str, str], Any] = {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -412,13 +396,8 @@ class FilesReceiver:
         self._wakeup.set()
 
     def count(self, source: str, outcome: str) -> None:
-        """One line of `source` with `outcome` (packets_total)."""
-        child = self._counters.get((source, outcome))
-        if child is None:
-            child = self._counters[(source, outcome)] = self.telemetry.packets.labels(
-                self.listener, source, outcome
-            )
-        child.inc()
+        """One line of `source` with `outcome` (packets_total: a line is a file's packet)."""
+        self.packets.count(source, outcome)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

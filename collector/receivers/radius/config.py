@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from collector.settings import (
     Reader,
@@ -75,6 +75,9 @@ class RadiusClient:
 @dataclass(frozen=True)
 class RadiusConfig:
     """The RADIUS accounting receiver."""
+
+    #: the receiver this section configures (see collector.receivers.receiver_factory)
+    RECEIVER: ClassVar[str] = "collector.receivers.radius.receiver:RadiusReceiver"
 
     listen: tuple[str, ...] = option(("0.0.0.0:1813",), listen=frozenset({"UDP"}))
     clients: tuple[RadiusClient, ...] = option((), noun="client")

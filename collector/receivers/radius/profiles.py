@@ -154,8 +154,8 @@ def generic(packet: Packet, ctx: Context) -> CallRecord:
             record.answered = False
             record.duration_ms = 0
         elif session_time is not None:
+            # answered or not follows from it (pipeline.billing)
             record.duration_ms = session_time * 1000
-            record.answered = session_time > 0
             if session_time > 0:
                 record.connect_time = event_time - timedelta(seconds=session_time)
     elif kind is RecordKind.START:

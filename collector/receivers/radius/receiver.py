@@ -4,8 +4,8 @@ For every datagram: find the client by source address, drop and count what
 is unknown, malformed or badly authenticated (a Request Authenticator or a
 Message-Authenticator that does not verify: the latter is required on
 Status-Server and checked on accounting whenever present), answer retransmissions from a
-duplicate cache, and hand each new record to the writer. The
-Accounting-Response is sent only when the writer reports the record durable
+duplicate cache, and hand each new record to the intake. The
+Accounting-Response is sent only when the intake reports the record durable
 (committed, or fsync'd to the spool): RFC 2866 forbids answering a request
 that could not be recorded. The datagram handler never raises and never
 awaits; every drop is a counter and at most a rate-limited log line without
@@ -33,15 +33,13 @@ from typing import Any, cast
 
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import RecordKind
-from collector.pipeline.redact import Redactor
-from collector.receivers.addresses import ClientTable, grow_receive_buffer, make_udp_socket
+from collector.pipeline.intake import Intake
+from collector.receivers.addresses import ClientTable, udp_socket
 from collector.receivers.radius import codec
 from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR
 from collector.receivers.radius.profiles import Context, NotACall, interpret
-from collector.settings import parse_host_port
-from collector.sink.writer import Writer
-from collector.telemetry import Telemetry
+from collector.telemetry import PacketCounts, Telemetry
 
 log = get_logger(__name__)
 
@@ -129,16 +127,15 @@ class RadiusReceiver:
     def __init__(
         self,
         config: RadiusConfig,
-        redactor: Redactor,
-        writer: Writer,
+        intake: Intake,
         telemetry: Telemetry,
         listener: str = "radius",
     ) -> None:
         self.config = config
-        self.redactor = redactor
-        self.writer = writer
+        self.intake = intake
         self.telemetry = telemetry
         self.listener = listener
+        self.counts = PacketCounts(telemetry, listener)
         self.clients = ClientTable(config.clients)
         self.window = float(config.duplicate_window_s)
         self._endpoints: list[_Endpoint] = []
@@ -147,27 +144,14 @@ class RadiusReceiver:
         # (plain bytes values: a large cache adds nothing for the garbage collector)
         self._dups: dict[tuple[Any, int, bytes], bytes] = {}
         self._expiry: deque[tuple[float, tuple[Any, int, bytes]]] = deque()
-        self._counters: dict[tuple[str, str], Any] = {}
         self._limited = RateLimitedLog(log)
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------
     def bind(self, inherited: list[socket.socket] | None = None) -> None:
         """Create (or adopt from socket activation) one socket per listen address."""
-        from collector.systemd import find_activated
-
         for listen in self.config.listen:
-            host, port = parse_host_port(listen)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = find_activated(inherited or [], family, socket.SOCK_DGRAM, (host, port))
-            if sock is None:
-                sock = make_udp_socket(listen, self.config.receive_buffer_bytes)
-            else:
-                # systemd may have forced a larger buffer than we may set: only grow it
-                current = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-                if current < self.config.receive_buffer_bytes:
-                    grow_receive_buffer(sock, self.config.receive_buffer_bytes)
-                sock.setblocking(False)
+            sock = udp_socket(listen, self.config.receive_buffer_bytes, inherited or ())
             self._sockets.append(sock)
             self.telemetry.udp_drops.watch(sock.fileno(), self.listener)
 
@@ -214,17 +198,9 @@ class RadiusReceiver:
         self.clients = ClientTable(config.clients)
         self.window = float(config.duplicate_window_s)
         self.config = config
-        self._counters.clear()
+        self.counts.forget()
 
     # --- per packet --------------------------------------------------------
-    def _count(self, source: str, outcome: str) -> None:
-        child = self._counters.get((source, outcome))
-        if child is None:
-            child = self._counters[(source, outcome)] = self.telemetry.packets.labels(
-                self.listener, source, outcome
-            )
-        child.inc()
-
     def _answer_dropped(self) -> None:
         # the record is durable: the switch's retransmission gets its answer from the
         # next process, so this is no lost packet (nor a packets_total outcome)
@@ -238,7 +214,7 @@ class RadiusReceiver:
         try:
             self._receive(data, addr, endpoint)
         except Exception as exc:  # noqa: BLE001 - the handler must survive anything a packet causes
-            self._count("unknown", "malformed")
+            self.counts.count("unknown", "malformed")
             self._limited.warning(
                 "radius_internal", "packet handling failed", error_class=type(exc).__name__
             )
@@ -247,21 +223,21 @@ class RadiusReceiver:
         arrival = time.monotonic()
         client = self.clients.find(addr[0])
         if client is None:
-            self._count("unknown", "unknown_client")
+            self.counts.count("unknown", "unknown_client")
             self._limited.warning(
                 "unknown_client", "packet from an unknown address dropped", listener=self.listener
             )
             return
         source = client.name
         if len(data) < codec.HEADER_LENGTH:
-            self._count(source, "malformed")
+            self.counts.count(source, "malformed")
             self._limited.warning(
                 "malformed", "malformed packet dropped", source=source, reason="truncated"
             )
             return
         code = data[0]
         if code != codec.ACCOUNTING_REQUEST and code != codec.STATUS_SERVER:
-            self._count(source, "unsupported")
+            self.counts.count(source, "unsupported")
             self._limited.warning(
                 "unsupported", "packet code not served on this port", source=source
             )
@@ -269,14 +245,14 @@ class RadiusReceiver:
         key = (addr, data[1], data[4:20])
         cached = self._dups.get(key)
         if cached is not None:
-            self._count(source, "duplicate")
+            self.counts.count(source, "duplicate")
             if cached:
                 endpoint.send(cached, addr)
             return
         try:
             packet = codec.decode(data)
         except codec.MalformedPacket as exc:
-            self._count(source, "malformed")
+            self.counts.count(source, "malformed")
             self._limited.warning(
                 "malformed", "malformed packet dropped", source=source, reason=exc.reason
             )
@@ -284,7 +260,7 @@ class RadiusReceiver:
         secret = client.secret
         if code == codec.STATUS_SERVER:
             if not codec.message_authenticator_ok(packet, secret):
-                self._count(source, "bad_authenticator")
+                self.counts.count(source, "bad_authenticator")
                 self._limited.warning(
                     "bad_auth", "bad Message-Authenticator: check the shared secret", source=source
                 )
@@ -298,10 +274,10 @@ class RadiusReceiver:
                 with_message_authenticator=True,
             )
             self._answer(key, response, addr, endpoint)
-            self._count(source, "accepted")
+            self.counts.count(source, "accepted")
             return
         if not codec.accounting_request_ok(packet, secret):
-            self._count(source, "bad_authenticator")
+            self.counts.count(source, "bad_authenticator")
             self._limited.warning(
                 "bad_auth", "bad Request Authenticator: check the shared secret", source=source
             )
@@ -310,7 +286,7 @@ class RadiusReceiver:
             packet, secret, accounting=True
         ):
             # optional on accounting, but one that is present must verify (RFC 5080 2.2.2)
-            self._count(source, "bad_authenticator")
+            self.counts.count(source, "bad_authenticator")
             self._limited.warning(
                 "bad_auth", "bad Message-Authenticator: check the shared secret", source=source
             )
@@ -321,10 +297,10 @@ class RadiusReceiver:
         except NotACall as exc:
             if exc.reason == "unsupported_status_type":
                 # valid accounting we do not keep: answer so the switch stops resending
-                self._count(source, "unsupported")
+                self.counts.count(source, "unsupported")
                 self._answer(key, self._response(packet, secret), addr, endpoint)
             else:
-                self._count(source, "malformed")
+                self.counts.count(source, "malformed")
                 self._limited.warning(
                     "not_a_call",
                     "accounting request without a call",
@@ -332,17 +308,17 @@ class RadiusReceiver:
                     reason=exc.reason,
                 )
             return
-        row = self.redactor.redact(record, now)
+        kind = record.kind
         self._dups[key] = _PENDING
         ack = self._acknowledger(key, packet, secret, addr, endpoint, source, arrival)
-        if not self.writer.submit(row, ack):
+        if not self.intake.accept(record, now, ack):
             del self._dups[key]
-            self._count(source, "overloaded")
+            self.counts.count(source, "overloaded")
             self._limited.warning(
                 "overloaded", "writer queue full: request left unanswered", source=source
             )
             return
-        if record.kind is RecordKind.START:
+        if kind is RecordKind.START:
             self.telemetry.active_calls.labels(source)  # make the series exist
 
     @staticmethod
@@ -382,7 +358,7 @@ class RadiusReceiver:
         def ack(durable: bool) -> None:
             if not durable:
                 self._dups.pop(key, None)
-                self._count(source, "not_durable")
+                self.counts.count(source, "not_durable")
                 return
             response = codec.encode_response(
                 codec.ACCOUNTING_RESPONSE, identifier, authenticator, secret, echoed
@@ -392,7 +368,7 @@ class RadiusReceiver:
             self._expiry.append((now + self.window, key))
             endpoint.send(response, addr)
             self.telemetry.ack_latency.observe(now - arrival)
-            self._count(source, "accepted")
+            self.counts.count(source, "accepted")
 
         return ack
 

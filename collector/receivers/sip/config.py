@@ -6,6 +6,7 @@ Each option is declared once, as a field below (see collector.settings).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from collector.settings import canonical_network, check_network, check_region, option, positive
 
@@ -29,6 +30,9 @@ class SipSource:
 @dataclass(frozen=True)
 class SipConfig:
     """The HEPv3 / raw SIP receiver and its dialog tracker."""
+
+    #: the receiver this section configures (see collector.receivers.receiver_factory)
+    RECEIVER: ClassVar[str] = "collector.receivers.sip.receiver:SipReceiver"
 
     listen: tuple[str, ...] = option(("0.0.0.0:9060",), listen=frozenset({"UDP", "TCP"}))
     sources: tuple[SipSource, ...] = option((), noun="source")

@@ -8,8 +8,8 @@ anything else from its address counts `bad_authenticator`. Over TCP the same HEP
 come back to back, each framed by its own 6-byte header. For every packet the receiver finds the
 configured source by address, decodes and checks it (auth key, payload
 type), parses the SIP headers and feeds one shared `DialogTracker`; each call
-the tracker closes is redacted and handed to the writer. Nobody waits for an
-acknowledgement: a mirror is never answered, so a record the writer cannot
+the tracker closes is handed to the intake. Nobody waits for an
+acknowledgement: a mirror is never answered, so a record the intake cannot
 take is counted `overloaded` and lost. Dialogs still open when the daemon
 stops are discarded, not stored as incomplete: a restart must not turn calls
 in progress into truncated rows (their BYE after the restart finds no dialog
@@ -33,12 +33,8 @@ from typing import Any, cast
 
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, RecordKind
-from collector.pipeline.redact import Redactor
-from collector.receivers.addresses import (
-    ClientTable,
-    grow_receive_buffer,
-    make_udp_socket,
-)
+from collector.pipeline.intake import Intake
+from collector.receivers.addresses import ClientTable, grow_receive_buffer, tcp_socket, udp_socket
 from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.dialogs import DialogTracker
 from collector.receivers.sip.hep import (
@@ -53,15 +49,12 @@ from collector.receivers.sip.hep import (
 )
 from collector.receivers.sip.message import SipError, parse_sip
 from collector.settings import parse_host_port
-from collector.sink.writer import Writer
-from collector.telemetry import Telemetry
+from collector.telemetry import PacketCounts, Telemetry
 
 log = get_logger(__name__)
 
 #: how often finished-by-time dialogs are closed and the gauges refreshed
 HOUSEKEEPING_INTERVAL_S = 1.0
-#: pending TCP connections the kernel queues for us
-TCP_BACKLOG = 128
 #: the label of packets from an address no source owns
 UNKNOWN_SOURCE = "unknown"
 #: bytes taken per read when a HEP TCP connection is finished at pause
@@ -89,16 +82,15 @@ class _Source:
         "unsupported",
     )
 
-    def __init__(self, source: SipSource, telemetry: Telemetry, listener: str) -> None:
-        self.name = source.name
+    def __init__(self, source: SipSource, counts: PacketCounts) -> None:
+        self.name = name = source.name
         self.address = source.address
         self.auth_key = source.hep_auth_key.encode() if source.hep_auth_key else None
-        packets = telemetry.packets
-        self.accepted = packets.labels(listener, source.name, "accepted")
-        self.malformed = packets.labels(listener, source.name, "malformed")
-        self.bad_authenticator = packets.labels(listener, source.name, "bad_authenticator")
-        self.unsupported = packets.labels(listener, source.name, "unsupported")
-        self.overloaded = packets.labels(listener, source.name, "overloaded")
+        self.accepted = counts.series(name, "accepted")
+        self.malformed = counts.series(name, "malformed")
+        self.bad_authenticator = counts.series(name, "bad_authenticator")
+        self.unsupported = counts.series(name, "unsupported")
+        self.overloaded = counts.series(name, "overloaded")
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -256,21 +248,6 @@ class _HepStream(asyncio.Protocol):
             self.transport.abort()
 
 
-def make_tcp_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(TCP_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class SipReceiver:
     """Takes mirrored SIP from capture agents and turns finished calls into records.
 
@@ -286,16 +263,15 @@ class SipReceiver:
     def __init__(
         self,
         config: SipConfig,
-        redactor: Redactor,
-        writer: Writer,
+        intake: Intake,
         telemetry: Telemetry,
         listener: str = "sip",
     ) -> None:
         self.config = config
-        self.redactor = redactor
-        self.writer = writer
+        self.intake = intake
         self.telemetry = telemetry
         self.listener = listener
+        self.counts = PacketCounts(telemetry, listener)
         self.tracker = DialogTracker(
             config.max_dialogs, float(config.max_dialog_age_s), config.correlation_header
         )
@@ -309,8 +285,8 @@ class SipReceiver:
         self._servers: list[asyncio.AbstractServer] = []
         self._housekeeper: asyncio.Task[None] | None = None
         self._limited = RateLimitedLog(log)
-        self._unknown = telemetry.packets.labels(listener, UNKNOWN_SOURCE, "unknown_client")
-        self._internal = telemetry.packets.labels(listener, UNKNOWN_SOURCE, "malformed")
+        self._unknown = self.counts.series(UNKNOWN_SOURCE, "unknown_client")
+        self._internal = self.counts.series(UNKNOWN_SOURCE, "malformed")
         self._pdd = telemetry.post_dial_delay
         self._evicted_seen = 0
         self._stopped = False
@@ -325,30 +301,13 @@ class SipReceiver:
         The TCP socket takes the UDP socket's port, so that a listen port of 0
         (tests) gives one port for both.
         """
-        from collector.systemd import find_activated
-
-        activated = inherited or []
-        rcvbuf = self.config.receive_buffer_bytes
+        activated = inherited or ()
         for listen in self.config.listen:
-            host, port = parse_host_port(listen)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            udp = find_activated(activated, family, socket.SOCK_DGRAM, (host, port))
-            if udp is None:
-                udp = make_udp_socket(listen, rcvbuf)
-            else:
-                # systemd may have forced a larger buffer than we may set: only grow it
-                if udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < rcvbuf:
-                    grow_receive_buffer(udp, rcvbuf)
-                udp.setblocking(False)
+            udp = udp_socket(listen, self.config.receive_buffer_bytes, activated)
             self._udp_sockets.append(udp)
             self.telemetry.udp_drops.watch(udp.fileno(), self.listener)
-            bound_port = udp.getsockname()[1]
-            tcp = find_activated(activated, family, socket.SOCK_STREAM, (host, bound_port))
-            if tcp is None:
-                tcp = make_tcp_socket(host, bound_port)
-            else:
-                tcp.setblocking(False)
-            self._tcp_sockets.append(tcp)
+            host, _port = parse_host_port(listen)
+            self._tcp_sockets.append(tcp_socket(host, udp.getsockname()[1], activated))
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -449,7 +408,8 @@ class SipReceiver:
         self.config = config
 
     def _set_sources(self, sources: Iterable[SipSource]) -> None:
-        states = tuple(_Source(source, self.telemetry, self.listener) for source in sources)
+        self.counts.forget()
+        states = tuple(_Source(source, self.counts) for source in sources)
         table: ClientTable[_Source] = ClientTable(states)
         self._by_name = {state.name: state for state in states}
         self._find = table.find
@@ -624,16 +584,15 @@ class SipReceiver:
             self._emit(records)
 
     def _emit(self, records: list[CallRecord]) -> None:
-        """Redact each finished call and queue it; count what the writer refuses."""
+        """Hand each finished call to the intake; count what it refuses."""
         received_at = _now(UTC)
         pdd = self._pdd
-        redact = self.redactor.redact
-        submit = self.writer.submit
+        accept = self.intake.accept
         for record in records:
             try:
                 if record.pdd_ms is not None and record.kind is RecordKind.STOP:
                     pdd.observe(record.pdd_ms / 1000)
-                if not submit(redact(record, received_at)):
+                if not accept(record, received_at):
                     self._count_overloaded(record.source)
             except Exception as exc:  # noqa: BLE001 - one bad record must not lose the others
                 self._internal_error(exc)
@@ -643,7 +602,7 @@ class SipReceiver:
         if state is not None:
             state.overloaded.inc()
         else:  # its source was removed by a reload while the call was open
-            self.telemetry.packets.labels(self.listener, name, "overloaded").inc()
+            self.counts.count(name, "overloaded")
         self._limited.warning(
             "overloaded", "writer queue full: SIP call record dropped", source=name
         )
