@@ -255,11 +255,13 @@ class Config:
         """The region of each (protocol, source name) that sets its own, for the redactor.
 
         Keyed by protocol too: one switch's RADIUS client and SIP source may
-        share a name and still dial in different regions.
+        share a name and still dial in different regions. A section's records
+        carry its name as their protocol unless its schema says otherwise
+        (`PROTOCOL`: [files] makes records of protocol 'file').
         """
         return {
-            (protocol, name): region
-            for protocol, receiver in self.receivers().items()
+            (getattr(receiver, "PROTOCOL", section), name): region
+            for section, receiver in self.receivers().items()
             for name, region in receiver.regions().items()
         }
 

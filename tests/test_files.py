@@ -440,7 +440,8 @@ def test_a_files_section_is_read(tmp_path: Path) -> None:
     (source,) = config.files.sources
     assert source.directory == str(tmp_path / "drop") and source.pattern == "*.csv"
     assert config.files.poll_interval_s == 2
-    assert config.source_regions()[("files", "pbx")] == "DE"
+    # under the protocol its records carry, where the redactor looks it up
+    assert config.source_regions()[(Protocol.FILE.value, "pbx")] == "DE"
 
 
 def test_files_problems_name_the_key(tmp_path: Path) -> None:

@@ -76,6 +76,9 @@ class FilesConfig:
 
     #: the receiver that serves this section (see collector.receivers.receiver_factory)
     RECEIVER: ClassVar[str] = "collector.receivers.files.receiver:FilesReceiver"
+    #: the protocol its records carry (collector.model.Protocol.FILE): a source's region
+    #: is looked up under it
+    PROTOCOL: ClassVar[str] = "file"
 
     poll_interval_s: int = option(2, check=positive)
     sources: tuple[FileSource, ...] = option((), noun="source")
