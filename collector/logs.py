@@ -49,6 +49,8 @@ COUNT_FIELDS = frozenset(
         "dialogs",
         "keys",
         "kept",
+        "line",
+        "malformed",
         "not_answered",
         "open",
         "partitions",

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import fnmatch
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +85,9 @@ class _Job:
     in_flight: int = 0
     #: records acknowledged as not durable, or not taken: handed over again
     again: list[CallRecord] = field(default_factory=list)
+    #: after a record was not made durable, nothing more is handed over before this
+    #: (monotonic): the database and the spool get a poll interval, not a busy loop
+    resume_at: float = 0.0
     lines_read: int = 0
     records: int = 0
     malformed: int = 0
@@ -152,7 +156,7 @@ class _SourceScanner:
                 "files_claim",
                 "CDR file cannot be claimed",
                 source=self.source.name,
-                file=name,
+                path=name,
                 error=exc.strerror or type(exc).__name__,
             )
             return None
@@ -168,18 +172,18 @@ class _SourceScanner:
                 "files_open",
                 "CDR file cannot be opened",
                 source=self.source.name,
-                file=_plain_name(path),
+                path=_plain_name(path),
                 error=exc.strerror or type(exc).__name__,
             )
             return None
-        log.info("CDR file taken", source=self.source.name, file=_plain_name(path))
+        log.info("CDR file taken", source=self.source.name, path=_plain_name(path))
         return _Job(path, handle, datetime.now(UTC))
 
     # --- reading it --------------------------------------------------------
     async def feed(self, paused: Callable[[], bool]) -> None:
         """Hand over the job's next records, as many as the window and the consumer take."""
         job = self.job
-        if job is None:
+        if job is None or time.monotonic() < job.resume_at:
             return
         while job.again and not paused():
             if job.in_flight >= MAX_IN_FLIGHT:
@@ -231,7 +235,7 @@ class _SourceScanner:
                 "files_line",
                 "CDR file line not read",
                 source=source,
-                file=_plain_name(job.path),
+                path=_plain_name(job.path),
                 line=job.line_number,
                 reason=exc.reason,
             )
@@ -258,6 +262,7 @@ class _SourceScanner:
             else:
                 scanner.receiver.count(record.source, "not_durable")
                 job.again.append(record)
+                job.resume_at = time.monotonic() + scanner.receiver.config.poll_interval_s
             scanner.receiver.wake()
 
         job.in_flight += 1
@@ -282,7 +287,7 @@ class _SourceScanner:
                 "files_delete",
                 "CDR file stored but not deleted",
                 source=self.source.name,
-                file=_plain_name(job.path),
+                path=_plain_name(job.path),
                 error=exc.strerror or type(exc).__name__,
             )
             return
@@ -291,8 +296,8 @@ class _SourceScanner:
         log.info(
             "CDR file stored and deleted",
             source=self.source.name,
-            file=_plain_name(job.path),
-            lines=job.lines_read,
+            path=_plain_name(job.path),
+            records=job.lines_read,
             malformed=job.malformed,
         )
 
