@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from collector import config
+from collector.receivers.files.config import FilesConfig
 from collector.receivers.json_config import JsonConfig
 from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.sip.config import SipConfig
@@ -130,7 +131,12 @@ def test_listen_addresses_of_different_tables_clash_on_a_shared_transport() -> N
 
 
 def test_the_receiver_registry_holds_every_listener_section() -> None:
-    assert {"radius": RadiusConfig, "sip": SipConfig, "json": JsonConfig} == config.RECEIVERS
+    assert {
+        "radius": RadiusConfig,
+        "sip": SipConfig,
+        "json": JsonConfig,
+        "files": FilesConfig,
+    } == config.RECEIVERS
     keys = set(schema_keys(config.Config))
     assert {("", name) for name in config.RECEIVERS} <= keys
 
