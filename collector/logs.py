@@ -82,6 +82,7 @@ LABEL_FIELDS = frozenset(
         "port",
         "protocol",
         "reason",
+        "receivers",
         "retryable",
         "seconds",
         "signal",

@@ -268,7 +268,7 @@ class Service:
         self.telemetry.config_reloads.labels("ok").inc()
         log.info(
             "configuration reloaded",
-            receivers=[section.summary() for section in new.receivers().values()],
+            receivers=", ".join(section.summary() for section in new.receivers().values()),
             keys=len(new.privacy.keys),
         )
         self.notifier.ready(self._status())
