@@ -77,13 +77,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         report(f"{warning.file}: {warning.key}: warning: {warning.reason}", logging.WARNING)
     for note in config.unchecked:
         report(str(note), logging.INFO)
-    parts = []
-    if config.radius:
-        parts.append(f"{len(config.radius.clients)} RADIUS client(s)")
-    if config.sip:
-        parts.append(f"{len(config.sip.sources)} SIP source(s)")
-    if config.json:
-        parts.append("JSON ingest")
+    parts = [section.summary() for section in config.receivers().values()]
     if any(note.key == "privacy.key_file" for note in config.unchecked):
         parts.append("pseudonym keys not checked")
     else:

@@ -19,6 +19,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -220,6 +221,17 @@ class ReceiverConfig(Protocol):
 
     def regions(self) -> dict[str, str]:
         """The region of each source (by name) that sets its own."""
+        ...
+
+    def summary(self) -> str:
+        """What the section serves, in a few words ("2 RADIUS client(s)"), for
+        check-config and the reload's log line."""
+        ...
+
+    def stale_calls(self) -> tuple[str, timedelta] | None:
+        """(protocol, age): the service stores the calls of that protocol still open
+        after `age` as incomplete rows; None when its receiver leaves no call open
+        that it does not end itself."""
         ...
 
 

@@ -84,6 +84,7 @@ LABEL_FIELDS = frozenset(
         "port",
         "protocol",
         "reason",
+        "receivers",
         "retryable",
         "seconds",
         "signal",

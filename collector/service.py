@@ -30,7 +30,7 @@ from collector.retention import purge
 from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
     PostgresSink,
-    close_stale_sip_calls,
+    close_stale_calls,
     load_resets,
     move_default_rows,
     open_admin_connection,
@@ -269,8 +269,7 @@ class Service:
         self.telemetry.config_reloads.labels("ok").inc()
         log.info(
             "configuration reloaded",
-            clients=len(new.radius.clients) if new.radius else 0,
-            sources=len(new.sip.sources) if new.sip else 0,
+            receivers=", ".join(section.summary() for section in new.receivers().values()),
             keys=len(new.privacy.keys),
         )
         self.notifier.ready(self._status())
@@ -347,13 +346,16 @@ class Service:
                     # default partition before their day's came get one of their own
                     today = datetime.now(UTC).date()
                     await move_default_rows(conn, (today + timedelta(days=n) for n in range(-1, 3)))
-                    sip = self.config.sip
-                    if sip is not None:
-                        # an hour past the tracker's own limit: never a call it still follows
-                        limit = timedelta(seconds=sip.max_dialog_age_s) + timedelta(hours=1)
-                        closed = await close_stale_sip_calls(conn, datetime.now(UTC) - limit)
+                    for section in self.config.receivers().values():
+                        stale = section.stale_calls()
+                        if stale is None:
+                            continue
+                        protocol, age = stale
+                        closed = await close_stale_calls(conn, protocol, datetime.now(UTC) - age)
                         if closed:
-                            log.info("stale sip calls stored as incomplete", calls=closed)
+                            log.info(
+                                "stale calls stored as incomplete", protocol=protocol, calls=closed
+                            )
                 except Exception as exc:  # noqa: BLE001 - retried at the next interval
                     log.warning("database maintenance failed", error_class=type(exc).__name__)
                 try:

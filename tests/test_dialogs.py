@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.model import CallRecord, Protocol, RecordKind
+from collector.pipeline.billing import settle
 from collector.pipeline.outcome import (
     CALL_OUTCOMES,
     CallOutcome,
@@ -150,7 +151,8 @@ def play(
     Returns the STOP records, which end calls; with `starts`, also the START
     each answered call emits when it is answered and the ENDs of BYEs of
     dialogs the tracker never saw begin (both only reach the sink's
-    open-call bookkeeping).
+    open-call bookkeeping). Each record has its billing facts decided, as the
+    intake decides them (pipeline.billing).
     """
     records: list[CallRecord] = []
     header = tracker.correlation_header
@@ -159,6 +161,7 @@ def play(
         if mirror:
             copy = forwarded(data)
             records += tracker.feed(parse_sip(copy, header), at(seconds + 0.002), source)
+    records = [settle(record) for record in records]
     if starts:
         return records
     return [record for record in records if record.kind is RecordKind.STOP]
@@ -851,7 +854,7 @@ def test_lost_bye_is_closed_by_expire_as_incomplete() -> None:
     steps += [(900.0, call.request("INVITE", 2)), (900.1, call.response(200, cseq=2))]
     assert play(t, steps) == []
     assert t.expire(at(3599)) == []
-    record = only(t.expire(at(3600)))
+    record = settle(only(t.expire(at(3600))))
     assert record.incomplete is True
     assert record.times_derived is True
     assert record.answered is True
@@ -868,7 +871,7 @@ def test_lost_bye_is_closed_by_expire_as_incomplete() -> None:
 def test_unanswered_dialog_expires_incomplete() -> None:
     t = tracker(max_dialog_age_s=60.0)
     assert play(t, [(0.0, Call().invite()), (1.0, Call().response(180))]) == []
-    record = only(t.expire(at(61)))
+    record = settle(only(t.expire(at(61))))
     assert (record.answered, record.sip_code, record.incomplete) == (False, None, True)
     assert record.duration_ms == 0
     assert call_outcome(record) is CallOutcome.FAILED

@@ -498,6 +498,11 @@ async def test_sighup_reloads_secrets_and_keeps_the_old_config_when_the_new_one_
                 "configuration reloaded" in line for line in collector.log_text().splitlines()
             )
         )
+        reloaded = next(
+            line for line in collector.log_text().splitlines() if "configuration reloaded" in line
+        )
+        # what each receiver section serves, as it reports it
+        assert "1 RADIUS client(s)" in reloaded
         async with AccountingClient(collector.radius_address, b"new-secret") as client:
             assert await client.send(cisco_attributes(calls[1]))
         async with AccountingClient(

@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from collector.config import PrivacyConfig
+from collector.pipeline.billing import settle
 from collector.pipeline.redact import Redactor
 from collector.receivers.json_body import decode_body
 from collector.vendors.freeswitch.json_cdr import JsonCdrError, json_record
@@ -642,7 +643,7 @@ def test_repeated_callflow_keys_are_all_read() -> None:
     )
     document = decode_body(text.encode(), "application/json")
     assert [flow["profile_index"] for flow in document["callflow"]] == ["2", "1"]
-    record = json_record(document, SOURCE, RECEIVED)
+    record = settle(json_record(document, SOURCE, RECEIVED))
     assert (record.called, record.calling) == ("+442079460123", "+493012345678")
     assert record.setup_stamp == "1796040000385581"
     assert record.duration_ms == 62920
@@ -673,7 +674,7 @@ def test_document_without_variables_uses_the_caller_profile() -> None:
             }
         ],
     }
-    record = json_record(document, SOURCE, RECEIVED)
+    record = settle(json_record(document, SOURCE, RECEIVED))
     assert record.session_id == ANSWERED_UUID
     assert record.setup_stamp == "1796040000000000"
     assert record.leg == "inbound"
@@ -795,7 +796,7 @@ def test_hangup_cause_sip_status_and_answer_as_freeswitch_rules_say(
 ) -> None:
     """What a JSON CDR carries of its own and what the FreeSWITCH rules supply (see
     collector.vendors.freeswitch): the same rules the RADIUS profile applies."""
-    record = json_record({"variables": {"uuid": "u-1", **variables}}, SOURCE, RECEIVED)
+    record = settle(json_record({"variables": {"uuid": "u-1", **variables}}, SOURCE, RECEIVED))
     assert (record.disconnect_cause, record.sip_code, record.answered) == (
         cause,
         sip_code,

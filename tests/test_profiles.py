@@ -95,7 +95,7 @@ def redactor() -> Redactor:
 def test_cisco_stop_with_synced_clock_keeps_the_switch_times() -> None:
     # the switch's clock is two hours off ours but not flagged: believed as is
     call = answered_call(end=ARRIVAL - timedelta(hours=2))
-    record = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    record = settle(profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx()))
     assert record.kind is RecordKind.STOP
     assert record.setup_time == call.setup
     assert record.connect_time == call.connect
@@ -165,7 +165,7 @@ def test_cisco_unusable_disconnect_cause_is_dropped(bad: str) -> None:
 
 def test_cisco_unanswered_call_has_no_duration() -> None:
     call = unanswered_call(ARRIVAL - timedelta(seconds=2))
-    record = profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx())
+    record = settle(profiles.cisco(packet_of(traffic.cisco_attributes(call)), ctx()))
     assert record.answered is False
     assert record.duration_ms == 0
     assert record.connect_time is None
@@ -176,7 +176,9 @@ def test_cisco_unanswered_call_has_no_duration() -> None:
 @pytest.mark.parametrize("flag", ["*", "."])
 def test_cisco_flagged_clock_far_from_arrival_is_shifted_keeping_the_duration(flag: str) -> None:
     call = answered_call(end=ARRIVAL - timedelta(hours=3, minutes=7))
-    record = profiles.cisco(packet_of(traffic.cisco_attributes(call, clock_flag=flag)), ctx())
+    record = settle(
+        profiles.cisco(packet_of(traffic.cisco_attributes(call, clock_flag=flag)), ctx())
+    )
     assert record.clock_unsynced is True
     assert record.times_derived is True
     # shifted onto the only time we trust (arrival, no Acct-Delay-Time) ...
@@ -193,7 +195,7 @@ def test_cisco_flagged_clock_is_shifted_onto_event_timestamp_when_present() -> N
     call = answered_call(end=ARRIVAL + timedelta(days=1))
     attributes = integer_attribute(d.EVENT_TIMESTAMP, int(event.timestamp()))
     attributes += traffic.cisco_attributes(call, clock_flag="*")
-    record = profiles.cisco(packet_of(attributes), ctx())
+    record = settle(profiles.cisco(packet_of(attributes), ctx()))
     assert record.disconnect_time == event
     assert record.duration_ms == 61_250
     assert record.clock_unsynced is True
@@ -480,7 +482,7 @@ def test_generic_failed_is_an_unanswered_stop() -> None:
             integer_attribute(d.EVENT_TIMESTAMP, int(ARRIVAL.timestamp())),
         )
     )
-    record = profiles.generic(packet_of(attributes), ctx())
+    record = settle(profiles.generic(packet_of(attributes), ctx()))
     assert record.kind is RecordKind.STOP
     assert record.answered is False
     assert record.duration_ms == 0
@@ -848,8 +850,10 @@ def test_kamailio_failed_transaction_that_is_no_failed_call(method: int, code: i
 def test_kamailio_failed_invite_is_an_unanswered_call(
     method: int | None, code: int, cause: int
 ) -> None:
-    record = profiles.kamailio(
-        packet_of(kamailio_event(d.STATUS_FAILED, method, code, to_tag=None)), ctx()
+    record = settle(
+        profiles.kamailio(
+            packet_of(kamailio_event(d.STATUS_FAILED, method, code, to_tag=None)), ctx()
+        )
     )
     assert record.kind is RecordKind.STOP
     assert (record.answered, record.duration_ms) == (False, 0)

@@ -18,7 +18,7 @@ from collector.model import StoredCdr
 from collector.sink.postgres import (
     PostgresSink,
     RetryableError,
-    close_stale_sip_calls,
+    close_stale_calls,
     move_default_rows,
     partition_name,
 )
@@ -242,10 +242,10 @@ async def test_sip_calls_left_open_past_the_limit_are_stored_incomplete(
     radius = start(b"\x0b" * 16)._replace(protocol="radius", event_time=old, connect_time=old)
     await sink.write([stale, fresh_sip, radius])
     async with connected(dsn) as conn:
-        assert await close_stale_sip_calls(conn, NOW - timedelta(hours=5)) == 1
+        assert await close_stale_calls(conn, "sip", NOW - timedelta(hours=5)) == 1
         row = await conn.fetchrow("SELECT * FROM cdrs")
         left = {r["record_key"] for r in await conn.fetch("SELECT record_key FROM open_calls")}
-        assert await close_stale_sip_calls(conn, NOW - timedelta(hours=5)) == 0
+        assert await close_stale_calls(conn, "sip", NOW - timedelta(hours=5)) == 0
     assert row is not None
     assert row["record_key"] == b"\x09" * 16
     assert (row["answered"], row["incomplete"], row["times_derived"]) == (True, True, True)

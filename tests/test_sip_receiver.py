@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from collector.pipeline.billing import settle
 from collector.pipeline.privacy import Pseudonymizer
 from collector.receivers.sip.config import SipConfig, SipSource
 from collector.receivers.sip.hep import HepPacket, encode_chunks, encode_hep, encode_hep12
@@ -902,7 +903,7 @@ def test_hep_v1_and_v2_packets_become_records() -> None:
     assert outcome_count(telemetry, PROXY, "malformed") == 0
     rows = {row.called: row for row in intake.records}
     assert len(rows) == 2
-    v2 = rows[v2_call.callee]
+    v2 = settle(rows[v2_call.callee])  # as the intake decides its billing facts
     assert (v2.answered, v2.sip_code, v2.duration_ms) == (True, 200, 3000)
     assert v2.setup_time == start  # the HEPv2 capture time
     assert v2.connect_time == start + timedelta(seconds=1.5)

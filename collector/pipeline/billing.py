@@ -11,7 +11,11 @@ here, by one rule, for every protocol:
   connect to disconnect, unless that span is longer than any call believed
   (`MAX_DURATION_MS`), which is not billed and flags the times.
 
-`settle` applies the rule to a record before it is redacted. The same rule
+`settle` applies the rule to a record before it is redacted, after
+pipeline.plausible has dropped the times it does not believe: the span is
+then taken between the times as sent (`sent`), as a duration sent is kept
+when believable, since two times of one clock measure a call even when that
+clock is wrong. The same rule
 is needed in SQL for a Stop that lacks its connect time or its duration:
 only the database holds the durable Start that completes it (Kamailio's
 per-transaction Stop, a SIP BYE after a restart), so the sink's statements
@@ -25,20 +29,24 @@ from collector.model import CallRecord, RecordKind
 from collector.pipeline.plausible import MAX_DURATION_MS
 
 
-def settle(record: CallRecord) -> CallRecord:
+def settle(record: CallRecord, sent: CallRecord | None = None) -> CallRecord:
     """Decide what a finished call leg leaves open about its answer and billable time.
 
     Changes `record` in place (only a Stop's `answered`, `duration_ms` and
-    `times_implausible`) and returns it. A Stop that shows neither an answer
-    nor its absence (no answer flag, connect time or duration) stays open:
-    the sink completes it from its Start.
+    `times_implausible`) and returns it. `sent` is the record as its receiver
+    made it, before its times were mended (pipeline.plausible): its connect
+    and disconnect times give the span (default: `record`'s own). A Stop that
+    shows neither an answer nor its absence (no answer flag, connect time or
+    duration) stays open: the sink completes it from its Start.
     """
     duration_ms = record.duration_ms
-    connect, disconnect = record.connect_time, record.disconnect_time
-    if duration_ms is None and connect is not None and disconnect is not None:
-        duration_ms = max(0, round((disconnect - connect).total_seconds() * 1000))
+    connect = record.connect_time
+    times = record if sent is None else sent
+    start, end = times.connect_time, times.disconnect_time
+    if duration_ms is None and start is not None and end is not None:
+        duration_ms = max(0, round((end - start).total_seconds() * 1000))
         if duration_ms > MAX_DURATION_MS:
-            # believable ends, an unbelievable call between them: not billed
+            # longer than any call believed: not billed, and the times flagged
             duration_ms = None
             record.times_implausible = True
     answered = record.answered

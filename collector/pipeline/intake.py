@@ -53,8 +53,8 @@ class Intake(Protocol):
 
 def normalize(record: CallRecord, received_at: datetime, redactor: Redactor) -> CallRecord:
     """The record with believable times (pipeline.plausible) and its answer and billable
-    duration decided (pipeline.billing): what redaction expects."""
-    return settle(mend(record, received_at, redactor.max_age))
+    duration decided (pipeline.billing, from the times as sent): what redaction expects."""
+    return settle(mend(record, received_at, redactor.max_age), record)
 
 
 class Pipeline:

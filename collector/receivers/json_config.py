@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from collector.formats.basic_auth import parse_basic_auth
@@ -60,3 +61,11 @@ class JsonConfig:
     def regions(self) -> dict[str, str]:
         """The sender's region, when it sets its own, by source name."""
         return {self.source: self.region} if self.region else {}
+
+    def summary(self) -> str:
+        """One endpoint."""
+        return "JSON ingest"
+
+    def stale_calls(self) -> tuple[str, timedelta] | None:
+        """None: a JSON CDR is a finished call, never an open one."""
+        return None

@@ -245,9 +245,9 @@ _STALE_COMPUTED = {
 }
 _STALE_COLUMNS, _STALE_VALUES = cdrs_select(_STALE_COMPUTED, carried="c", staged=None)
 
-CLOSE_STALE_SIP = f"""
+CLOSE_STALE = f"""
 WITH closed AS (
-    DELETE FROM open_calls WHERE protocol = 'sip' AND updated_at < $1
+    DELETE FROM open_calls WHERE protocol = $1 AND updated_at < $2
     RETURNING *
 ), fresh AS ({_TAKE_KEYS.format(rows="closed")}
 )
@@ -258,16 +258,18 @@ FROM closed c JOIN fresh USING (record_key, protocol)
 """
 
 
-async def close_stale_sip_calls(conn: asyncpg.Connection, older_than: datetime) -> int:
-    """Store the SIP calls open since before `older_than` as incomplete rows; how many.
+async def close_stale_calls(conn: asyncpg.Connection, protocol: str, older_than: datetime) -> int:
+    """Store the calls of `protocol` open since before `older_than` as incomplete rows;
+    how many.
 
-    The dialog tracker closes a call that outlives `max_dialog_age_s` as
+    SIP's dialog tracker closes a call that outlives `max_dialog_age_s` as
     incomplete; a call answered before a restart of the collector whose BYE
     never came is only a START in `open_calls`, and gets the same treatment
     here (its end unknown: no duration, times derived). Meant for the
-    maintenance connection, with `older_than` well past the tracker's limit.
+    maintenance connection, with `older_than` from the receiver's section
+    (`stale_calls`), well past the receiver's own limit.
     """
-    rows = await conn.fetch(CLOSE_STALE_SIP, older_than)
+    rows = await conn.fetch(CLOSE_STALE, protocol, older_than)
     return len(rows)
 
 

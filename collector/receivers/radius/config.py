@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from collector.settings import (
@@ -87,3 +88,11 @@ class RadiusConfig:
     def regions(self) -> dict[str, str]:
         """The region of each client that sets its own, by client name."""
         return {client.name: client.region for client in self.clients if client.region}
+
+    def summary(self) -> str:
+        """Its clients, counted."""
+        return f"{len(self.clients)} RADIUS client(s)"
+
+    def stale_calls(self) -> tuple[str, timedelta] | None:
+        """None: a RADIUS call stays open until its switch's Stop or Accounting-On."""
+        return None

@@ -151,10 +151,10 @@ def generic(packet: Packet, ctx: Context) -> CallRecord:
     if kind is RecordKind.STOP:
         record.disconnect_time = event_time
         if status == d.STATUS_FAILED:
+            # what the packet says; its billable time (none) follows (pipeline.billing)
             record.answered = False
-            record.duration_ms = 0
         elif session_time is not None:
-            # answered or not follows from it (pipeline.billing)
+            # the duration sent: answered or not follows from it (pipeline.billing)
             record.duration_ms = session_time * 1000
             if session_time > 0:
                 record.connect_time = event_time - timedelta(seconds=session_time)
@@ -206,21 +206,19 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
         correlation=cisco_vendor.correlation(vsa(d.H323_CONF_ID)),
     )
     if kind is RecordKind.STOP:
-        answered_ms: int | None = None
-        if connect_time is not None and disconnect_time is not None:
-            answered_ms = max(0, round((disconnect_time - connect_time).total_seconds() * 1000))
-        if status == d.STATUS_FAILED:
-            record.answered, record.duration_ms = False, 0
-        elif answered_ms is not None and (answered_ms > 0 or session_time):
-            record.answered, record.duration_ms = True, answered_ms
-        elif session_time is not None:
-            record.answered = session_time > 0
+        both_ends = connect_time is not None and disconnect_time is not None
+        apart = (
+            connect_time is not None
+            and disconnect_time is not None
+            and (disconnect_time > connect_time)
+        )
+        # Cisco's answer: its h323 times enclose some time, or Acct-Session-Time counts
+        # some. A connect time equal to the disconnect time (or alone) is no answer.
+        record.answered = status != d.STATUS_FAILED and (apart or bool(session_time))
+        if session_time is not None and not both_ends:
+            # whole seconds: the h323 times, when both are sent, bill to the millisecond
+            # instead (pipeline.billing)
             record.duration_ms = session_time * 1000
-        else:
-            record.answered = (
-                connect_time is not None and answered_ms is not None and answered_ms > 0
-            )
-            record.duration_ms = answered_ms or 0
         if not record.answered:
             connect_time = None
     _place_times(record, ctx, setup_time, connect_time, disconnect_time, flagged)
@@ -298,9 +296,10 @@ def _place_times(
         _shift_and_fill(record, reference, setup_time, connect_time, disconnect_time, shift)
     except OverflowError:
         # times that cannot be placed on the calendar are not times: keep none of them
+        # (nor bill between them)
         record.setup_time = record.connect_time = None
         record.disconnect_time = reference if record.kind is RecordKind.STOP else None
-        record.times_derived = True
+        record.times_derived = record.times_implausible = True
 
 
 def _shift_and_fill(
@@ -377,8 +376,9 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     if kind is RecordKind.STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
         billusec = packet.vendor_integer(fs, d.FS_BILLUSEC)
+        duration_ms: int | None = None  # the duration sent, when it is
         if status == d.STATUS_FAILED:
-            duration_ms: int | None = 0
+            pass
         elif session_time is not None:
             # Freeswitch-Billusec is a 32-bit field fed a 64-bit value: it wraps
             # after 71 minutes. Use it for millisecond precision only when it
@@ -394,13 +394,17 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
                 span_us = round((disconnect_time - connect_time).total_seconds() * 1_000_000)
                 duration_us += max(0, round((span_us - billusec) / 2**32)) * 2**32
             duration_ms = duration_us // 1000
+        # whether the packet shows an answer: a Failed status shows none; a billed time
+        # shows one when above 0 or sent with an answer date; an answer date with an end
+        # date shows one (billed from one to the other, see pipeline.billing); else the
+        # packet shows nothing and the cause decides
+        shown: bool | None = None
+        if status == d.STATUS_FAILED:
+            shown = False
+        elif duration_ms is not None:
+            shown = duration_ms > 0 or connect_time is not None
         elif connect_time is not None and disconnect_time is not None:
-            duration_ms = max(0, round((disconnect_time - connect_time).total_seconds() * 1000))
-        else:
-            duration_ms = None
-        shown: bool | None = None  # whether the packet shows an answer
-        if duration_ms is not None:
-            shown = duration_ms > 0 or (connect_time is not None and status != d.STATUS_FAILED)
+            shown = True
         # the cause and what it implies are FreeSWITCH's, the same for every transport
         end = freeswitch_causes.leg_end(cause, shown)
         record.disconnect_cause, record.sip_code, record.answered = (
@@ -408,8 +412,6 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
             end.sip_code,
             end.answered,
         )
-        if duration_ms is None and end.answered is False:
-            duration_ms = 0
         record.duration_ms = duration_ms
         if record.disconnect_time is None:
             record.disconnect_time = event_time
@@ -459,13 +461,14 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         correlation=kamailio_vendor.correlation(session),
     )
     if status == d.STATUS_FAILED:
-        record.answered = False
-        record.duration_ms = 0
+        record.answered = False  # a failed INVITE: nothing to bill (pipeline.billing)
         record.sip_code = code
         record.disconnect_cause = q850_from_sip_status(code) if code is not None else None
         record.disconnect_time = event_time
         record.setup_time = event_time
     elif kind is RecordKind.STOP:
+        # Kamailio accounts a Stop only for the BYE of an established dialog: answered,
+        # whatever Acct-Session-Time (if sent at all) says
         record.answered = True
         record.sip_code = 200
         record.disconnect_cause = 16

@@ -6,6 +6,7 @@ Each option is declared once, as a field below (see collector.settings).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import ClassVar
 
 from collector.settings import canonical_network, check_network, check_region, option, positive
@@ -51,3 +52,12 @@ class SipConfig:
     def regions(self) -> dict[str, str]:
         """The region of each source that sets its own, by source name."""
         return {source.name: source.region for source in self.sources if source.region}
+
+    def summary(self) -> str:
+        """Its sources, counted."""
+        return f"{len(self.sources)} SIP source(s)"
+
+    def stale_calls(self) -> tuple[str, timedelta] | None:
+        """SIP calls open an hour past the dialog tracker's own limit: never a call it
+        still follows, but one answered before a restart whose BYE never came."""
+        return "sip", timedelta(seconds=self.max_dialog_age_s) + timedelta(hours=1)

@@ -689,13 +689,6 @@ class DialogTracker:
         setup = dialog.setup
         answer = dialog.answer
         ring = dialog.ring
-        duration_ms: int | None
-        if not answered:
-            duration_ms = 0
-        elif answer is None:
-            duration_ms = None
-        else:
-            duration_ms = max(0, (end - answer) // _ONE_MS)
         if ring is not None:
             pdd_ms: int | None = max(0, (ring - setup) // _ONE_MS)
         elif answer is not None:
@@ -713,7 +706,7 @@ class DialogTracker:
             setup_time=setup,
             connect_time=answer,
             disconnect_time=end,
-            duration_ms=duration_ms,
+            # billed from the answer to the end, 0 when unanswered (pipeline.billing)
             answered=answered,
             disconnect_cause=cause,
             sip_code=sip_code,

@@ -250,7 +250,7 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     sent (start_uepoch, else start_epoch, else the callflow's created_time),
     so a repost is one row while a reused uuid is another. The billable
     duration is billmsec, else billusec, else billsec (whole seconds), else
-    answer to end. The hangup cause, and the SIP code and answer it implies,
+    left to pipeline.billing (answer to end). The hangup cause, and the SIP code and answer it implies,
     are read as `causes` says (the same rules as for mod_radius_cdr): the name decides over hangup_cause_q850, and the
     document's own sip_term_status over the cause's SIP code. A document
     that shows no answer time and no billable time at all leaves `answered`
@@ -290,6 +290,7 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     billmsec = _integer(variables, "billmsec")
     billusec = _integer(variables, "billusec")
     billsec = _integer(variables, "billsec")
+    # the billable time the document sends, if any: else answer to end (pipeline.billing)
     duration_ms: int | None
     if billmsec is not None:
         duration_ms = billmsec
@@ -297,8 +298,6 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
         duration_ms = billusec // 1000
     elif billsec is not None:
         duration_ms = billsec * 1000
-    elif answer is not None and end is not None:
-        duration_ms = max(0, round((end - answer).total_seconds() * 1000))
     else:
         duration_ms = None
     # whether the document shows an answer: None when it holds no answer time
@@ -314,10 +313,9 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     cause = causes.cause_of_name(
         _text(variables, "hangup_cause"), _integer(variables, "hangup_cause_q850")
     )
+    # a cause before answer says unanswered, whatever time the document bills
     leg_end = causes.leg_end(cause, shown, sip_code)
     answered = leg_end.answered
-    if answered is False:
-        duration_ms = 0
 
     # the number first dialled: the oldest profile, before any transfer
     original = flows[-1].profile if flows else {}
