@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 from collector.credentials import StandIn
@@ -216,6 +216,7 @@ def _read_file(
         return empty
 
 
+@runtime_checkable
 class ReceiverConfig(Protocol):
     """What every receiver's section offers the rest of the configuration."""
 

@@ -141,6 +141,13 @@ def test_the_receiver_registry_holds_every_listener_section() -> None:
     assert {("", name) for name in config.RECEIVERS} <= keys
 
 
+def test_every_receiver_section_offers_what_the_service_asks_of_it() -> None:
+    # the service, check-config and retention call these on every configured section
+    for name, schema in config.RECEIVERS.items():
+        assert issubclass(schema, config.ReceiverConfig), name
+        assert isinstance(getattr(schema, "RECEIVER", None), str), name
+
+
 def test_configured_receivers_come_by_section_name(tmp_path: Path) -> None:
     (tmp_path / "keys").write_text("k1:" + "S" * 24 + "\n")
     (tmp_path / "record-key").write_text("R" * 24 + "\n")

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,3 +87,11 @@ class FilesConfig:
     def regions(self) -> dict[str, str]:
         """The region of each source that sets its own, by source name."""
         return {source.name: source.region for source in self.sources if source.region}
+
+    def summary(self) -> str:
+        """Its sources, counted."""
+        return f"{len(self.sources)} CDR file source(s)"
+
+    def stale_calls(self) -> tuple[str, timedelta] | None:
+        """None: every line of a file is a finished call; nothing stays open."""
+        return None
