@@ -976,3 +976,39 @@ async def test_hep_tcp_connections_beyond_the_cap_are_refused_and_counted() -> N
         for _reader, stream in streams:
             stream.close()
         await receiver.stop()
+
+
+def test_a_kernel_chosen_port_whose_tcp_twin_is_taken_is_given_up_for_another(
+    monkeypatch: Any,
+) -> None:
+    # listen port 0: the UDP port the kernel picks may be held over TCP (by an
+    # outgoing connection's local port, or as here a listener); the receiver then
+    # tries another port instead of failing to start
+    import collector.receivers.sip.receiver as sip_receiver
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    clashing = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    clashing.bind(("127.0.0.1", taken.getsockname()[1]))
+    from collector.receivers.addresses import udp_socket as real_udp_socket
+    handed: list[socket.socket] = []
+
+    def first_the_clashing_one(*args: Any) -> socket.socket:
+        sock = clashing if not handed else real_udp_socket(*args)
+        handed.append(sock)
+        return sock
+
+    monkeypatch.setattr(sip_receiver, "udp_socket", first_the_clashing_one)
+    receiver, _intake, _telemetry = in_process_receiver()
+    try:
+        receiver.bind()
+        assert len(handed) == 2 and clashing.fileno() == -1  # tried, closed, replaced
+        (address,) = receiver.addresses
+        assert address[1] != taken.getsockname()[1]
+        tcp_port = receiver._tcp_sockets[0].getsockname()[1]
+        assert tcp_port == address[1]
+    finally:
+        taken.close()
+        for sock in receiver._udp_sockets + receiver._tcp_sockets:
+            sock.close()

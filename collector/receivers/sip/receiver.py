@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import socket
 import struct
@@ -52,6 +53,9 @@ from collector.settings import parse_host_port
 from collector.telemetry import PacketCounts, Telemetry
 
 log = get_logger(__name__)
+
+#: tries at a UDP and TCP pair on one kernel-chosen port (listen port 0)
+EPHEMERAL_PAIR_ATTEMPTS = 20
 
 #: how often finished-by-time dialogs are closed and the gauges refreshed
 HOUSEKEEPING_INTERVAL_S = 1.0
@@ -303,11 +307,23 @@ class SipReceiver:
         """
         activated = inherited or ()
         for listen in self.config.listen:
-            udp = udp_socket(listen, self.config.receive_buffer_bytes, activated)
+            host, port = parse_host_port(listen)
+            # port 0: the kernel picks a free UDP port, which a TCP socket (an
+            # outgoing connection's local port) may hold: then pick another
+            attempts = 1 if port else EPHEMERAL_PAIR_ATTEMPTS
+            for attempt in range(attempts):
+                udp = udp_socket(listen, self.config.receive_buffer_bytes, activated)
+                try:
+                    tcp = tcp_socket(host, udp.getsockname()[1], activated)
+                except OSError as exc:
+                    udp.close()
+                    if exc.errno != errno.EADDRINUSE or attempt + 1 >= attempts:
+                        raise
+                    continue
+                break
             self._udp_sockets.append(udp)
             self.telemetry.udp_drops.watch(udp.fileno(), self.listener)
-            host, _port = parse_host_port(listen)
-            self._tcp_sockets.append(tcp_socket(host, udp.getsockname()[1], activated))
+            self._tcp_sockets.append(tcp)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
