@@ -1,4 +1,4 @@
-"""Command line: run, check-config, migrate, demo, erase, purge, keygen.
+"""Command line: run, check-config, migrate, demo, erase, export, purge, audit, keygen.
 
 The only module that exits the process. Configuration problems are printed
 one per line as "FILE: KEY: REASON" and exit with status 1; a daemon that
@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from collector.config import (
     Config,
@@ -40,6 +40,8 @@ from collector.settings import ConfigError
 
 log = get_logger("collector.cli")
 
+T = TypeVar("T")
+
 
 def _problems(config_path: str, exc: ConfigError) -> SystemExit:
     """Print every problem, then the summary line; the exit to raise."""
@@ -57,7 +59,7 @@ def _load(path: str | None, *, assume_credentials: bool = False) -> Config:
         raise _problems(config_path, exc) from None
 
 
-def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
+def _event_loop_run(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
@@ -219,17 +221,26 @@ def cmd_purge(args: argparse.Namespace) -> int:
     """Apply retention now."""
     config = _load(args.config)
     days = config.privacy.retention_days
+    audit_days = config.privacy.audit_retention_days
 
     async def apply(conn: Any) -> int:
+        from collector import audit
         from collector.retention import purge
 
         spool = config.spool.directory if config.spool is not None else None
-        result = await purge(conn, days, spool_directory=spool)
+        result = await purge(conn, days, spool_directory=spool, audit_retention_days=audit_days)
+        # not in one transaction with the purge, which deletes in chunks to hold no long
+        # locks: a purge whose record failed exits 1 and says so
+        await audit.record(conn, audit.PURGE, result.call_rows, result.describe(days, audit_days))
         print(
             f"retention {days} days: dropped {result.partitions_dropped} partition(s), "
             f"deleted {result.rows_deleted} row(s), expired {result.keys_expired} key(s) "
             f"and {result.open_calls_expired} open call(s), "
             f"removed {result.rejected_rows_deleted} refused row(s) from the spool directory"
+        )
+        print(
+            f"audit retention {audit_days} days: deleted {result.audit_rows_deleted} audit row(s); "
+            "this purge is recorded in the audit trail"
         )
         return 0
 
@@ -253,12 +264,18 @@ def cmd_erase(args: argparse.Namespace) -> int:
     spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
 
     async def apply(conn: Any) -> int:
+        from collector import audit
         from collector.retention import erase, unknown_key_ids
 
         spool = config.spool.directory if config.spool is not None else None
-        deleted = await erase(conn, pseudonyms, spool_directory=spool)
-        print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         unsearchable = await unknown_key_ids(conn, pseudonyms)
+        # the erasure and its record commit together: no erasure without its audit row
+        async with conn.transaction():
+            deleted = await erase(conn, pseudonyms, spool_directory=spool)
+            await audit.record(
+                conn, audit.ERASE, deleted, _search_detail(len(pseudonyms) - 1, unsearchable)
+            )
+        print(f"erased {deleted} row(s); records of this number still on their way will be dropped")
         if unsearchable:
             report(
                 f"note: rows pseudonymized under key(s) {', '.join(unsearchable)} cannot be"
@@ -274,6 +291,118 @@ def cmd_erase(args: argparse.Namespace) -> int:
         return 0
 
     return _database_command(config, apply)
+
+
+def _search_detail(keys: int, unsearchable: list[str]) -> str:
+    """How a number was searched, for the audit trail: counts and key ids, never the number."""
+    detail = f"number searched under {keys} key(s)"
+    if unsearchable:
+        detail += f"; rows under key(s) {', '.join(unsearchable)} not searchable"
+    return detail
+
+
+#: exit status of a command given a value it cannot use (as argparse's usage errors)
+USAGE_ERROR = 2
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every stored row of one phone number to standard output (access, disclosure)."""
+    config = _load(args.config)
+    if config.database is None:
+        report(f"{config.path}: database: no [database] section")
+        return 1
+    from collector.pipeline.redact import Redactor
+
+    # exactly the pseudonyms `erase` searches for: every configured key, one normalization
+    pseudonyms = Redactor(config.privacy).number_pseudonyms(args.number, args.region)
+    if not pseudonyms:
+        report("cdr-collector: export: --number: that is not a phone number")
+        return USAGE_ERROR
+
+    async def apply(conn: Any) -> int:
+        from collector import audit
+        from collector.disclosure import render, rows_of
+        from collector.retention import unknown_key_ids
+
+        unsearchable = await unknown_key_ids(conn, pseudonyms)
+        async with conn.transaction():
+            rows = await rows_of(conn, pseudonyms)
+            detail = _search_detail(len(pseudonyms), unsearchable) + f"; format {args.format}"
+            await audit.record(conn, audit.EXPORT, len(rows), detail)
+        print(render(rows, args.format))
+        if unsearchable:
+            report(
+                f"note: rows pseudonymized under key(s) {', '.join(unsearchable)} cannot be"
+                " searched: those keys are no longer in the key file",
+                logging.WARNING,
+            )
+        return 0
+
+    return _database_command(config, apply)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the privacy audit trail."""
+    config = _load(args.config)
+
+    async def show(conn: Any) -> int:
+        from collector.audit import format_trail, trail
+
+        print(format_trail(await trail(conn, args.since)))
+        return 0
+
+    return _database_command(config, show)
+
+
+def _since(text: str) -> Any:
+    """--since: an ISO 8601 date or time; without a zone, UTC."""
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM[:SS][+HH:MM])"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _audit_rotation(config_path: str, key_id: str) -> None:
+    """Record a key rotation in the audit trail when the configuration names a reachable
+    database; else say so (the daemon records the new key ids when it starts or reloads)."""
+    later = "the daemon records the new key ids in the audit trail when it next starts or reloads"
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        report(f"note: rotation not recorded in the audit trail (configuration problem); {later}")
+        return
+    if config.database is None:
+        report(f"note: no [database] section, rotation not recorded in the audit trail; {later}")
+        return
+    database = config.database
+    key_ids = [k for k, _ in config.privacy.keys]
+
+    async def write() -> str | None:
+        from collector import audit
+        from collector.sink.postgres import open_admin_connection
+
+        try:
+            conn = await open_admin_connection(database)
+            try:
+                await audit.record(
+                    conn, audit.KEY_ROTATE, None, f"new key {key_id}; " + audit.keys_detail(key_ids)
+                )
+            finally:
+                await conn.close()
+        except _database_errors() as exc:
+            return _describe(exc)
+        return None
+
+    failed = _event_loop_run(write())
+    if failed is None:
+        print("rotation recorded in the audit trail")
+    else:
+        report(f"note: rotation not recorded in the audit trail ({failed}); {later}")
 
 
 #: how a running daemon comes to use a rotated key (keygen --rotate prints it)
@@ -335,6 +464,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     )
     if old:
         print(ROTATED_HINT)
+        _audit_rotation(config_path, key_id)
     return 0
 
 
@@ -408,6 +538,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=_region,
         help="ISO 3166 region a national number (no + or international prefix) is dialled in "
         "(default: privacy.default_region)",
+    )
+    export = add(
+        "export",
+        cmd_export,
+        "write every stored row of one phone number to standard output (access right, "
+        "lawful disclosure); recorded in the audit trail",
+    )
+    export.add_argument("--number", required=True, help="the phone number, in any usual format")
+    export.add_argument(
+        "--region",
+        type=_region,
+        help="ISO 3166 region a national number (no + or international prefix) is dialled in "
+        "(default: privacy.default_region)",
+    )
+    export.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="output format (default csv)"
+    )
+    audit = add("audit", cmd_audit, "print the privacy audit trail")
+    audit.add_argument(
+        "--since",
+        type=_since,
+        metavar="DATE",
+        help="only entries from then on (YYYY-MM-DD, or an ISO 8601 time; UTC unless it says)",
     )
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
     keygen.add_argument(

@@ -163,6 +163,7 @@ class PrivacyConfig:
     rate_deck: str | None = option(None)
     default_region: str | None = option(None, check=check_region, convert=str.upper)
     purge_interval_s: int = option(3600, check=positive)
+    audit_retention_days: int = option(730, check=positive)
     #: (key id, secret) pairs, newest first; read from key_file
     keys: tuple[tuple[str, bytes], ...] = ()
     #: secret of the deterministic record key; never rotates

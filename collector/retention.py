@@ -59,6 +59,41 @@ class PurgeResult:
     resets_expired: int = 0
     #: refused rows removed from the spool directory's rejected-*.json files
     rejected_rows_deleted: int = 0
+    #: rows the dropped partitions held (counted before each drop)
+    partition_rows_deleted: int = 0
+    #: rows of the privacy audit trail older than `audit_retention_days`
+    audit_rows_deleted: int = 0
+
+    @property
+    def call_rows(self) -> int:
+        """Rows of call data removed: stored CDRs, open calls, refused rows."""
+        return (
+            self.partition_rows_deleted
+            + self.rows_deleted
+            + self.open_calls_expired
+            + self.rejected_rows_deleted
+        )
+
+    def deleted_anything(self) -> bool:
+        """Whether call data, erasure requests or audit rows went (record keys and switch
+        restarts alone do not count: they hold nothing of a person)."""
+        return bool(self.call_rows or self.erasures_expired or self.audit_rows_deleted)
+
+    def describe(self, retention_days: int, audit_retention_days: int | None) -> str:
+        """What went, for the audit trail and the purge command's output."""
+        text = (
+            f"retention {retention_days} days: dropped {self.partitions_dropped} partition(s) "
+            f"holding {self.partition_rows_deleted} row(s), deleted {self.rows_deleted} row(s), "
+            f"expired {self.keys_expired} key(s), {self.open_calls_expired} open call(s) "
+            f"and {self.erasures_expired} erasure request(s), "
+            f"removed {self.rejected_rows_deleted} refused row(s) from the spool directory"
+        )
+        if audit_retention_days is not None:
+            text += (
+                f"; audit retention {audit_retention_days} days: "
+                f"deleted {self.audit_rows_deleted} audit row(s)"
+            )
+        return text
 
 
 def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
@@ -83,8 +118,14 @@ async def purge(
     retention_days: int,
     now: datetime | None = None,
     spool_directory: str | Path | None = None,
+    audit_retention_days: int | None = None,
 ) -> PurgeResult:
-    """Apply retention now (and to the rejected rows in `spool_directory`, when given)."""
+    """Apply retention now (and to the rejected rows in `spool_directory`, when given).
+
+    With `audit_retention_days`, rows of the privacy audit trail older than
+    that go too (judged as the CDRs are: from midnight UTC). The caller
+    records the purge itself in the trail.
+    """
     cutoff = cutoff_for(retention_days, now)
     result = PurgeResult()
     rows = await conn.fetch(
@@ -97,6 +138,10 @@ async def purge(
             continue
         day = date(int(match.group(1)[:4]), int(match.group(1)[4:6]), int(match.group(1)[6:]))
         if day + timedelta(days=1) <= cutoff.date():
+            # counted for the audit trail: once a day per partition, against its drop
+            result.partition_rows_deleted += await conn.fetchval(
+                f"SELECT count(*) FROM {row['relname']}"
+            )
             await conn.execute(f"DROP TABLE IF EXISTS {row['relname']}")
             result.partitions_dropped += 1
     # the default partition holds the days without a partition of their own: the
@@ -133,6 +178,11 @@ async def purge(
     )
     if spool_directory is not None:
         result.rejected_rows_deleted = purge_rejected(Path(spool_directory), cutoff)
+    if audit_retention_days is not None:
+        status = await conn.execute(
+            "DELETE FROM privacy_audit WHERE at < $1", cutoff_for(audit_retention_days, now)
+        )
+        result.audit_rows_deleted = int(status.split()[-1])
     return result
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from collector import audit
 from collector.config import RECEIVERS, Config, load_config
 from collector.credentials import stale_stand_ins
 from collector.logs import RateLimitedLog, get_logger
@@ -114,6 +115,9 @@ class Service:
         #: systemd credentials in use, by configuration key, each with the identity its
         #: configured file had when their content was loaded
         self._stand_ins = {stand_in.key: stand_in for stand_in in config.stand_ins}
+        #: the loaded key ids are yet to be compared with the audit trail's (at start and
+        #: after each reload, once the database answers)
+        self._keys_to_audit = True
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -254,6 +258,7 @@ class Service:
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
         self.intake.redactor = redactor
+        self._keys_to_audit = True
         self._erasures_wakeup.set()
         sections = new.receivers()
         for receiver in self.receivers:
@@ -360,11 +365,22 @@ class Service:
                     log.warning("database maintenance failed", error_class=type(exc).__name__)
                 try:
                     spool = self.config.spool
+                    privacy = self.config.privacy
                     result = await purge(
                         conn,
-                        self.config.privacy.retention_days,
+                        privacy.retention_days,
                         spool_directory=spool.directory if spool is not None else None,
+                        audit_retention_days=privacy.audit_retention_days,
                     )
+                    if result.deleted_anything():
+                        # only then: a run every purge_interval_s that found nothing
+                        # would bury the trail's other rows
+                        await audit.record(
+                            conn,
+                            audit.RETENTION,
+                            result.call_rows,
+                            result.describe(privacy.retention_days, privacy.audit_retention_days),
+                        )
                     deleted = result.rows_deleted
                     self.telemetry.purged_rows.labels("retention").inc(deleted)
                     if result.partitions_dropped or deleted:
@@ -395,6 +411,11 @@ class Service:
                     ERASURE_TAG_PREFIX,
                 )
                 resets = await load_resets(conn)
+                if self._keys_to_audit:
+                    key_ids = [key_id for key_id, _ in self.config.privacy.keys]
+                    if await audit.record_keys_loaded(conn, key_ids):
+                        log.info("pseudonym key ids recorded in the audit trail", keys=len(key_ids))
+                    self._keys_to_audit = False
             finally:
                 await conn.close()
         except Exception as exc:  # noqa: BLE001 - retried at the next interval
