@@ -992,6 +992,7 @@ def test_a_kernel_chosen_port_whose_tcp_twin_is_taken_is_given_up_for_another(
     clashing = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     clashing.bind(("127.0.0.1", taken.getsockname()[1]))
     from collector.receivers.addresses import udp_socket as real_udp_socket
+
     handed: list[socket.socket] = []
 
     def first_the_clashing_one(*args: Any) -> socket.socket:
