@@ -212,10 +212,10 @@ def test_keygen_rotate_puts_a_new_key_first_and_keeps_the_old(tmp_path: Path) ->
 # keygen three times in one process: the runs take milliseconds, so at least
 # two of them fall within the same wall-clock second
 _KEYGEN_THRICE = """
-import argparse, sys
-from collector.cli import cmd_keygen
-for rotate in (False, True, True):
-    cmd_keygen(argparse.Namespace(config=sys.argv[1], rotate=rotate))
+import sys
+from collector.cli import build_parser, cmd_keygen
+for rotate in ([], ["--rotate"], ["--rotate"]):
+    cmd_keygen(build_parser().parse_args(["keygen", "--config", sys.argv[1], *rotate]))
 """
 
 
