@@ -31,6 +31,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from collector.formats.keys import write_private  # noqa: E402
 from collector.receivers.radius import codec  # noqa: E402
 from collector.traffic import cisco_attributes, make_calls  # noqa: E402
 
@@ -228,8 +229,8 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
         directory = Path(tmp)
-        (directory / "keys").write_text("b1:" + "QmVuY2htYXJrLXBzZXVkb255bS1rZXktMDEyMzQ1Ng==\n")
-        (directory / "record-key").write_text("QmVuY2htYXJrLXJlY29yZC1rZXktMDEyMzQ1Njc4OQ==\n")
+        write_private(directory / "keys", "b1:" + "QmVuY2htYXJrLXBzZXVkb255bS1rZXktMDEyMzQ1Ng==\n")
+        write_private(directory / "record-key", "QmVuY2htYXJrLXJlY29yZC1rZXktMDEyMzQ1Njc4OQ==\n")
         port = free_port(socket.SOCK_DGRAM)
         metrics_port = free_port(socket.SOCK_STREAM)
         (directory / "c.toml").write_text(

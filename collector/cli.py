@@ -414,28 +414,42 @@ ROTATED_HINT = (
 )
 
 
+def _read_key_file(config_path: str, key_file: Path, again: str) -> str | None:
+    """The key file's text ("" when it does not exist), checked; None (said why) when
+    it is unusable."""
+    try:
+        text = key_file.read_bytes().decode("utf-8-sig")
+        parse_keys(text)
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        report(
+            f"{config_path}: privacy.key_file: {key_file}: {why}; "
+            f"nothing was changed (fix or move the file, then {again})"
+        )
+        return None
+    return text
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """Create the pseudonym key file and the record-key file, or rotate the pseudonym key."""
+    """Create the pseudonym key file and the record-key file, rotate the pseudonym key,
+    or retire the keys no stored row uses."""
     config_path = resolve_config_path(args.config)
     try:
         key_file, record_file = key_file_paths(config_path, read_toml(config_path))
     except ConfigError as exc:
         raise _problems(config_path, exc) from None
+    if args.retire_unused:
+        return _retire_unused_keys(args, key_file)
     old = ""
     taken: list[str] = []
     if args.rotate:
-        try:
-            old = key_file.read_bytes().decode("utf-8-sig")
-            taken = [key_id for key_id, _ in parse_keys(old)]
-        except FileNotFoundError:
-            old = ""  # nothing to rotate: the key file is created
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            report(
-                f"{config_path}: privacy.key_file: {key_file}: {why}; "
-                "nothing was changed (fix or move the file, then rotate again)"
-            )
+        found = _read_key_file(config_path, key_file, "rotate again")
+        if found is None:
             return 1
+        old = found  # "" when there is nothing to rotate: the key file is created
+        taken = [key_id for key_id, _ in parse_keys(old)] if old else []
     changed = []
     target = record_file
     try:
@@ -465,6 +479,74 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     if old:
         print(ROTATED_HINT)
         _audit_rotation(config_path, key_id)
+    return 0
+
+
+#: where a retired key may still be found (keygen --retire-unused prints it)
+RETIRED_HINT = (
+    "a retired key also lives on in copies of the key file: backups of it, and the "
+    "credential a running unit was handed (gone at `systemctl restart cdr-collector`)"
+)
+
+
+def _retire_unused_keys(args: argparse.Namespace, key_file: Path) -> int:
+    """Remove from the key file every key but the newest that no stored row uses, so
+    that a backup holding rows under a retired key can no longer be linked to numbers.
+
+    What stores key ids: the pseudonyms of `cdrs` and `open_calls`, and the rows
+    waiting in the spool or kept there as refused. The key file is rewritten
+    atomically (mode 0600) and only when it has not changed since it was read.
+    """
+    config = _load(args.config)
+    old = _read_key_file(config.path, key_file, "retire again")
+    if old is None:
+        return 1
+    if not old:
+        report(f"{config.path}: privacy.key_file: {key_file} does not exist; nothing to retire")
+        return 1
+    keys = parse_keys(old)
+    from collector.retention import plan_key_retirement, spooled_key_ids, stored_key_ids
+    from collector.sink.spool import SpoolLayoutError
+
+    # the spool before the database: a row replayed meanwhile is then seen in the latter
+    uses: dict[str, set[str]] = {}
+    if config.spool is not None:
+        try:
+            uses = spooled_key_ids(Path(config.spool.directory))
+        except (SpoolLayoutError, OSError) as exc:
+            report(f"cdr-collector: {exc}; the keys of its rows cannot be known, nothing changed")
+            return 1
+
+    async def collect(conn: Any) -> int:
+        for key_id, where in (await stored_key_ids(conn)).items():
+            uses.setdefault(key_id, set()).update(where)
+        return 0
+
+    if _database_command(config, collect) != 0:
+        return 1
+    plan = plan_key_retirement([key_id for key_id, _ in keys], uses)
+    if plan.retired:
+        kept = {key_id for key_id, _ in plan.kept}
+        try:
+            if key_file.read_bytes().decode("utf-8-sig") != old:
+                report(f"cdr-collector: {key_file} changed meanwhile; nothing was changed")
+                return 1
+            write_private(key_file, format_keys(k for k in keys if k[0] in kept))
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            report(f"cdr-collector: cannot rewrite {key_file}: {why}; nothing was changed")
+            return 1
+    for key_id in plan.retired:
+        print(f"retired {key_id}: no stored row uses it")
+    for key_id, why in plan.kept:
+        print(f"kept {key_id}: {why}")
+    missing = sorted(set(uses) - {key_id for key_id, _ in keys})
+    if missing:
+        print(f"note: rows use key id(s) {', '.join(missing)} that the key file no longer holds")
+    if plan.retired:
+        print(RETIRED_HINT)
+    else:
+        print(f"{key_file}: nothing retired")
     return 0
 
 
@@ -563,12 +645,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="only entries from then on (YYYY-MM-DD, or an ISO 8601 time; UTC unless it says)",
     )
     keygen = add("keygen", cmd_keygen, "create the key files the configuration names")
-    keygen.add_argument(
+    action = keygen.add_mutually_exclusive_group()
+    action.add_argument(
         "--rotate",
         action="store_true",
         help="add a new newest pseudonym key; a daemon started by systemd with "
         "LoadCredential= takes it at `systemctl restart cdr-collector`, one reading "
         "the key file itself at SIGHUP",
+    )
+    action.add_argument(
+        "--retire-unused",
+        action="store_true",
+        help="remove the keys no stored row uses any more (in the database or the spool), "
+        "keeping the newest, so that old backups can no longer be linked; needs the database",
     )
     demo = add("demo", cmd_demo, "a one-command tour: daemon, a burst of calls, the stored rows")
     demo.add_argument(

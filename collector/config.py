@@ -84,6 +84,24 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+#: DSN parameters naming files the connection reads (TLS certificates and key)
+DSN_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+
+
+def dsn_file_problems(dsn: str) -> list[str]:
+    """What is wrong with the files a DSN names (sslrootcert=...): each must be a file
+    this user can read, or every connection attempt would fail the same way."""
+    problems = []
+    for name in DSN_FILES:
+        for value in parse_qs(urlsplit(dsn).query).get(name, []):
+            try:
+                with open(value, "rb"):
+                    pass
+            except OSError as exc:
+                problems.append(f"{name} {value!r} cannot be read: {exc.strerror or exc}")
+    return problems
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     """Where and how records are committed."""
@@ -102,8 +120,12 @@ class DatabaseConfig:
         del table
         from_env = os.environ.get(DSN_ENV)
         dsn = from_env or self.dsn
+        origin = f" (from ${DSN_ENV})" if from_env else ""
         if why := dsn_problem(dsn):
-            reader.problem(f"{where}.dsn", why + (f" (from ${DSN_ENV})" if from_env else ""))
+            reader.problem(f"{where}.dsn", why + origin)
+        elif reader.read_files:
+            for why in dsn_file_problems(dsn):
+                reader.problem(f"{where}.dsn", why + origin)
         return dataclasses.replace(self, dsn=dsn)
 
 

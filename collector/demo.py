@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from collector.config import load_config
-from collector.formats.keys import format_keys, format_record_key, new_secret
+from collector.formats.keys import format_keys, format_record_key, new_secret, write_private
 from collector.formats.rate_deck import format_rate_deck
 from collector.logs import configure_logging
 from collector.receivers.radius import dictionary as d
@@ -85,8 +85,8 @@ DEMO_RATE_DECK = (
 
 def write_demo_config(directory: Path, dsn: str | None) -> Path:
     """A complete configuration for the demo, with fresh keys, on free ports."""
-    (directory / "keys").write_text(format_keys([("demo1", new_secret())]), encoding="utf-8")
-    (directory / "record-key").write_text(format_record_key(new_secret()), encoding="utf-8")
+    write_private(directory / "keys", format_keys([("demo1", new_secret())]))
+    write_private(directory / "record-key", format_record_key(new_secret()))
     (directory / "prefixes.csv").write_text(format_rate_deck(DEMO_RATE_DECK), encoding="utf-8")
     database = f'[database]\ndsn = "{dsn}"\nbatch_max_delay_ms = 5\n\n' if dsn else ""
     text = f"""{database}[spool]

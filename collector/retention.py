@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,7 +37,14 @@ import asyncpg
 
 from collector.model import StoredCdr
 from collector.sink.postgres import PARTITION_NAME
-from collector.sink.spool import decode_rows, fsync_directory
+from collector.sink.spool import SUFFIX as SPOOL_SUFFIX
+from collector.sink.spool import (
+    Frame,
+    check_layout,
+    decode_rows,
+    fsync_directory,
+    scan_frames,
+)
 
 #: rows deleted per statement, so a large purge never holds long locks
 DELETE_CHUNK = 50000
@@ -228,19 +235,103 @@ async def unknown_key_ids(conn: asyncpg.Connection, pseudonyms: list[str]) -> li
     pseudonymized under a key that was removed from the key file are out of
     its reach, and the operator must hear of it.
     """
-    known = sorted({p.partition(":")[0] for p in pseudonyms})
-    rows = await conn.fetch(
-        "SELECT DISTINCT k FROM ("
-        " SELECT split_part(called_hmac, ':', 1) AS k FROM cdrs WHERE called_hmac IS NOT NULL"
-        " UNION SELECT split_part(calling_hmac, ':', 1) FROM cdrs WHERE calling_hmac IS NOT NULL"
-        " UNION SELECT split_part(called_hmac, ':', 1) FROM open_calls"
-        " WHERE called_hmac IS NOT NULL"
-        " UNION SELECT split_part(calling_hmac, ':', 1) FROM open_calls"
-        " WHERE calling_hmac IS NOT NULL"
-        ") ids WHERE NOT k = ANY($1::text[]) ORDER BY k",
-        known,
-    )
-    return [row["k"] for row in rows]
+    known = {p.partition(":")[0] for p in pseudonyms}
+    return sorted(set(await stored_key_ids(conn)) - known)
+
+
+# --- which pseudonym keys stored rows depend on --------------------------------------------
+
+#: the tables and columns holding "KEYID:HMAC" pseudonyms (the correlation hash is
+#: under the record key, which never rotates, and `erasures` pins no key: an erasure
+#: entry under a retired key links nothing)
+PSEUDONYM_TABLES = ("cdrs", "open_calls")
+PSEUDONYM_COLUMNS = ("called_hmac", "calling_hmac")
+
+
+async def stored_key_ids(conn: asyncpg.Connection) -> dict[str, set[str]]:
+    """Every key id some stored pseudonym carries, with the tables that hold it."""
+    selects = [
+        f"SELECT '{table}' AS t, split_part({column}, ':', 1) AS k FROM {table}"
+        f" WHERE {column} IS NOT NULL"
+        for table in PSEUDONYM_TABLES
+        for column in PSEUDONYM_COLUMNS
+    ]
+    found: dict[str, set[str]] = {}
+    for row in await conn.fetch(" UNION ".join(selects)):
+        found.setdefault(row["k"], set()).add(row["t"])
+    return found
+
+
+def _key_ids_of(rows: list[StoredCdr]) -> set[str]:
+    return {
+        pseudonym.partition(":")[0]
+        for row in rows
+        for pseudonym in (row.called_hmac, row.calling_hmac)
+        if pseudonym is not None
+    }
+
+
+def spooled_key_ids(directory: Path) -> dict[str, set[str]]:
+    """Every key id the rows waiting in the spool's segments ("spool") or kept there as
+    refused ("refused rows") carry.
+
+    Raises SpoolLayoutError for a segment frame a newer release wrote: its
+    rows' keys cannot be known. Damage is skipped, as replay skips it; so is
+    a refused line this release cannot read.
+    """
+    found: dict[str, set[str]] = {}
+    try:
+        names = sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for path in names:
+        if path.suffix != SPOOL_SUFFIX or not path.stem.isdigit():
+            continue
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # replayed and deleted meanwhile
+            continue
+        for item in scan_frames(data):
+            if not isinstance(item, Frame):
+                continue
+            check_layout(path, item)
+            try:
+                rows = decode_rows(item.payload)
+            except ValueError:
+                continue  # damage that passed the checksum: replay skips it too
+            for key_id in _key_ids_of(rows):
+                found.setdefault(key_id, set()).add("spool")
+    for path, _ in _rejected_files(directory):
+        with contextlib.suppress(FileNotFoundError):
+            for line in path.read_bytes().splitlines():
+                for key_id in _key_ids_of(_rows_of(line) or []):
+                    found.setdefault(key_id, set()).add("refused rows")
+    return found
+
+
+@dataclass(frozen=True)
+class KeyRetirement:
+    """Which keys of a key file go and which stay, and why each stays."""
+
+    #: (key id, why it stays), newest first
+    kept: list[tuple[str, str]]
+    retired: list[str]
+
+
+def plan_key_retirement(key_ids: list[str], uses: Mapping[str, set[str]]) -> KeyRetirement:
+    """Retire every key (ids newest first, as in the key file) that nothing in `uses`
+    (key id -> where rows carrying it are stored) depends on; the newest always stays."""
+    kept: list[tuple[str, str]] = []
+    retired: list[str] = []
+    for index, key_id in enumerate(key_ids):
+        where = uses.get(key_id)
+        if index == 0:
+            kept.append((key_id, "the newest key: new records use it"))
+        elif where:
+            kept.append((key_id, f"rows in {', '.join(sorted(where))} use it"))
+        else:
+            retired.append(key_id)
+    return KeyRetirement(kept, retired)
 
 
 # --- the rejected rows kept in the spool directory ---------------------------------------

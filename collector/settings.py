@@ -249,12 +249,13 @@ class Reader:
     def read_text(self, key: str, name: str, *, private: bool = False) -> str | None:
         """The text of a file the configuration names (a UTF-8 byte order mark is dropped).
 
-        With `private`, a file every user may read is reported as a warning,
-        and a systemd credential named like the file (`LoadCredential=keys:...`
-        for `.../keys`) is read in its place: the unit's dynamic user cannot
-        read root's 0600 files, but systemd hands it a private copy. None when
-        the file could not be used: a problem says why, or, with
-        `assume_credentials`, `unchecked` says that it was let pass unread.
+        With `private`, a file that users other than its owner may read or
+        write is a problem (see `check_private`), and a systemd credential
+        named like the file (`LoadCredential=keys:...` for `.../keys`) is read
+        in its place: the unit's dynamic user cannot read root's 0600 files,
+        but systemd hands it a private copy. None when the file could not be
+        used: a problem says why, or, with `assume_credentials`, `unchecked`
+        says that it was let pass unread.
         """
         configured = path = self.resolve(name)
         credential: Path | None = None
@@ -269,7 +270,7 @@ class Reader:
                     f"searched ({exc.strerror or type(exc).__name__})"
                 )
             if credential is not None:
-                path, private = credential, False  # systemd's own copy, private by construction
+                path = credential  # systemd's own copy: see check_private
         try:
             raw = path.read_bytes()
             text = raw.decode("utf-8-sig")
@@ -277,6 +278,7 @@ class Reader:
             if blocked is None:
                 self.problem(key, f"file {str(path)!r} is not readable (permission denied)")
             elif self.assume_credentials:
+                self.check_private(key, configured)
                 self.unchecked.append(
                     Problem(
                         self.path,
@@ -305,7 +307,7 @@ class Reader:
             if credential is not None:
                 self.stand_ins.append(StandIn.read(key, configured, credential, raw))
             if private:
-                self.check_private(key, path)
+                self.check_private(key, configured)
             return text
         return None
 
@@ -314,16 +316,28 @@ class Reader:
         return any(note.key == key for note in self.unchecked)
 
     def check_private(self, key: str, path: Path) -> None:
+        """A problem unless the private file at `path` is closed to all users but its owner.
+
+        Any group or other permission bit is a problem: a readable pseudonym
+        key reverses every pseudonym (there are few phone numbers to try), a
+        writable one can be swapped. A systemd credential read in its place
+        does not excuse the configured file, which still holds the secret;
+        the copy itself is systemd's, private to the service, and not checked.
+        A file that cannot be looked at is not judged here (reading it says why).
+        """
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except OSError:
             return
-        if mode & stat.S_IROTH:
-            self.warning(
-                key,
-                f"file {str(path)!r} is readable by every user (mode {mode:04o}): "
-                "chmod o-r it, or hand it over as a systemd credential (LoadCredential=)",
-            )
+        if not mode & 0o077:
+            return
+        granted = [
+            what
+            for what, bits in (("readable", 0o044), ("writable", 0o022), ("executable", 0o011))
+            if mode & bits
+        ]
+        who = ", ".join(granted[:-1]) + (" and " if len(granted) > 1 else "") + granted[-1]
+        self.problem(key, f"{path} is mode {mode:04o}: {who} by others; chmod 600 it")
 
     def writable_directory(self, key: str, directory: Path) -> None:
         """The directory, or the nearest part of its path that exists, must be a writable directory."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.formats.keys import write_private
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-test"
 #: fixed test keys, so separate daemon processes of one test agree on pseudonyms and record keys
@@ -129,10 +131,10 @@ class CollectorConfig:
         self.directory.mkdir(parents=True, exist_ok=True)
         keys = self.directory / "keys"
         if not keys.exists():
-            keys.write_text(f"t1:{PSEUDONYM_KEY}\n", encoding="utf-8")
+            write_private(keys, f"t1:{PSEUDONYM_KEY}\n")
         record = self.directory / "record-key"
         if not record.exists():
-            record.write_text(RECORD_KEY + "\n", encoding="utf-8")
+            write_private(record, RECORD_KEY + "\n")
         parts = []
         if self.dsn:
             parts.append(

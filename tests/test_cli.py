@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from collector.formats.keys import write_private
 from tests.daemon import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,11 +60,9 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 def write_config(directory: Path, body: str, *, dsn: str | None = None) -> Path:
     """A configuration with key files (mode 0600) and a spool in `directory`, plus `body`."""
     keys = directory / "keys"
-    keys.write_text(f"k1:{KEY_MATERIAL}\n")
+    write_private(keys, f"k1:{KEY_MATERIAL}\n")
     record = directory / "record-key"
-    record.write_text(RECORD_MATERIAL + "\n")
-    keys.chmod(0o600)
-    record.chmod(0o600)
+    write_private(record, RECORD_MATERIAL + "\n")
     database = f'[database]\ndsn = "{dsn}"\nconnect_timeout_ms = 2000\n' if dsn else ""
     path = directory / "collector.toml"
     path.write_text(
@@ -280,7 +279,7 @@ def test_keygen_rotate_refuses_to_add_to_an_invalid_key_file(tmp_path: Path) -> 
     path = tmp_path / "collector.toml"
     path.write_text('[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n')
     keys = tmp_path / "keys"
-    keys.write_text(f"k1:{KEY_MATERIAL}\nthis line is broken\n")
+    write_private(keys, f"k1:{KEY_MATERIAL}\nthis line is broken\n")
     result = cli("keygen", "--rotate", "--config", str(path))
     assert result.returncode == 1
     no_traceback(result)
@@ -306,7 +305,7 @@ def test_keygen_rotate_keeps_a_key_file_without_final_newline_valid(tmp_path: Pa
     path = tmp_path / "collector.toml"
     path.write_text('[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n')
     keys = tmp_path / "keys"
-    keys.write_text(f"k1:{KEY_MATERIAL}")
+    write_private(keys, f"k1:{KEY_MATERIAL}")
     result = cli("keygen", "--rotate", "--config", str(path))
     assert result.returncode == 0, result.stderr
     lines = keys.read_text().splitlines()

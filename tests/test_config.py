@@ -24,7 +24,7 @@ import pytest
 
 from collector import config
 from collector.config import load_config
-from collector.formats.keys import parse_keys
+from collector.formats.keys import parse_keys, write_private
 from collector.receivers.files.config import FileSource
 from collector.receivers.radius.config import RadiusClient
 from collector.receivers.sip.config import SipSource
@@ -91,8 +91,8 @@ def found(problems: list[Problem], key: str, reason: str) -> bool:
 
 
 def write_keys(directory: Path) -> None:
-    (directory / "keys").write_text(f"# newest first\nk1:{KEY_MATERIAL}\n")
-    (directory / "record-key").write_text(RECORD_MATERIAL + "\n")
+    write_private(directory / "keys", f"# newest first\nk1:{KEY_MATERIAL}\n")
+    write_private(directory / "record-key", RECORD_MATERIAL + "\n")
 
 
 MINIMAL = f"""
@@ -194,7 +194,7 @@ def test_keygen_rotate_puts_a_new_key_first_and_keeps_the_old(tmp_path: Path) ->
     # give the first key an id of its own, so that this test does not depend on
     # the clock (see the next test for what happens when ids collide)
     keys_file = tmp_path / "keys"
-    keys_file.write_text(re.sub(r"^k\w+:", "k2000:", keys_file.read_text()))
+    write_private(keys_file, re.sub(r"^k\w+:", "k2000:", keys_file.read_text()))
     old = parse_keys(keys_file.read_text())
     record = (tmp_path / "record-key").read_bytes()
     rotated = run_cli("keygen", "--rotate", "--config", str(path))
@@ -212,10 +212,10 @@ def test_keygen_rotate_puts_a_new_key_first_and_keeps_the_old(tmp_path: Path) ->
 # keygen three times in one process: the runs take milliseconds, so at least
 # two of them fall within the same wall-clock second
 _KEYGEN_THRICE = """
-import argparse, sys
-from collector.cli import cmd_keygen
-for rotate in (False, True, True):
-    cmd_keygen(argparse.Namespace(config=sys.argv[1], rotate=rotate))
+import sys
+from collector.cli import build_parser, cmd_keygen
+for rotate in ([], ["--rotate"], ["--rotate"]):
+    cmd_keygen(build_parser().parse_args(["keygen", "--config", sys.argv[1], *rotate]))
 """
 
 
@@ -240,7 +240,7 @@ def test_keygen_rotations_in_quick_succession_give_distinct_key_ids(tmp_path: Pa
 
 def test_every_problem_is_listed_in_one_run(tmp_path: Path) -> None:
     (tmp_path / "keys-dir").mkdir()
-    (tmp_path / "record-key").write_text("this is not base64!\n")
+    write_private(tmp_path / "record-key", "this is not base64!\n")
     path = tmp_path / "broken.toml"
     path.write_text(
         f"""
@@ -338,7 +338,7 @@ def test_missing_key_file_is_reported_with_its_path(minimal: Path) -> None:
 def test_bad_key_file_is_reported_without_its_material(
     minimal: Path, content: str, reason: str
 ) -> None:
-    (minimal.parent / "keys").write_text(content)
+    write_private(minimal.parent / "keys", content)
     problems = problems_of(minimal)
     assert found(problems, "privacy.key_file", reason), problems
     text = "\n".join(str(p) for p in problems)
@@ -347,7 +347,7 @@ def test_bad_key_file_is_reported_without_its_material(
 
 
 def test_short_record_key_is_reported(minimal: Path) -> None:
-    (minimal.parent / "record-key").write_text(base64.b64encode(b"tiny").decode())
+    write_private(minimal.parent / "record-key", base64.b64encode(b"tiny").decode())
     assert found(problems_of(minimal), "privacy.record_key_file", "16 bytes")
 
 
@@ -428,8 +428,8 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_no_message_echoes_a_secret(tmp_path: Path) -> None:
     write_keys(tmp_path)
-    (tmp_path / "json.passwd").write_text(f"admin{SECRET}\n")  # no colon: a bad line
-    (tmp_path / "client.secret").write_text(SECRET)
+    write_private(tmp_path / "json.passwd", f"admin{SECRET}\n")  # no colon: a bad line
+    write_private(tmp_path / "client.secret", SECRET)
     path = tmp_path / "c.toml"
     path.write_text(
         f"""
@@ -583,7 +583,7 @@ def test_loaded_config_holds_parsed_values(minimal: Path) -> None:
 
 
 def test_secret_file_is_read_and_stripped(minimal: Path) -> None:
-    (minimal.parent / "sbc.secret").write_text(f"  {SECRET}\n")
+    write_private(minimal.parent / "sbc.secret", f"  {SECRET}\n")
     minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
     loaded = load_config(str(minimal))
     assert loaded.radius is not None
@@ -762,7 +762,7 @@ def test_a_blank_secret_is_refused(minimal: Path, secret: str) -> None:
 
 
 def test_a_secret_file_of_several_lines_is_refused(minimal: Path) -> None:
-    (minimal.parent / "sbc.secret").write_text(f"{SECRET}\nsecond line\n")
+    write_private(minimal.parent / "sbc.secret", f"{SECRET}\nsecond line\n")
     minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
     problems = problems_of(minimal)
     assert found(problems, "radius.clients[0].secret_file", "more than one line")
@@ -770,7 +770,7 @@ def test_a_secret_file_of_several_lines_is_refused(minimal: Path) -> None:
 
 
 def test_a_secret_file_with_crlf_or_byte_order_mark_is_read(minimal: Path) -> None:
-    (minimal.parent / "sbc.secret").write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\r\n")
+    write_private(minimal.parent / "sbc.secret", "\ufeff" + SECRET + "\r\n")
     minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
     loaded = load_config(str(minimal))
     assert loaded.radius is not None
@@ -783,25 +783,71 @@ def test_a_binary_secret_file_is_reported_as_not_utf8(minimal: Path) -> None:
     assert found(problems_of(minimal), "radius.clients[0].secret_file", "not UTF-8 text")
 
 
-def test_secret_and_key_files_readable_by_everyone_give_warnings(minimal: Path) -> None:
-    (minimal.parent / "sbc.secret").write_text(SECRET)
+@pytest.mark.parametrize(
+    ("mode", "granted"),
+    [
+        (0o644, "readable"),
+        (0o640, "readable"),
+        (0o604, "readable"),
+        (0o620, "writable"),
+        (0o660, "readable and writable"),
+        (0o610, "executable"),
+        (0o777, "readable, writable and executable"),
+    ],
+)
+def test_a_secret_file_others_may_use_is_refused(minimal: Path, mode: int, granted: str) -> None:
+    """Any group or other bit on a private file: a problem naming the file and its mode."""
+    write_private(minimal.parent / "sbc.secret", SECRET)
     minimal.write_text(MINIMAL.replace(f'secret = "{SECRET}"', 'secret_file = "sbc.secret"'))
-    for name in ("keys", "record-key"):
-        (minimal.parent / name).chmod(0o600)
-    (minimal.parent / "sbc.secret").chmod(0o644)
-    loaded = load_config(str(minimal))
-    assert [w.key for w in loaded.warnings] == ["radius.clients[0].secret_file"]
-    assert "readable by every user" in loaded.warnings[0].reason
+    (minimal.parent / "sbc.secret").chmod(mode)
+    (problem,) = problems_of(minimal)
+    assert problem.key == "radius.clients[0].secret_file"
+    assert problem.reason == (
+        f"{minimal.parent / 'sbc.secret'} is mode {mode:04o}: {granted} by others; chmod 600 it"
+    )
+    (minimal.parent / "sbc.secret").chmod(0o600)
+    assert load_config(str(minimal)).radius is not None
+    (minimal.parent / "sbc.secret").chmod(0o400)
+    assert load_config(str(minimal)).radius is not None
 
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [("privacy.key_file", "keys"), ("privacy.record_key_file", "record-key")],
+)
+def test_check_config_refuses_a_key_file_others_can_read(
+    minimal: Path, key: str, name: str
+) -> None:
+    """A readable pseudonym key reverses every pseudonym: check-config exits 1 naming it."""
+    (minimal.parent / name).chmod(0o644)
     result = check_config(minimal)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        f"{minimal}: radius.clients[0].secret_file: warning: file "
-        f"{str(minimal.parent / 'sbc.secret')!r} is readable by every user (mode 0644): "
-        "chmod o-r it, or hand it over as a systemd credential (LoadCredential=)"
+    assert result.returncode == 1
+    assert problem_lines(result, minimal) == [
+        f"{minimal}: {key}: {minimal.parent / name} is mode 0644: readable by others; chmod 600 it"
     ]
-    (minimal.parent / "sbc.secret").chmod(0o640)
-    assert load_config(str(minimal)).warnings == ()
+    assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_key_file_others_can_read(minimal: Path) -> None:
+    """The daemon does not start either: same line, exit 1, nothing bound."""
+    (minimal.parent / "keys").chmod(0o604)
+    result = run_cli("run", "--config", str(minimal))
+    assert result.returncode == 1
+    assert problem_lines(result, minimal) == [
+        f"{minimal}: privacy.key_file: {minimal.parent / 'keys'} is mode 0604: readable by "
+        "others; chmod 600 it"
+    ]
+
+
+def test_a_json_password_file_others_can_read_is_refused(minimal: Path) -> None:
+    passwd = minimal.parent / "json.passwd"
+    write_private(passwd, "fs:pw\n")
+    passwd.chmod(0o640)
+    minimal.write_text(
+        MINIMAL + '\n[json]\nlisten = "127.0.0.1:0"\nallowed = ["127.0.0.1/32"]\n'
+        'basic_auth_file = "json.passwd"\n'
+    )
+    assert found(problems_of(minimal), "json.basic_auth_file", "is mode 0640: readable by others")
 
 
 # -- key files -----------------------------------------------------------------------------------
@@ -1045,7 +1091,7 @@ def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:
     path = example_copy(tmp_path)
     write_keys(tmp_path)
     (tmp_path / "prefixes.csv").write_text("4930,Berlin\n")
-    (tmp_path / "json.passwd").write_text("fs:pw\n")
+    write_private(tmp_path / "json.passwd", "fs:pw\n")
     text = path.read_text()
     text = text.replace("/etc/cdr-collector/prefixes.csv", str(tmp_path / "prefixes.csv"))
     text = text.replace("/etc/cdr-collector/json.passwd", str(tmp_path / "json.passwd"))
@@ -1075,3 +1121,21 @@ def test_systemd_credentials_stand_in_for_files_the_service_user_cannot_read(
     assert loaded.privacy.keys and loaded.privacy.record_secret
     assert loaded.radius is not None and loaded.radius.clients[0].secret == SECRET.encode()
     assert loaded.warnings == ()
+
+
+def test_a_credential_does_not_excuse_a_configured_file_others_can_read(
+    minimal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credential is systemd's private copy (not judged); the file it was made from
+    still holds the key, and others reading it there is refused all the same."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in ("keys", "record-key"):
+        (credentials / name).write_bytes((minimal.parent / name).read_bytes())
+        (credentials / name).chmod(0o444)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert load_config(str(minimal)).stand_ins
+    (minimal.parent / "keys").chmod(0o640)
+    (problem,) = problems_of(minimal)
+    assert problem.key == "privacy.key_file"
+    assert problem.reason.startswith(f"{minimal.parent / 'keys'} is mode 0640: readable")

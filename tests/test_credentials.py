@@ -188,9 +188,11 @@ def test_a_private_file_this_user_can_read_is_still_checked_there(world: Path) -
     result = as_nobody("check-config", "--config", str(installed.config), env=installed.reload_env)
     assert_no_traceback(result)
     assert result.returncode == 1
-    (problem,) = problem_lines(result, installed.config)
-    assert problem.startswith(f"{installed.config}: privacy.key_file: ")
-    assert "line 1: the key is not valid base64" in problem
+    assert problem_lines(result, installed.config) == [
+        f"{installed.config}: privacy.key_file: {broken} is mode 0644: readable by others; "
+        "chmod 600 it",
+        f"{installed.config}: privacy.key_file: {broken}: line 1: the key is not valid base64",
+    ]
 
 
 def test_a_missing_private_file_is_a_problem_there_too(world: Path) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from collector.config import DatabaseConfig, PrivacyConfig, ServiceConfig, parse_config
+from collector.formats.keys import write_private
 from collector.model import CallRecord, Protocol
 from collector.pipeline.intake import Ack, Pipeline
 from collector.pipeline.redact import Redactor
@@ -402,10 +403,8 @@ async def test_the_protocol_check_takes_every_protocol_and_refuses_what_is_no_na
 
 
 def _config(tmp_path: Path, files: str) -> str:
-    (tmp_path / "keys").write_text("t1:" + "a2V5LWtleS1rZXkta2V5LWtleS1rZXk=\n")
-    (tmp_path / "record-key").write_text("cmVjb3JkLWtleS1yZWNvcmQta2V5LXJlY29yZA==\n")
-    (tmp_path / "keys").chmod(0o600)
-    (tmp_path / "record-key").chmod(0o600)
+    write_private(tmp_path / "keys", "t1:" + "a2V5LWtleS1rZXkta2V5LWtleS1rZXk=\n")
+    write_private(tmp_path / "record-key", "cmVjb3JkLWtleS1yZWNvcmQta2V5LXJlY29yZA==\n")
     return (
         f'[spool]\ndirectory = "{tmp_path / "spool"}"\n'
         '[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n' + files

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import structlog
 
+from collector.formats.keys import write_private
 from collector.logs import configure_logging, get_logger, journal_priority
 from tests.daemon import Collector, CollectorConfig, wait_for
 
@@ -219,13 +220,12 @@ def test_the_exact_bytes_written_to_a_journal_stream(
 
 def test_check_config_problems_reach_the_journal_as_errors(tmp_path: Path) -> None:
     """ExecStartPre=cdr-collector check-config: why the unit did not start is an error
-    in the journal, the warning about a readable key file a warning, the OK line plain."""
+    in the journal (a key file others can read among the reasons); a good
+    configuration leaves nothing there but its OK line on stdout."""
     keys = tmp_path / "keys"
-    keys.write_text("t1:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY" + "\n")
-    keys.chmod(0o644)
+    write_private(keys, "t1:" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY" + "\n")
     record = tmp_path / "record-key"
-    record.write_text("UlJSUlJSUlJSUlJSUlJSUlJSUlI=\n")
-    record.chmod(0o600)
+    write_private(record, "UlJSUlJSUlJSUlJSUlJSUlJSUlI=\n")
     good = tmp_path / "good.toml"
     good.write_text(
         '[spool]\ndirectory = "spool"\n[privacy]\nkey_file = "keys"\n'
@@ -235,17 +235,21 @@ def test_check_config_problems_reach_the_journal_as_errors(tmp_path: Path) -> No
     args = [sys.executable, "-m", "collector", "check-config", "--config", str(good)]
     status, data = run_with_socket_stderr(args, journal=True, stdout=subprocess.DEVNULL)
     assert status == 0, data
-    [(priority, message)] = as_journald_reads(data)
-    assert priority == 4 and b"privacy.key_file: warning: " in message
+    assert data == b""
+    keys.chmod(0o644)
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text().replace('address = "127.0.0.1"', 'address = "nowhere"'))
     args[-1] = str(bad)
     status, data = run_with_socket_stderr(args, journal=True, stdout=subprocess.DEVNULL)
     assert status == 1
     entries = as_journald_reads(data)
-    assert len(entries) >= 2
+    assert len(entries) >= 3
     assert {priority for priority, _ in entries} == {3}
     assert any(b"radius.clients[0].address" in message for _, message in entries)
+    assert any(
+        b"privacy.key_file: " + str(keys).encode() + b" is mode 0644: readable by others" in message
+        for _, message in entries
+    )
 
 
 def journal_lines(collector: Collector) -> list[tuple[int, dict[str, Any]]]:

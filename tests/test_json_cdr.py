@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from collector.config import PrivacyConfig
+from collector.formats.keys import write_private
 from collector.pipeline.billing import settle
 from collector.pipeline.redact import Redactor
 from collector.receivers.json_body import decode_body
@@ -71,7 +72,7 @@ def json_config(directory: Path, dsn: str, **options: Any) -> CollectorConfig:
     """A daemon with [radius] (as the harness writes it) and [json] on a free port."""
     port = free_port(socket.SOCK_STREAM)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "json.passwd").write_text(f"# user:password\n{USER}:{PASSWORD}\n")
+    write_private(directory / "json.passwd", f"# user:password\n{USER}:{PASSWORD}\n")
     return CollectorConfig(
         directory=directory,
         dsn=dsn,

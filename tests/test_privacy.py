@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from collector.formats.keys import write_private
 from collector.receivers.radius import codec
 from collector.receivers.radius import dictionary as d
 from collector.traffic import (
@@ -141,7 +142,7 @@ async def test_erase_removes_every_row_of_a_number_under_every_key(
         # rotate the pseudonym key: new records use the new key
         keys = config.directory / "keys"
         new_key = base64.b64encode(b"a-newer-pseudonym-key-0123456789").decode()
-        keys.write_text(f"t2:{new_key}\n" + keys.read_text())
+        write_private(keys, f"t2:{new_key}\n" + keys.read_text())
         collector.signal(signal.SIGHUP)
         await wait_for(lambda: "configuration reloaded" in collector.log_text())
         async with AccountingClient(collector.radius_address, SECRET.encode()) as client:
@@ -196,7 +197,7 @@ async def test_an_erased_number_stays_erased_after_a_key_rotation(tmp_path: Path
         # the pseudonym key rotates after the erasure
         keys = config.directory / "keys"
         new_key = base64.b64encode(b"a-newer-pseudonym-key-0123456789").decode()
-        keys.write_text(f"t2:{new_key}\n" + keys.read_text())
+        write_private(keys, f"t2:{new_key}\n" + keys.read_text())
         collector.signal(signal.SIGHUP)
         await wait_for(lambda: "configuration reloaded" in collector.log_text())
         await wait_for(lambda: "erasure tags loaded" in collector.log_text())

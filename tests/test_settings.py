@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from collector import config
+from collector.formats.keys import write_private
 from collector.receivers.files.config import FilesConfig
 from collector.receivers.json_config import JsonConfig
 from collector.receivers.radius.config import RadiusConfig
@@ -149,8 +150,8 @@ def test_every_receiver_section_offers_what_the_service_asks_of_it() -> None:
 
 
 def test_configured_receivers_come_by_section_name(tmp_path: Path) -> None:
-    (tmp_path / "keys").write_text("k1:" + "S" * 24 + "\n")
-    (tmp_path / "record-key").write_text("R" * 24 + "\n")
+    write_private(tmp_path / "keys", "k1:" + "S" * 24 + "\n")
+    write_private(tmp_path / "record-key", "R" * 24 + "\n")
     data = {
         "spool": {"directory": str(tmp_path / "spool")},
         "privacy": {"key_file": "keys", "record_key_file": "record-key"},

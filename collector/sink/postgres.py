@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import re
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -87,6 +88,11 @@ def classify(exc: BaseException) -> SinkError:
         return RetryableError(f"{type(exc).__name__} (SQLSTATE {state}, no partition)")
     if isinstance(state, str) and state[:2] in _PERMANENT_CLASSES:
         return PermanentError(f"{type(exc).__name__} (SQLSTATE {state})")
+    if isinstance(exc, ssl.SSLError):
+        # the reason is what the operator needs ("Hostname mismatch, certificate is not
+        # valid for 'db.example'"); it names the server, never the DSN's password
+        why = getattr(exc, "verify_message", None) or exc.reason or "handshake failed"
+        return RetryableError(f"{type(exc).__name__} (TLS: {why})")
     return RetryableError(f"{type(exc).__name__}" + (f" (SQLSTATE {state})" if state else ""))
 
 
