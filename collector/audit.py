@@ -29,6 +29,8 @@ PURGE = "purge"
 RETENTION = "retention"
 #: `keygen --rotate` wrote a new newest pseudonym key
 KEY_ROTATE = "key-rotate"
+#: `keygen --retire-unused` removed keys no stored row used any more
+KEY_RETIRE = "key-retire"
 #: a daemon loaded pseudonym key ids that differ from the last ones recorded
 KEYS_LOADED = "keys-loaded"
 

@@ -545,9 +545,27 @@ def _retire_unused_keys(args: argparse.Namespace, key_file: Path) -> int:
         print(f"note: rows use key id(s) {', '.join(missing)} that the key file no longer holds")
     if plan.retired:
         print(RETIRED_HINT)
+        _audit_retirement(config, plan.retired, [key_id for key_id, _ in plan.kept])
     else:
         print(f"{key_file}: nothing retired")
     return 0
+
+
+def _audit_retirement(config: Config, retired: Sequence[str], kept: Sequence[str]) -> None:
+    """Record retired keys in the audit trail (the database was just reachable); a
+    failure now is said, the key file stays as rewritten."""
+
+    async def write(conn: Any) -> int:
+        from collector import audit
+
+        detail = f"retired key ids {', '.join(retired)}; kept " + audit.keys_detail(kept)
+        await audit.record(conn, audit.KEY_RETIRE, None, detail)
+        return 0
+
+    if _database_command(config, write) == 0:
+        print("retirement recorded in the audit trail")
+    else:
+        report("note: retirement not recorded in the audit trail (see above)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

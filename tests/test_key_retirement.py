@@ -133,6 +133,18 @@ async def test_keys_go_once_no_row_uses_them_and_not_before(tmp_path: Path, dsn:
     ]
     assert _key_ids(keys) == [newest]
     assert _mode(keys) == 0o600
+    # each retirement is in the audit trail: who, which key ids went and which stayed
+    assert "retirement recorded in the audit trail" in first.stdout
+    async with connected(dsn) as conn:
+        trail = await conn.fetch(
+            "SELECT actor, rows, detail FROM privacy_audit WHERE operation = 'key-retire'"
+            " ORDER BY id"
+        )
+    assert [(row["rows"], row["detail"]) for row in trail] == [
+        (None, f"retired key ids t0; kept key ids {newest}, t1 (newest first)"),
+        (None, f"retired key ids t1; kept key ids {newest} (newest first)"),
+    ]
+    assert all(row["actor"] for row in trail)
     # the file still configures a daemon
     assert run_command("check-config", "--config", str(path)).returncode == 0
     nothing = run_command("keygen", "--retire-unused", "--config", str(path))
