@@ -45,8 +45,10 @@ IDENTIFYING = {
 
 
 def test_every_identifying_field_is_cleared_and_named_as_a_column() -> None:
-    row = StoredCdr._make([None] * len(StoredCdr._fields))
-    row = row._replace(**{name: "x" for name in IDENTIFYING_FIELDS})
+    values: list[object] = [None] * len(StoredCdr._fields)
+    for name in IDENTIFYING_FIELDS:
+        values[StoredCdr._fields.index(name)] = "x"
+    row = StoredCdr._make(values)
     assert all(getattr(_cleared(row), name) is None for name in IDENTIFYING_FIELDS)
     assert set(IDENTIFYING_COLUMNS) == set(IDENTIFYING)
 
