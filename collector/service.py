@@ -413,12 +413,7 @@ class Service:
         if result.total:
             # as for retention: only a run that changed something is recorded
             await audit.record(conn, audit.ANONYMIZE, result.total, result.describe(days))
-            log.info(
-                "anonymization applied",
-                rows=result.rows,
-                open_calls=result.open_calls,
-                refused_rows=result.rejected_rows,
-            )
+            log.info("anonymization applied", rows=result.total)
 
     async def _load_shared_state(self) -> bool:
         """Read what every collector of this database shares: erasure tags (see
