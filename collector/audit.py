@@ -27,6 +27,8 @@ EXPORT = "export"
 PURGE = "purge"
 #: retention applied by the daemon on its timer (recorded only when it deleted something)
 RETENTION = "retention"
+#: identifying columns of old rows cleared, by `purge` or (when it cleared any) the daemon
+ANONYMIZE = "anonymize"
 #: `keygen --rotate` wrote a new newest pseudonym key
 KEY_ROTATE = "key-rotate"
 #: `keygen --retire-unused` removed keys no stored row used any more

@@ -218,14 +218,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    """Apply retention now."""
+    """Apply retention (and anonymization, when configured) now."""
     config = _load(args.config)
     days = config.privacy.retention_days
     audit_days = config.privacy.audit_retention_days
+    anonymize_days = config.privacy.anonymize_after_days
 
     async def apply(conn: Any) -> int:
         from collector import audit
-        from collector.retention import purge
+        from collector.retention import anonymize, purge
 
         spool = config.spool.directory if config.spool is not None else None
         result = await purge(conn, days, spool_directory=spool, audit_retention_days=audit_days)
@@ -242,6 +243,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
             f"audit retention {audit_days} days: deleted {result.audit_rows_deleted} audit row(s); "
             "this purge is recorded in the audit trail"
         )
+        if anonymize_days is not None:
+            cleared = await anonymize(conn, anonymize_days, spool_directory=spool)
+            await audit.record(
+                conn, audit.ANONYMIZE, cleared.total, cleared.describe(anonymize_days)
+            )
+            print(cleared.describe(anonymize_days) + "; recorded in the audit trail")
         return 0
 
     return _database_command(config, apply)
@@ -630,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", cmd_check_config, "validate the configuration; exit 1 listing every problem"
     )
     add("migrate", cmd_migrate, "create or upgrade the database schema")
-    add("purge", cmd_purge, "apply retention now")
+    add("purge", cmd_purge, "apply retention (and anonymize_after_days) now")
     erase = add("erase", cmd_erase, "erase every stored trace of one phone number")
     erase.add_argument("--number", required=True, help="the phone number, in any usual format")
     erase.add_argument(

@@ -186,6 +186,7 @@ class PrivacyConfig:
     default_region: str | None = option(None, check=check_region, convert=str.upper)
     purge_interval_s: int = option(3600, check=positive)
     audit_retention_days: int = option(730, check=positive)
+    anonymize_after_days: int | None = option(None, check=positive)
     #: (key id, secret) pairs, newest first; read from key_file
     keys: tuple[tuple[str, bytes], ...] = ()
     #: secret of the deterministic record key; never rotates
@@ -202,6 +203,13 @@ class PrivacyConfig:
     def checked(self, reader: Reader, table: Mapping[str, Any], where: str) -> PrivacyConfig:
         """With the keys (when files are read) and the rate deck's entries."""
         del table
+        after = self.anonymize_after_days
+        if after is not None and after >= self.retention_days:
+            reader.problem(
+                f"{where}.anonymize_after_days",
+                f"{after} is not below retention_days ({self.retention_days}): rows would be "
+                "deleted before they are anonymized",
+            )
         keys: list[tuple[str, bytes]] = []
         record_secret = b""
         entries: list[tuple[str, str]] = []

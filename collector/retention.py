@@ -8,6 +8,14 @@ that carries one phone number's pseudonym under any configured key (a
 data-subject request). Both take an open connection and return counts;
 neither logs a number.
 
+`anonymize`, run before retention deletes them (`anonymize_after_days`),
+clears what can single out a person from old rows of `cdrs` and `open_calls`
+(the pseudonyms, the masked number, the correlation hash, the account
+label) and keeps what statistics need (times, duration, cause, prefix,
+destination, countries, source, protocol) until retention deletes them. The
+record key stays: it is a hash of the switch's record, not of a number, and
+the exactly-once storage of a retransmission depends on `cdr_keys` alone.
+
 "Old" is judged by the call's time and, for what the daemon cannot place in a
 daily partition, also by when it was received: a switch whose clock is years
 ahead would otherwise keep its rows (a call time in 2106) out of reach of
@@ -17,7 +25,7 @@ Besides the database, both look after the spool directory when given it: the
 writer keeps each row PostgreSQL refused (already redacted, pseudonyms
 included) in `rejected-YYYYMMDD.json` there, one JSON line per row, in the
 spool's row encoding (which names its columns, so any later release reads
-it). `purge` removes such rows once they are older than retention (and a file
+it). `anonymize` clears their identifying fields as it does the rows', `purge` removes such rows once they are older than retention (and a file
 once it holds none), `erase` removes the rows of the erased number. Spool segments
 are not rewritten here: the daemon appends to them, and a replayed row of an
 erased number is dropped by the sink (`erasures`).
@@ -36,12 +44,14 @@ from pathlib import Path
 import asyncpg
 
 from collector.model import StoredCdr
+from collector.sink.columns import BY_NAME
 from collector.sink.postgres import PARTITION_NAME
 from collector.sink.spool import SUFFIX as SPOOL_SUFFIX
 from collector.sink.spool import (
     Frame,
     check_layout,
     decode_rows,
+    encode_rows,
     fsync_directory,
     scan_frames,
 )
@@ -101,6 +111,42 @@ class PurgeResult:
                 f"deleted {self.audit_rows_deleted} audit row(s)"
             )
         return text
+
+
+#: the fields of a row that can single out a person or link it to one (a pseudonym,
+#: the masked number, the correlation hash, the account label): `anonymize` clears them
+IDENTIFYING_FIELDS = ("account", "called_masked", "called_hmac", "calling_hmac", "correlation_hmac")
+#: their columns in `cdrs` and `open_calls`
+IDENTIFYING_COLUMNS = tuple(BY_NAME[name].table_column for name in IDENTIFYING_FIELDS)
+#: true for a row anonymize has not yet cleared
+_IDENTIFIABLE = "(" + " OR ".join(f"{c} IS NOT NULL" for c in IDENTIFYING_COLUMNS) + ")"
+_CLEARED = ", ".join(f"{c} = NULL" for c in IDENTIFYING_COLUMNS)
+#: suffix of the partial index `anonymize` leaves on each daily partition it cleared
+ANONYMIZED_INDEX_SUFFIX = "_identifiable"
+
+
+@dataclass
+class AnonymizeResult:
+    """What one anonymization cleared."""
+
+    #: rows of `cdrs`
+    rows: int = 0
+    open_calls: int = 0
+    #: refused rows in the spool directory's rejected-*.json files
+    rejected_rows: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every row anonymized."""
+        return self.rows + self.open_calls + self.rejected_rows
+
+    def describe(self, anonymize_after_days: int) -> str:
+        """What was cleared, for the audit trail and the purge command's output."""
+        return (
+            f"anonymize after {anonymize_after_days} days: anonymized {self.rows} row(s), "
+            f"{self.open_calls} open call(s) and {self.rejected_rows} refused row(s) "
+            "in the spool directory"
+        )
 
 
 def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
@@ -190,6 +236,65 @@ async def purge(
             "DELETE FROM privacy_audit WHERE at < $1", cutoff_for(audit_retention_days, now)
         )
         result.audit_rows_deleted = int(status.split()[-1])
+    return result
+
+
+async def anonymize(
+    conn: asyncpg.Connection,
+    anonymize_after_days: int,
+    now: datetime | None = None,
+    spool_directory: str | Path | None = None,
+) -> AnonymizeResult:
+    """Clear the identifying columns of rows older than `anonymize_after_days`.
+
+    "Older" as for `purge`: midnight UTC, by call time, and for the default
+    partition and open calls also by arrival. Only rows not yet cleared are
+    written. A daily partition wholly before the cutoff is cleared by one
+    statement and then gets a partial index of its rows still identifiable
+    (empty, save for a late record filed under that day since): a later run
+    reads that index, not the partition. The default partition (normally
+    small) and `open_calls` are scanned.
+    """
+    cutoff = cutoff_for(anonymize_after_days, now)
+    result = AnonymizeResult()
+    rows = await conn.fetch(
+        "SELECT c.relname, EXISTS (SELECT 1 FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
+        " WHERE x.indrelid = c.oid AND ic.relname = c.relname || $1) AS indexed"
+        " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'cdrs'::regclass",
+        ANONYMIZED_INDEX_SUFFIX,
+    )
+    for row in sorted(rows, key=lambda r: str(r["relname"])):
+        name = row["relname"]
+        match = PARTITION_NAME.match(name)
+        if not match:
+            continue
+        day = datetime.strptime(match.group(1), "%Y%m%d").date()
+        if day + timedelta(days=1) > cutoff.date():
+            continue
+        status = await conn.execute(f"UPDATE {name} SET {_CLEARED} WHERE {_IDENTIFIABLE}")
+        result.rows += int(status.split()[-1])
+        if not row["indexed"]:
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {name}{ANONYMIZED_INDEX_SUFFIX} ON {name} (call_time)"
+                f" WHERE {_IDENTIFIABLE}"
+            )
+            # the planner learns the partition holds no identifiable row any more
+            await conn.execute(f"ANALYZE {name}")
+    status = await conn.execute(
+        f"UPDATE cdrs_default SET {_CLEARED}"
+        f" WHERE (call_time < $1 OR received_at < $1) AND {_IDENTIFIABLE}",
+        cutoff,
+    )
+    result.rows += int(status.split()[-1])
+    status = await conn.execute(
+        f"UPDATE open_calls SET {_CLEARED}"
+        f" WHERE (updated_at < $1 OR received_at < $1) AND {_IDENTIFIABLE}",
+        cutoff,
+    )
+    result.open_calls = int(status.split()[-1])
+    if spool_directory is not None:
+        result.rejected_rows = anonymize_rejected(Path(spool_directory), cutoff)
     return result
 
 
@@ -368,21 +473,40 @@ def _rewrite(path: Path, drop: Callable[[bytes], int | None]) -> int:
     None to keep it. A file left empty is deleted; one that changed is
     replaced atomically (a new file, fsync'd, renamed over the old one).
     """
+
+    def edit(line: bytes) -> tuple[bytes | None, int] | None:
+        count = drop(line)
+        return None if count is None else (None, count)
+
+    return _edit_lines(path, edit)
+
+
+def _edit_lines(path: Path, edit: Callable[[bytes], tuple[bytes | None, int] | None]) -> int:
+    """Apply `edit` to each line of `path`; return the rows it changed or removed.
+
+    `edit(line)` returns None to keep the line, else (its replacement, or None
+    to remove it, and how many rows that changed). A file left empty is
+    deleted; one that changed is replaced atomically (a new file, fsync'd,
+    renamed over the old one).
+    """
     try:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return 0
     kept: list[bytes] = []
-    removed = 0
+    changed = 0
     for line in lines:
         if not line.strip():
             continue
-        count = drop(line)
-        if count is None:
+        outcome = edit(line)
+        if outcome is None:
             kept.append(line)
-        else:
-            removed += count
-    if not removed:
+            continue
+        replacement, count = outcome
+        changed += count
+        if replacement is not None:
+            kept.append(replacement)
+    if not changed:
         return 0
     if not kept:
         path.unlink(missing_ok=True)
@@ -399,7 +523,7 @@ def _rewrite(path: Path, drop: Callable[[bytes], int | None]) -> int:
             tmp.unlink(missing_ok=True)
             raise
     _fsync_directory(path.parent)
-    return removed
+    return changed
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -440,6 +564,44 @@ def purge_rejected(directory: Path, cutoff: datetime) -> int:
 
         removed += _rewrite(path, old)
     return removed
+
+
+def _identifiable(row: StoredCdr) -> bool:
+    return any(getattr(row, name) is not None for name in IDENTIFYING_FIELDS)
+
+
+def _cleared(row: StoredCdr) -> StoredCdr:
+    return row._replace(
+        account=None,
+        called_masked=None,
+        called_hmac=None,
+        calling_hmac=None,
+        correlation_hmac=None,
+    )
+
+
+def anonymize_rejected(directory: Path, cutoff: datetime) -> int:
+    """Clear the identifying fields of refused rows older than `cutoff` (by call or by
+    arrival) in `directory`; return how many rows changed.
+
+    A line this release cannot read is left as it is: it goes whole with
+    its file at retention.
+    """
+
+    def edit(line: bytes) -> tuple[bytes | None, int] | None:
+        rows = _rows_of(line)
+        if rows is None:
+            return None
+        old = [
+            _identifiable(r) and (_call_time(r) < cutoff or r.received_at < cutoff) for r in rows
+        ]
+        if not any(old):
+            return None
+        rows = [_cleared(r) if o else r for r, o in zip(rows, old, strict=True)]
+        return encode_rows(rows), sum(old)
+
+    # a file of any day: a row refused today may be of a call long ago
+    return sum(_edit_lines(path, edit) for path, _day in _rejected_files(directory))
 
 
 def erase_rejected(directory: Path, pseudonyms: list[str]) -> int:

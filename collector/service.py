@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ from collector.pipeline.intake import Pipeline
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver, receiver_factory
-from collector.retention import purge
+from collector.retention import anonymize, purge
 from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
     PostgresSink,
@@ -392,9 +393,27 @@ class Service:
                         )
                 except Exception as exc:  # noqa: BLE001 - retried at the next interval
                     log.warning("retention failed", error_class=type(exc).__name__)
+                try:
+                    await self._anonymize(conn)
+                except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                    log.warning("anonymization failed", error_class=type(exc).__name__)
                 finally:
                     await conn.close()
             await asyncio.sleep(self.config.privacy.purge_interval_s)
+
+    async def _anonymize(self, conn: Any) -> None:
+        """Clear the identifying columns of rows older than `anonymize_after_days`."""
+        days = self.config.privacy.anonymize_after_days
+        if days is None:
+            return
+        spool = self.config.spool
+        result = await anonymize(
+            conn, days, spool_directory=spool.directory if spool is not None else None
+        )
+        if result.total:
+            # as for retention: only a run that changed something is recorded
+            await audit.record(conn, audit.ANONYMIZE, result.total, result.describe(days))
+            log.info("anonymization applied", rows=result.total)
 
     async def _load_shared_state(self) -> bool:
         """Read what every collector of this database shares: erasure tags (see

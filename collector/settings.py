@@ -474,7 +474,7 @@ def _typed(reader: Reader, value: Any, where: str, rules: Option, hint: Any) -> 
             if rules.check is not None and (why := rules.check(item)):
                 reader.problem(where, why)
         return tuple(value)
-    if rules.text or inner is not hint:  # a non-blank string
+    if rules.text or (inner is not hint and inner is str):  # a non-blank string
         if not isinstance(value, str) or not value.strip():
             reader.problem(where, "must be a non-empty string")
             return _MISSING
