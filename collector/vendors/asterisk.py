@@ -47,9 +47,8 @@ from collector.model import CallRecord, Protocol, RecordKind
 from collector.vendors.csv_cdr import (
     LineError,
     identifier,
+    leg_times,
     line_digest,
-    local_time,
-    seconds,
 )
 
 #: the columns every Master.csv line has, in order
@@ -118,16 +117,14 @@ def csv_record(fields: list[str], source: str, zone: ZoneInfo, received_at: date
     names = columns(fields)
     value = dict(zip(names, fields, strict=True))
     calling, called = value["src"] or None, value["dst"] or None
-    try:
-        start = local_time(value["start"], zone)
-        answer = local_time(value["answer"], zone)
-        end = local_time(value["end"], zone)
-        billsec = seconds(value["billsec"])
-        seconds(value["duration"])  # checked: a line with an unreadable one is damaged
-    except LineError as exc:
-        raise LineError(exc.reason, calling, called) from None
-    if start is None and end is None:
-        raise LineError("no_time", calling, called)
+    start, answer, end, billsec = leg_times(
+        (value["start"], value["answer"], value["end"]),
+        value["billsec"],
+        value["duration"],
+        zone,
+        calling,
+        called,
+    )
     disposition = value["disposition"].strip().upper()
     cause = DISPOSITION_CAUSES.get(disposition)
     if disposition == "ANSWERED":

@@ -105,3 +105,25 @@ def identifier(text: str) -> str | None:
     if not text or len(text) > MAX_ID_CHARS or not text.isprintable():
         return None
     return text
+
+
+def leg_times(
+    times: tuple[str, str, str],
+    billsec: str,
+    duration: str,
+    zone: ZoneInfo,
+    calling: str | None,
+    called: str | None,
+) -> tuple[datetime | None, datetime | None, datetime | None, int | None]:
+    """(start, answer, end, billsec) of a CSV line: its start, answer and end times read
+    in `zone`, its billed seconds; the total duration is only checked. LineError (with
+    the line's numbers, for the rejected row) when one is unreadable or no time is set."""
+    try:
+        start, answer, end = (local_time(text, zone) for text in times)
+        billed = seconds(billsec)
+        seconds(duration)  # checked: a line with an unreadable one is damaged
+    except LineError as exc:
+        raise LineError(exc.reason, calling, called) from None
+    if start is None and end is None:
+        raise LineError("no_time", calling, called)
+    return start, answer, end, billed

@@ -33,7 +33,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from collector.model import CallRecord, Protocol, RecordKind
-from collector.vendors.csv_cdr import LineError, identifier, line_digest, local_time, seconds
+from collector.vendors.csv_cdr import LineError, identifier, leg_times, line_digest
 from collector.vendors.freeswitch import legs
 from collector.vendors.freeswitch.causes import cause_of_name, leg_end
 
@@ -72,16 +72,14 @@ def csv_record(fields: list[str], source: str, zone: ZoneInfo, received_at: date
         raise LineError("column_count", calling, called)
     value = dict(zip(COLUMNS, fields, strict=False))
     calling, called = value["caller_id_number"] or None, value["destination_number"] or None
-    try:
-        start = local_time(value["start_stamp"], zone)
-        answer = local_time(value["answer_stamp"], zone)
-        end = local_time(value["end_stamp"], zone)
-        billsec = seconds(value["billsec"])
-        seconds(value["duration"])  # checked: a line with an unreadable one is damaged
-    except LineError as exc:
-        raise LineError(exc.reason, calling, called) from None
-    if start is None and end is None:
-        raise LineError("no_time", calling, called)
+    start, answer, end, billsec = leg_times(
+        (value["start_stamp"], value["answer_stamp"], value["end_stamp"]),
+        value["billsec"],
+        value["duration"],
+        zone,
+        calling,
+        called,
+    )
     shown: bool | None = True if answer is not None or billsec else None
     if shown is None and billsec == 0 and answer is None:
         shown = False
