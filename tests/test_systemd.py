@@ -519,15 +519,31 @@ def test_malformed_activation_variables_are_ignored(
     assert "LISTEN_FDS" not in os.environ
 
 
+def udp_and_tcp_on_one_port() -> tuple[socket.socket, socket.socket]:
+    # the port the kernel picks for UDP may be held over TCP by another program (an
+    # outgoing connection's local port): try again with another one
+    for _ in range(20):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("0.0.0.0", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("0.0.0.0", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise AssertionError("no port free for both UDP and TCP in 20 tries")
+
+
 def test_find_activated_matches_the_configured_address() -> None:
+    sip, sip_tcp = udp_and_tcp_on_one_port()
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as radius,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip,
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sip_tcp,
+        sip,
+        sip_tcp,
     ):
         radius.bind(("127.0.0.1", 0))
-        sip.bind(("0.0.0.0", 0))
-        sip_tcp.bind(("0.0.0.0", sip.getsockname()[1]))
         sip_tcp.listen()
         inherited = [sip_tcp, radius, sip]
         radius_port = radius.getsockname()[1]
