@@ -63,6 +63,9 @@ def make_rows(count: int) -> list[StoredCdr]:
                 calling_country="DE",
                 calling_hmac="b1:" + key[::-1].hex(),
                 correlation_hmac=None,
+                # billing rows carry their Call-ID's hash (the reconcile index holds them)
+                call_id_hmac=key[::-1].hex(),
+                high_risk=False,
                 times_derived=False,
                 clock_unsynced=False,
                 times_implausible=False,

@@ -151,13 +151,13 @@ def daemon_latency_buckets(port: int) -> dict[float, float]:
     """Cumulative ack_latency_seconds bucket counts from the daemon's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    buckets = {}
+    buckets: dict[float, float] = {}
     for line in text.splitlines():
         if line.startswith("cdr_collector_ack_latency_seconds_bucket"):
             bound = line.split('le="')[1].split('"')[0]
-            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(
-                line.rsplit(" ", 1)[1]
-            )
+            upper = float("inf") if bound == "+Inf" else float(bound)
+            # one series per RADIUS client: summed
+            buckets[upper] = buckets.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
     return buckets
 
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from collector.credentials import StandIn
 from collector.formats.keys import parse_keys, parse_record_key
+from collector.formats.prefixes import parse_prefixes
 from collector.formats.rate_deck import parse_rate_deck
 from collector.receivers.files.config import FilesConfig
 from collector.receivers.json_config import JsonConfig
@@ -227,6 +228,51 @@ class PrivacyConfig:
         )
 
 
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """Revenue assurance: answered SIP calls checked against their billing records.
+
+    Present, the section turns it on: each call seen answered in SIP (with
+    a Call-ID) waits `billing_wait_s` for a billing record of the same
+    Call-ID (RADIUS, JSON, CDR file); one that has none then, or whose billed
+    duration differs by more than `duration_tolerance_ms`, is counted and
+    listed in `reconcile_findings` (see collector.reconcile).
+    """
+
+    billing_wait_s: int = option(300, check=positive)
+    duration_tolerance_ms: int = option(2000, check=non_negative)
+    #: how often the calls whose wait is over are checked
+    interval_s: int = option(30, check=positive)
+    #: SIP sources whose answered calls are checked (None: every SIP source)
+    sip_sources: tuple[str, ...] | None = option(None)
+
+
+@dataclass(frozen=True)
+class FraudConfig:
+    """Fraud signals beyond the per-country counters every collector keeps."""
+
+    #: one prefix per line (international form): calls to them are counted apart
+    high_risk_prefixes_file: str | None = option(None)
+    #: the prefixes read from the file, digits without '+'
+    high_risk_prefixes: tuple[str, ...] = ()
+
+    def checked(self, reader: Reader, table: Mapping[str, Any], where: str) -> FraudConfig:
+        """With the prefixes of high_risk_prefixes_file."""
+        del table
+        if self.high_risk_prefixes_file is None:
+            return self
+        empty: tuple[str, ...] = ()
+        prefixes = _read_file(
+            reader,
+            f"{where}.high_risk_prefixes_file",
+            self.high_risk_prefixes_file,
+            parse_prefixes,
+            empty,
+            private=False,
+        )
+        return dataclasses.replace(self, high_risk_prefixes=prefixes)
+
+
 def _read_file(
     reader: Reader,
     key: str,
@@ -260,6 +306,10 @@ class ReceiverConfig(Protocol):
         check-config and the reload's log line."""
         ...
 
+    def source_names(self) -> tuple[str, ...]:
+        """The name of every source (client, sender) it serves."""
+        ...
+
     def stale_calls(self) -> tuple[str, timedelta] | None:
         """(protocol, age): the service stores the calls of that protocol still open
         after `age` as incomplete rows; None when its receiver leaves no call open
@@ -282,6 +332,8 @@ class Config:
     sip: SipConfig | None = section(receiver=True)
     json: JsonConfig | None = section(receiver=True)
     files: FilesConfig | None = section(receiver=True)
+    reconcile: ReconcileConfig | None = section()
+    fraud: FraudConfig | None = section()
     #: things that work but deserve attention (a secret file others can read)
     warnings: tuple[Problem, ...] = ()
     #: private files taken to be the running service's credentials without being read
@@ -350,6 +402,12 @@ def parse_config(
         first = next(iter(RECEIVERS))
         enable = ", ".join(f"[{name}]" for name in RECEIVERS)
         r.problem(first, f"no listener is configured: enable at least one of {enable}")
+    reconcile, sip = found.get("reconcile"), found.get("sip")
+    if reconcile is not None and reconcile.sip_sources is not None:
+        names = {source.name for source in sip.sources} if sip is not None else set()
+        for name in reconcile.sip_sources:
+            if name not in names:
+                r.problem("reconcile.sip_sources", f"{name!r} is not the name of a [[sip.sources]]")
     r.listen_clashes()
     r.raise_problems()
     return Config(

@@ -78,6 +78,10 @@ class CallRecord:
     times_implausible: bool = False
     incomplete: bool = False
     correlation: str | None = None
+    #: the SIP Call-ID of this leg where the record knows it (a SIP dialog's, Kamailio's
+    #: accounting, FreeSWITCH's sip_call_id): joins a billing record to the signalling
+    #: of its call (see collector.reconcile); the pipeline stores only its keyed hash
+    call_id: str | None = None
 
     def __repr__(self) -> str:
         # never the numbers or the session id: a repr can end up in a log or a traceback
@@ -146,6 +150,10 @@ class StoredCdr(NamedTuple):
     calling_country: Annotated[str | None, _CARRIED_TEXT]
     calling_hmac: Annotated[str | None, _CARRIED_TEXT]
     correlation_hmac: Annotated[str | None, Column("text", carried=True, column="correlation")]
+    call_id_hmac: Annotated[str | None, Column("text", carried=True, column="call_id_hash")]
+    #: the called number starts with a prefix of `[fraud] high_risk_prefixes_file`
+    #: (None: no usable called number)
+    high_risk: Annotated[bool | None, Column("boolean", carried=True)]
     times_derived: Annotated[bool, Column("boolean", default=False, carried=True)]
     clock_unsynced: Annotated[bool, Column("boolean", default=False, carried=True)]
     times_implausible: Annotated[bool, Column("boolean", default=False, carried=True)]

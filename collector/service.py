@@ -99,10 +99,11 @@ class Service:
         )
         #: what every receiver hands its records to: normalize, redact, submit to the writer
         self.intake = Pipeline(
-            Redactor(config.privacy, self._number_unusable, config.source_regions()),
+            self._redactor(config),
             self.writer.submit,
             self.writer.set_aside,
         )
+        self._prime(config)
         self.receivers: list[Receiver] = []
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,6 +155,23 @@ class Service:
             state=self.status_line(),
         )
         self.notifier.ready(self._status())
+
+    def _redactor(self, config: Config) -> Redactor:
+        """A redactor for `config`: its keys, regions and high-risk prefixes."""
+        return Redactor(
+            config.privacy,
+            self._number_unusable,
+            config.source_regions(),
+            config.fraud.high_risk_prefixes if config.fraud is not None else (),
+        )
+
+    def _prime(self, config: Config) -> None:
+        """Every per-source series at 0 for each configured source (see Telemetry.prime)."""
+        self.telemetry.prime(
+            {name: section.source_names() for name, section in config.receivers().items()}
+        )
+        if config.spool is not None:
+            self.telemetry.spool_max_bytes.set(config.spool.max_bytes)
 
     @property
     def redactor(self) -> Redactor:
@@ -255,7 +273,8 @@ class Service:
                 path=stand_in.configured,
             )
         # regions of clients, sources and senders change with their sections
-        redactor = Redactor(new.privacy, self._number_unusable, new.source_regions())
+        redactor = self._redactor(new)
+        self._prime(new)
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
         self.intake.redactor = redactor

@@ -17,7 +17,7 @@ import bisect
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -50,6 +50,13 @@ PACKET_OUTCOMES = (
 
 #: outcomes of calls_total
 CALL_OUTCOMES = ("answered", "busy", "no_answer", "failed", "cancelled")
+
+#: the country label of a call leg without a usable called number
+UNKNOWN_COUNTRY = "unknown"
+
+#: the source label of packets from no configured peer (unknown_client) or whose
+#: source could not be told (internal errors)
+UNKNOWN_SOURCE = "unknown"
 
 
 class FastCounterChild:
@@ -130,14 +137,14 @@ class PacketCounts:
         self._bound.clear()
 
 
-class FastHistogram(Collector):
-    """An unlabelled histogram for per-packet paths (bucket counts, no lock)."""
+class FastHistogramChild:
+    """One labelled series of a FastHistogram: bucket counts and a sum, no lock."""
 
-    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.upper = list(buckets)
-        self.counts = [0] * (len(buckets) + 1)
+    __slots__ = ("counts", "sum", "upper")
+
+    def __init__(self, upper: list[float]) -> None:
+        self.upper = upper
+        self.counts = [0] * (len(upper) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
@@ -145,16 +152,44 @@ class FastHistogram(Collector):
         self.counts[bisect.bisect_left(self.upper, value)] += 1
         self.sum += value
 
+
+class FastHistogram(Collector):
+    """A labelled histogram for per-packet paths (bucket counts, no lock).
+
+    Like FastCounter: bind a series once with `labels(...)` and keep it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: tuple[float, ...],
+        labelnames: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.upper = list(buckets)
+        self.labelnames = labelnames or []
+        self._children: dict[tuple[str, ...], FastHistogramChild] = {}
+
+    def labels(self, *values: str) -> FastHistogramChild:
+        """The series for these label values (bind it once, keep it)."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = FastHistogramChild(self.upper)
+        return child
+
     def collect(self) -> Iterable[Metric]:
-        cumulative = 0
-        buckets = []
-        for upper, count in zip(self.upper, self.counts, strict=False):
-            cumulative += count
-            buckets.append((repr(float(upper)), cumulative))
-        buckets.append(("+Inf", cumulative + self.counts[-1]))
-        yield HistogramMetricFamily(
-            self.name, self.documentation, buckets=buckets, sum_value=self.sum
-        )
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            cumulative = 0
+            buckets = []
+            for upper, count in zip(self.upper, child.counts, strict=False):
+                cumulative += count
+                buckets.append((repr(float(upper)), cumulative))
+            buckets.append(("+Inf", cumulative + child.counts[-1]))
+            family.add_metric(list(values), buckets, child.sum)
+        yield family
 
 
 class _UdpDrops(Collector):
@@ -236,6 +271,11 @@ class Telemetry:
             PREFIX + "spool_records", "Records waiting in the spool.", registry=r
         )
         self.spool_bytes = Gauge(PREFIX + "spool_bytes", "Bytes used by the spool.", registry=r)
+        self.spool_max_bytes = Gauge(
+            PREFIX + "spool_max_bytes",
+            "The spool's limit (spool.max_bytes); 0 without a spool.",
+            registry=r,
+        )
         self.spool_corrupt = Counter(
             PREFIX + "spool_corrupt",
             "Damaged spool frames found on replay (torn or corrupt tails), skipped.",
@@ -249,8 +289,9 @@ class Telemetry:
         )
         self.ack_latency = FastHistogram(
             PREFIX + "ack_latency_seconds",
-            "Time from a RADIUS request's arrival to its response.",
+            "Time from a RADIUS request's arrival to its response, by RADIUS client (source).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            labelnames=["source"],
         )
         r.register(self.ack_latency)
         self.batch_commit = Histogram(
@@ -293,7 +334,8 @@ class Telemetry:
         )
         self.post_dial_delay = Histogram(
             PREFIX + "post_dial_delay_seconds",
-            "Post-dial delay of SIP calls (INVITE to first ringing or answer).",
+            "Post-dial delay of SIP calls (INVITE to first ringing or answer), by SIP source.",
+            ["source"],
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0),
             registry=r,
         )
@@ -317,6 +359,45 @@ class Telemetry:
             ["source", "field", "reason"],
             registry=r,
         )
+        self.unbilled_calls = Counter(
+            PREFIX + "unbilled_calls",
+            "Calls seen answered in SIP with no billing record (RADIUS, JSON, CDR file) of"
+            " their Call-ID within reconcile.billing_wait_s, by SIP source.",
+            ["source"],
+            registry=r,
+        )
+        self.duration_mismatch = Counter(
+            PREFIX + "duration_mismatch",
+            "Calls seen answered in SIP whose billed duration differs from the signalled one"
+            " by more than reconcile.duration_tolerance_ms, by SIP source.",
+            ["source"],
+            registry=r,
+        )
+        self.destination_calls = Counter(
+            PREFIX + "destination_calls",
+            "Finished call legs by the called number's country (ISO 3166 code; 'unknown'"
+            " without a usable called number).",
+            ["country"],
+            registry=r,
+        )
+        self.destination_billable_seconds = Counter(
+            PREFIX + "destination_billable_seconds",
+            "Billable seconds of finished call legs by the called number's country.",
+            ["country"],
+            registry=r,
+        )
+        self.high_risk_calls = Counter(
+            PREFIX + "high_risk_calls",
+            "Finished call legs to a high-risk prefix (fraud.high_risk_prefixes_file), by source.",
+            ["source"],
+            registry=r,
+        )
+        self.high_risk_billable_seconds = Counter(
+            PREFIX + "high_risk_billable_seconds",
+            "Billable seconds of finished call legs to a high-risk prefix, by source.",
+            ["source"],
+            registry=r,
+        )
         self.udp_drops = _UdpDrops()
         r.register(self.udp_drops)
         # read at scrape time (/proc/self, gc.get_stats()): nothing on the packet path
@@ -324,6 +405,36 @@ class Telemetry:
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         self.database_up.set(0)
+
+    def prime(self, listeners: Mapping[str, Iterable[str]]) -> None:
+        """Make every per-source series a dashboard or an alert reads exist, at 0, for
+        each configured source of each listener (`listeners`: section name → source
+        names), so that a quiet source shows 0 rather than no data; and the per-country
+        ones for 'unknown'. Series of sources a reload removed keep their counts."""
+        for listener, sources in listeners.items():
+            for source in (*sources, UNKNOWN_SOURCE):
+                for outcome in PACKET_OUTCOMES:
+                    self.packets.labels(listener, source, outcome)
+            for source in sources:
+                self._prime_source(listener, source)
+        self.destination_calls.labels(UNKNOWN_COUNTRY)
+        self.destination_billable_seconds.labels(UNKNOWN_COUNTRY)
+
+    def _prime_source(self, listener: str, source: str) -> None:
+        if listener == "radius":
+            self.ack_latency.labels(source)
+        elif listener == "sip":
+            self.post_dial_delay.labels(source)
+        self.records_stored.labels(source)
+        self.records_implausible.labels(source)
+        for outcome in CALL_OUTCOMES:
+            self.calls.labels(source, outcome)
+        self.billable_seconds.labels(source)
+        self.active_calls.labels(source)
+        self.unbilled_calls.labels(source)
+        self.duration_mismatch.labels(source)
+        self.high_risk_calls.labels(source)
+        self.high_risk_billable_seconds.labels(source)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

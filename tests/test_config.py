@@ -1092,8 +1092,10 @@ def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:
     write_keys(tmp_path)
     (tmp_path / "prefixes.csv").write_text("4930,Berlin\n")
     write_private(tmp_path / "json.passwd", "fs:pw\n")
+    (tmp_path / "high-risk").write_text("# IRSF ranges\n+88213\n37167 # a comment\n")
     text = path.read_text()
     text = text.replace("/etc/cdr-collector/prefixes.csv", str(tmp_path / "prefixes.csv"))
+    text = text.replace("/etc/cdr-collector/high-risk-prefixes", str(tmp_path / "high-risk"))
     text = text.replace("/etc/cdr-collector/json.passwd", str(tmp_path / "json.passwd"))
     # uncomment every optional key but secret_file (secret and secret_file exclude each other)
     text = re.sub(r"^# (?!secret_file)(\w+ = )", r"\1", text, flags=re.M)
@@ -1101,6 +1103,8 @@ def test_the_optional_keys_of_the_example_are_accepted(tmp_path: Path) -> None:
     loaded = load_config(str(path))
     assert loaded.privacy.default_region == "DE"
     assert loaded.sip is not None and loaded.sip.correlation_header == "X-CID"
+    assert loaded.fraud is not None and loaded.fraud.high_risk_prefixes == ("88213", "37167")
+    assert loaded.reconcile is not None and loaded.reconcile.sip_sources == ("kamailio-1",)
 
 
 def test_systemd_credentials_stand_in_for_files_the_service_user_cannot_read(

@@ -52,6 +52,8 @@ def stored(key: bytes, kind: str, **fields: object) -> StoredCdr:
         calling_country=None,
         calling_hmac=None,
         correlation_hmac=None,
+        call_id_hmac=None,
+        high_risk=None,
         times_derived=False,
         clock_unsynced=False,
         times_implausible=False,

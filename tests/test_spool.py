@@ -52,6 +52,8 @@ def row(index: int, **fields: object) -> StoredCdr:
         calling_country="DE",
         calling_hmac="k1:" + "ab" * 16,
         correlation_hmac=None,
+        call_id_hmac=None,
+        high_risk=None,
         times_derived=bool(index % 5 == 0),
         clock_unsynced=False,
         times_implausible=False,

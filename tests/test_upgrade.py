@@ -253,7 +253,8 @@ def _row() -> StoredCdr:
         duration_ms=1000, answered=True, disconnect_cause=16, sip_code=None, pdd_ms=None,
         called_prefix="+4930", called_country="DE", called_destination=None,
         called_masked="+4930123***", called_hmac="t1:aa", calling_country="DE",
-        calling_hmac="t1:bb", correlation_hmac=None, times_derived=False,
+        calling_hmac="t1:bb", correlation_hmac=None, call_id_hmac=None, high_risk=None,
+        times_derived=False,
         clock_unsynced=True, times_implausible=False, incomplete=False, event_time=now,
         received_at=now,
     )  # fmt: skip

@@ -86,6 +86,7 @@ class Redactor:
         privacy: PrivacyConfig,
         unusable: UnusableReport | None = None,
         regions: Mapping[tuple[str, str], str] | None = None,
+        high_risk_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.plan = NumberPlan(
             privacy.rate_deck_entries, privacy.default_region, privacy.mask_digits
@@ -96,6 +97,9 @@ class Redactor:
         self.source_plans: dict[str, dict[str, NumberPlan]] = {}
         for (protocol, source), region in (regions or {}).items():
             self.source_plans.setdefault(source, {})[protocol] = self.plan_for(region)
+        #: called numbers (E.164 digits) starting with one of these are high-risk
+        #: destinations ([fraud]); empty: none is
+        self.high_risk_prefixes = high_risk_prefixes
         #: told (source, field, reason) of each number refused as no phone number
         self.unusable = unusable
         self.pseudonyms = Pseudonymizer(privacy.keys)
@@ -212,8 +216,12 @@ class Redactor:
             )
             called_masked: str | None = plan.mask(called)
             called_hmac: str | None = pseudonym(called.digits)
+            high_risk: bool | None = called.e164 and called.digits.startswith(
+                self.high_risk_prefixes
+            )
         else:
             called_prefix = called_country = called_destination = called_masked = called_hmac = None
+            high_risk = None
             if called is not None and self.unusable is not None:
                 self.unusable(record.source, "called", called.reason)
         calling = plan.normalize(record.calling)
@@ -269,6 +277,8 @@ class Redactor:
             correlation_hmac=keyer.key("corr", record.correlation).hex()
             if record.correlation
             else None,
+            call_id_hmac=keyer.key("call-id", record.call_id).hex() if record.call_id else None,
+            high_risk=high_risk,
             times_derived=record.times_derived,
             clock_unsynced=record.clock_unsynced,
             times_implausible=record.times_implausible,

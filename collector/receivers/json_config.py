@@ -58,6 +58,10 @@ class JsonConfig:
             reader.problem(key, f"{self.basic_auth_file}: {why}")
         return dataclasses.replace(self, credentials=tuple(credentials))
 
+    def source_names(self) -> tuple[str, ...]:
+        """The one source name its records carry."""
+        return (self.source,)
+
     def regions(self) -> dict[str, str]:
         """The sender's region, when it sets its own, by source name."""
         return {self.source: self.region} if self.region else {}

@@ -128,7 +128,10 @@ ON CONFLICT (record_key, protocol) DO UPDATE SET
 #: kinds whose rows may become rows of `cdrs`
 _CLOSING = frozenset({"stop", "end"})
 
-RETURNING = "RETURNING source, answered, duration_ms, sip_code, disconnect_cause, times_implausible"
+RETURNING = (
+    "RETURNING source, answered, duration_ms, sip_code, disconnect_cause, times_implausible,"
+    " called_country, high_risk"
+)
 
 
 def _span(start: str, end: str, used: str) -> str:

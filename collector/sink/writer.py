@@ -31,7 +31,7 @@ from collector.pipeline.intake import Ack
 from collector.pipeline.outcome import outcome_of
 from collector.sink.postgres import PermanentError, PostgresSink, RetryableError, WriteResult
 from collector.sink.spool import Segment, Spool, SpoolFull, SpoolLayoutError, encode_rows
-from collector.telemetry import Health, Telemetry
+from collector.telemetry import UNKNOWN_COUNTRY, Health, Telemetry
 
 log = get_logger(__name__)
 
@@ -299,7 +299,11 @@ class Writer:
         per_outcome: dict[tuple[str, str], int] = {}
         billable: dict[str, int] = {}
         implausible: dict[str, int] = {}
-        for source, answered, duration_ms, sip_code, cause, doubtful in result.stored:
+        # by destination country, and to high-risk prefixes by source: (legs, milliseconds)
+        countries: dict[str, list[int]] = {}
+        risky: dict[str, list[int]] = {}
+        for row in result.stored:
+            source, answered, duration_ms, sip_code, cause, doubtful, country, high_risk = row
             per_source[source] = per_source.get(source, 0) + 1
             if doubtful:
                 implausible[source] = implausible.get(source, 0) + 1
@@ -307,6 +311,13 @@ class Writer:
             per_outcome[key] = per_outcome.get(key, 0) + 1
             if duration_ms:
                 billable[source] = billable.get(source, 0) + duration_ms
+            tally = countries.setdefault(country or UNKNOWN_COUNTRY, [0, 0])
+            tally[0] += 1
+            tally[1] += duration_ms or 0
+            if high_risk:
+                tally = risky.setdefault(source, [0, 0])
+                tally[0] += 1
+                tally[1] += duration_ms or 0
         for source, count in per_source.items():
             t.records_stored.labels(source).inc(count)
         for (source, outcome), count in per_outcome.items():
@@ -315,6 +326,14 @@ class Writer:
             t.records_implausible.labels(source).inc(count)
         for source, milliseconds in billable.items():
             t.billable_seconds.labels(source).inc(milliseconds / 1000)
+        for country, (legs, milliseconds) in countries.items():
+            t.destination_calls.labels(country).inc(legs)
+            if milliseconds:
+                t.destination_billable_seconds.labels(country).inc(milliseconds / 1000)
+        for source, (legs, milliseconds) in risky.items():
+            t.high_risk_calls.labels(source).inc(legs)
+            if milliseconds:
+                t.high_risk_billable_seconds.labels(source).inc(milliseconds / 1000)
 
     @staticmethod
     def _fire(batch: list[Item], durable: bool) -> None:

@@ -84,6 +84,10 @@ class FilesConfig:
     poll_interval_s: int = option(2, check=positive)
     sources: tuple[FileSource, ...] = option((), noun="source")
 
+    def source_names(self) -> tuple[str, ...]:
+        """Every source's name."""
+        return tuple(source.name for source in self.sources)
+
     def regions(self) -> dict[str, str]:
         """The region of each source that sets its own, by source name."""
         return {source.name: source.region for source in self.sources if source.region}

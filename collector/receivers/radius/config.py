@@ -85,6 +85,10 @@ class RadiusConfig:
     duplicate_window_s: int = option(30, check=positive)
     receive_buffer_bytes: int = option(8388608, check=positive)
 
+    def source_names(self) -> tuple[str, ...]:
+        """Every client's name."""
+        return tuple(client.name for client in self.clients)
+
     def regions(self) -> dict[str, str]:
         """The region of each client that sets its own, by client name."""
         return {client.name: client.region for client in self.clients if client.region}

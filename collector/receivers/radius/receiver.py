@@ -367,7 +367,7 @@ class RadiusReceiver:
             now = time.monotonic()
             self._expiry.append((now + self.window, key))
             endpoint.send(response, addr)
-            self.telemetry.ack_latency.observe(now - arrival)
+            self.telemetry.ack_latency.labels(source).observe(now - arrival)
             self.counts.count(source, "accepted")
 
         return ack

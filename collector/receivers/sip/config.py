@@ -49,6 +49,10 @@ class SipConfig:
     #: a HEP frame begun on TCP must be complete within this
     tcp_frame_timeout_ms: int = option(5000, check=positive)
 
+    def source_names(self) -> tuple[str, ...]:
+        """Every source's name."""
+        return tuple(source.name for source in self.sources)
+
     def regions(self) -> dict[str, str]:
         """The region of each source that sets its own, by source name."""
         return {source.name: source.region for source in self.sources if source.region}

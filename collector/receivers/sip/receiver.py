@@ -607,7 +607,7 @@ class SipReceiver:
         for record in records:
             try:
                 if record.pdd_ms is not None and record.kind is RecordKind.STOP:
-                    pdd.observe(record.pdd_ms / 1000)
+                    pdd.labels(record.source).observe(record.pdd_ms / 1000)
                 if not accept(record, received_at):
                     self._count_overloaded(record.source)
             except Exception as exc:  # noqa: BLE001 - one bad record must not lose the others
