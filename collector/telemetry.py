@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import phonenumbers
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -53,6 +54,9 @@ CALL_OUTCOMES = ("answered", "busy", "no_answer", "failed", "cancelled")
 
 #: the country label of a call leg without a usable called number
 UNKNOWN_COUNTRY = "unknown"
+
+#: why records were not made durable (values of records_dropped_total{reason})
+DROP_REASONS = ("spool_full", "spool_error", "database_unavailable", "rejected")
 
 #: the source label of packets from no configured peer (unknown_client) or whose
 #: source could not be told (internal errors)
@@ -417,8 +421,14 @@ class Telemetry:
                     self.packets.labels(listener, source, outcome)
             for source in sources:
                 self._prime_source(listener, source)
-        self.destination_calls.labels(UNKNOWN_COUNTRY)
-        self.destination_billable_seconds.labels(UNKNOWN_COUNTRY)
+        # every country a called number can belong to, at 0: the first calls to a
+        # country nobody calls are the very ones a burst alert must see, and a
+        # series that appears with them already counted shows no increase
+        for country in (*sorted(phonenumbers.SUPPORTED_REGIONS), UNKNOWN_COUNTRY):
+            self.destination_calls.labels(country)
+            self.destination_billable_seconds.labels(country)
+        for reason in DROP_REASONS:
+            self.records_dropped.labels(reason)
 
     def _prime_source(self, listener: str, source: str) -> None:
         if listener == "radius":

@@ -120,6 +120,11 @@ async def test_every_series_a_panel_reads_exists_at_zero_before_any_traffic(
         == 0.0
     )
     assert samples['cdr_collector_destination_calls_total{country="unknown"}'] == 0.0
+    # every country is there before its first call (a burst to a new one shows as a rise)
+    for country in ("DE", "LV", "CU", "TV"):
+        assert samples[f'cdr_collector_destination_calls_total{{country="{country}"}}'] == 0.0
+    for reason in ("spool_full", "spool_error", "database_unavailable", "rejected"):
+        assert samples[f'cdr_collector_records_dropped_total{{reason="{reason}"}}'] == 0.0
     assert samples["cdr_collector_spool_max_bytes"] == config.spool_max_bytes
 
 
