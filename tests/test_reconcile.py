@@ -13,6 +13,7 @@ many collectors check at the same time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from collector.config import DatabaseConfig, ReconcileConfig
+from collector.config import DatabaseConfig, ReconcileConfig, parse_config
 from collector.model import StoredCdr
-from collector.reconcile import BATCH_ROWS, reconcile
+from collector.reconcile import BATCH_ROWS, Reconciler, reconcile
 from collector.retention import anonymize, purge
 from collector.sink.postgres import PostgresSink
+from collector.telemetry import Health, Telemetry
 from tests.daemon import connected
 
 SIP_SOURCE = "proxy-test"
@@ -312,3 +314,40 @@ async def test_retention_and_anonymization_bound_the_tables(sink: PostgresSink, 
             sip("recent-finding").record_key,
         }
         assert len(await pending(conn)) == 1
+
+
+async def test_the_task_waits_for_the_database_and_the_spool_then_counts(
+    sink: PostgresSink, dsn: str
+) -> None:
+    """The reconciler checks nothing while the writer finds the database away or the
+    spool holds records (a billing row may wait there); then it counts what it
+    inserted by SIP source. With the section removed (a reload), it does nothing."""
+    config = parse_config(
+        "collector.toml",
+        {
+            "database": {"dsn": dsn},
+            "sip": {
+                "listen": ["127.0.0.1:0"],
+                "sources": [{"name": SIP_SOURCE, "address": "127.0.0.1"}],
+            },
+            "reconcile": {"billing_wait_s": 1, "interval_s": 1},
+        },
+        read_files=False,
+    )
+    await sink.write([sip("counted", received_at=NOW - timedelta(seconds=5))])
+    telemetry, health = Telemetry(), Health()
+    reconciler = Reconciler(lambda: config, telemetry, health)
+    health.database_up, health.spool_pending = False, False
+    assert await reconciler.run_once() is None
+    health.database_up, health.spool_pending = True, True
+    assert await reconciler.run_once() is None
+    async with connected(dsn) as conn:
+        assert len(await pending(conn)) == 1
+    health.spool_pending = False
+    result = await reconciler.run_once()
+    assert result is not None and result.unbilled == {SIP_SOURCE: 1}
+    assert telemetry.unbilled_calls.labels(SIP_SOURCE)._value.get() == 1
+    assert telemetry.duration_mismatch.labels(SIP_SOURCE)._value.get() == 0
+    switched_off = dataclasses.replace(config, reconcile=None)
+    reconciler.config_of = lambda: switched_off
+    assert await reconciler.run_once() is None
