@@ -93,7 +93,7 @@ async def test_kamailio_calls_left_unaccounted_are_reported_unbilled(
             async with connected(dsn) as conn:
                 sip_rows = await conn.fetchval("SELECT count(*) FROM cdrs WHERE protocol = 'sip'")
                 waiting = await conn.fetchval("SELECT count(*) FROM reconcile_pending")
-            return sip_rows == len(CALLS) and waiting == 0
+            return bool(sip_rows == len(CALLS) and waiting == 0)
 
         await wait_for(counted, 20.0)
         await wait_for(
