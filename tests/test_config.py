@@ -1143,3 +1143,16 @@ def test_a_credential_does_not_excuse_a_configured_file_others_can_read(
     (problem,) = problems_of(minimal)
     assert problem.key == "privacy.key_file"
     assert problem.reason.startswith(f"{minimal.parent / 'keys'} is mode 0640: readable")
+
+
+def test_reconcile_names_only_configured_sip_sources(minimal: Path) -> None:
+    minimal.write_text(
+        MINIMAL
+        + '\n[sip]\nlisten = ["127.0.0.1:0"]\n\n[[sip.sources]]\nname = "proxy-1"\n'
+        + 'address = "192.0.2.5"\n\n[reconcile]\nsip_sources = ["proxy-1", "proxy-2"]\n'
+        + "billing_wait_s = 0\n"
+    )
+    found = {(p.key, p.reason) for p in problems_of(minimal)}
+    assert ("reconcile.sip_sources", "'proxy-2' is not the name of a [[sip.sources]]") in found
+    assert any(key == "reconcile.billing_wait_s" for key, _ in found)
+    assert not any("proxy-1" in message for _, message in found)
