@@ -7,7 +7,11 @@ commit time per batch. A second pass sends the same rows again: every one is
 a duplicate and nothing is stored (the cost of retransmissions and spool
 replays).
 
-    python bench/bench_db.py [--rows 200000] [--batch 1000]
+`--protocol sip` makes the rows SIP rows (two in three answered, each with a
+Call-ID hash) and `--reconcile` has the sink keep the answered ones for
+revenue assurance (`reconcile_pending`), as with a [reconcile] section.
+
+    python bench/bench_db.py [--rows 200000] [--batch 1000] [--protocol sip] [--reconcile]
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.config import DatabaseConfig
+from collector.config import DatabaseConfig, ReconcileConfig
 from collector.model import StoredCdr
 from collector.sink.postgres import PostgresSink
 
 ADMIN_DSN = os.environ.get("CDR_BENCH_DSN", "postgresql://root@127.0.0.1:5432/postgres")
 
 
-def make_rows(count: int) -> list[StoredCdr]:
+def make_rows(count: int, protocol: str = "radius") -> list[StoredCdr]:
     now = datetime.now(UTC).replace(microsecond=0)
     rows = []
     for n in range(count):
@@ -44,7 +48,7 @@ def make_rows(count: int) -> list[StoredCdr]:
                 kind="stop",
                 record_key=key,
                 source=f"sbc-{n % 4}",
-                protocol="radius",
+                protocol=protocol,
                 account=None,
                 leg="originate",
                 setup_time=setup,
@@ -90,6 +94,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--protocol", choices=("radius", "sip"), default="radius")
+    parser.add_argument("--reconcile", action="store_true")
     args = parser.parse_args()
 
     admin = await asyncpg.connect(ADMIN_DSN)
@@ -101,7 +107,9 @@ async def main() -> None:
     sink = PostgresSink(DatabaseConfig(dsn=dsn), retention_days=30)
     await sink.connect()
     try:
-        rows = make_rows(args.rows)
+        if args.reconcile:
+            sink.check_calls(ReconcileConfig())
+        rows = make_rows(args.rows, args.protocol)
         batches = -(-args.rows // args.batch)
         elapsed, stored = await write_all(sink, rows, args.batch)
         print(

@@ -51,6 +51,7 @@ COUNT_FIELDS = frozenset(
         "kept",
         "line",
         "malformed",
+        "mismatched",
         "not_answered",
         "open",
         "partitions",
@@ -62,6 +63,7 @@ COUNT_FIELDS = frozenset(
         "sources",
         "suppressed",
         "tags",
+        "unbilled",
     }
 )
 

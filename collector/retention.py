@@ -80,6 +80,11 @@ class PurgeResult:
     partition_rows_deleted: int = 0
     #: rows of the privacy audit trail older than `audit_retention_days`
     audit_rows_deleted: int = 0
+    #: revenue-assurance findings of calls older than retention (collector.reconcile)
+    findings_deleted: int = 0
+    #: calls left waiting for reconciliation since before retention (their collector
+    #: stopped reconciling)
+    pending_expired: int = 0
 
     @property
     def call_rows(self) -> int:
@@ -89,6 +94,8 @@ class PurgeResult:
             + self.rows_deleted
             + self.open_calls_expired
             + self.rejected_rows_deleted
+            + self.findings_deleted
+            + self.pending_expired
         )
 
     def deleted_anything(self) -> bool:
@@ -105,6 +112,11 @@ class PurgeResult:
             f"and {self.erasures_expired} erasure request(s), "
             f"removed {self.rejected_rows_deleted} refused row(s) from the spool directory"
         )
+        if self.findings_deleted or self.pending_expired:
+            text += (
+                f", deleted {self.findings_deleted} reconciliation finding(s) and "
+                f"{self.pending_expired} call(s) waiting for reconciliation"
+            )
         if audit_retention_days is not None:
             text += (
                 f"; audit retention {audit_retention_days} days: "
@@ -114,8 +126,16 @@ class PurgeResult:
 
 
 #: the fields of a row that can single out a person or link it to one (a pseudonym,
-#: the masked number, the correlation hash, the account label): `anonymize` clears them
-IDENTIFYING_FIELDS = ("account", "called_masked", "called_hmac", "calling_hmac", "correlation_hmac")
+#: the masked number, the correlation and Call-ID hashes, the account label):
+#: `anonymize` clears them
+IDENTIFYING_FIELDS = (
+    "account",
+    "called_masked",
+    "called_hmac",
+    "calling_hmac",
+    "correlation_hmac",
+    "call_id_hmac",
+)
 #: their columns in `cdrs` and `open_calls`
 IDENTIFYING_COLUMNS = tuple(BY_NAME[name].table_column for name in IDENTIFYING_FIELDS)
 #: true for a row anonymize has not yet cleared
@@ -134,19 +154,29 @@ class AnonymizeResult:
     open_calls: int = 0
     #: refused rows in the spool directory's rejected-*.json files
     rejected_rows: int = 0
+    #: revenue-assurance findings whose Call-ID hash was cleared, and calls still
+    #: waiting for reconciliation that were deleted (a wait that old is over)
+    findings: int = 0
+    pending: int = 0
 
     @property
     def total(self) -> int:
         """Every row anonymized."""
-        return self.rows + self.open_calls + self.rejected_rows
+        return self.rows + self.open_calls + self.rejected_rows + self.findings + self.pending
 
     def describe(self, anonymize_after_days: int) -> str:
         """What was cleared, for the audit trail and the purge command's output."""
-        return (
+        text = (
             f"anonymize after {anonymize_after_days} days: anonymized {self.rows} row(s), "
             f"{self.open_calls} open call(s) and {self.rejected_rows} refused row(s) "
             "in the spool directory"
         )
+        if self.findings or self.pending:
+            text += (
+                f", {self.findings} reconciliation finding(s); deleted {self.pending} call(s)"
+                " waiting for reconciliation"
+            )
+        return text
 
 
 def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
@@ -229,6 +259,18 @@ async def purge(
         "(SELECT ctid FROM open_calls WHERE updated_at < $1 OR received_at < $1 LIMIT $2)",
         cutoff,
     )
+    result.findings_deleted = await _delete_in_chunks(
+        conn,
+        "DELETE FROM reconcile_findings WHERE ctid IN "
+        "(SELECT ctid FROM reconcile_findings WHERE call_time < $1 LIMIT $2)",
+        cutoff,
+    )
+    result.pending_expired = await _delete_in_chunks(
+        conn,
+        "DELETE FROM reconcile_pending WHERE ctid IN "
+        "(SELECT ctid FROM reconcile_pending WHERE received_at < $1 OR call_time < $1 LIMIT $2)",
+        cutoff,
+    )
     if spool_directory is not None:
         result.rejected_rows_deleted = purge_rejected(Path(spool_directory), cutoff)
     if audit_retention_days is not None:
@@ -252,14 +294,17 @@ async def anonymize(
     written. A daily partition wholly before the cutoff is cleared by one
     statement and then gets a partial index of its rows still identifiable
     (empty, save for a late record filed under that day since): a later run
-    reads that index, not the partition. The default partition (normally
-    small) and `open_calls` are scanned.
+    reads that index, not the partition. An index made before a column
+    joined IDENTIFYING_FIELDS (`call_id_hash`, schema version 8) is made again
+    with it. The default partition (normally small), `open_calls` and the
+    reconciliation tables are scanned.
     """
     cutoff = cutoff_for(anonymize_after_days, now)
     result = AnonymizeResult()
     rows = await conn.fetch(
-        "SELECT c.relname, EXISTS (SELECT 1 FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid"
-        " WHERE x.indrelid = c.oid AND ic.relname = c.relname || $1) AS indexed"
+        "SELECT c.relname, (SELECT pg_get_expr(x.indpred, x.indrelid) FROM pg_index x"
+        " JOIN pg_class ic ON ic.oid = x.indexrelid"
+        " WHERE x.indrelid = c.oid AND ic.relname = c.relname || $1) AS predicate"
         " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'cdrs'::regclass",
         ANONYMIZED_INDEX_SUFFIX,
@@ -274,7 +319,10 @@ async def anonymize(
             continue
         status = await conn.execute(f"UPDATE {name} SET {_CLEARED} WHERE {_IDENTIFIABLE}")
         result.rows += int(status.split()[-1])
-        if not row["indexed"]:
+        predicate = row["predicate"]
+        if predicate is None or not all(column in predicate for column in IDENTIFYING_COLUMNS):
+            if predicate is not None:
+                await conn.execute(f"DROP INDEX IF EXISTS {name}{ANONYMIZED_INDEX_SUFFIX}")
             await conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {name}{ANONYMIZED_INDEX_SUFFIX} ON {name} (call_time)"
                 f" WHERE {_IDENTIFIABLE}"
@@ -293,6 +341,18 @@ async def anonymize(
         cutoff,
     )
     result.open_calls = int(status.split()[-1])
+    status = await conn.execute(
+        "UPDATE reconcile_findings SET call_id_hash = NULL"
+        " WHERE call_time < $1 AND call_id_hash IS NOT NULL",
+        cutoff,
+    )
+    result.findings = int(status.split()[-1])
+    # a call still waiting to be reconciled after that long never will be (its collector
+    # stopped reconciling): without its Call-ID hash it is nothing, so it goes
+    status = await conn.execute(
+        "DELETE FROM reconcile_pending WHERE received_at < $1 OR call_time < $1", cutoff
+    )
+    result.pending = int(status.split()[-1])
     if spool_directory is not None:
         result.rejected_rows = anonymize_rejected(Path(spool_directory), cutoff)
     return result
@@ -577,6 +637,7 @@ def _cleared(row: StoredCdr) -> StoredCdr:
         called_hmac=None,
         calling_hmac=None,
         correlation_hmac=None,
+        call_id_hmac=None,
     )
 
 

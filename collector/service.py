@@ -28,6 +28,7 @@ from collector.pipeline.intake import Pipeline
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver, receiver_factory
+from collector.reconcile import Reconciler
 from collector.retention import anonymize, purge
 from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
@@ -89,6 +90,8 @@ class Service:
             if config.database
             else None
         )
+        if self.sink is not None:
+            self.sink.check_calls(config.reconcile)
         self.spool = (
             Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_max_bytes)
             if config.spool
@@ -144,6 +147,8 @@ class Service:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
             self._tasks.append(asyncio.create_task(self._active_calls_loop(), name="active-calls"))
             self._tasks.append(asyncio.create_task(self._erasures_loop(), name="erasures"))
+            reconciler = Reconciler(lambda: self.config, self.telemetry, self.health)
+            self._tasks.append(asyncio.create_task(reconciler.run(), name="reconcile"))
         self._tasks.append(
             asyncio.create_task(run_watchdog(self.notifier, self._status), name="watchdog")
         )
@@ -278,6 +283,8 @@ class Service:
         redactor.erased = self.redactor.erased
         redactor.resets = self.redactor.resets
         self.intake.redactor = redactor
+        if self.sink is not None:
+            self.sink.check_calls(new.reconcile)
         self._keys_to_audit = True
         self._erasures_wakeup.set()
         sections = new.receivers()

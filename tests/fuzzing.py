@@ -803,7 +803,7 @@ def json_post(rng: random.Random, documents: Sequence[dict[str, Any]]) -> tuple[
 # --- what a stored row may hold -----------------------------------------------------
 
 #: columns that hold keyed hashes (hex digests): digits there are no numbers
-HASH_COLUMNS = frozenset({"called_hmac", "calling_hmac", "correlation"})
+HASH_COLUMNS = frozenset({"called_hmac", "calling_hmac", "correlation", "call_id_hash"})
 #: the longest digit run a stored label may hold (a billing prefix: country code and NDC)
 MAX_STORED_DIGITS = 8
 _DIGIT_RUNS = re.compile(r"\d+")

@@ -42,6 +42,7 @@ IDENTIFYING = {
     "called_hmac": "t1:calledpseudonym",
     "calling_hmac": "t1:callingpseudonym",
     "correlation": "correlationhash",
+    "call_id_hash": "callidhash",
 }
 
 
@@ -60,9 +61,10 @@ async def _insert_cdr(
     await conn.execute(
         "INSERT INTO cdrs (record_key, source, protocol, account, call_time, duration_ms,"
         " answered, disconnect_cause, called_prefix, called_country, called_destination,"
-        " calling_country, called_masked, called_hmac, calling_hmac, correlation, received_at)"
+        " calling_country, called_masked, called_hmac, calling_hmac, correlation, received_at,"
+        " call_id_hash)"
         " VALUES ($1, 'sbc-test', 'radius', $2, $3, 90000, true, 16, '4930', 'DE', 'Berlin',"
-        " 'FR', $4, $5, $6, $7, $8)",
+        " 'FR', $4, $5, $6, $7, $8, $9)",
         key.encode(),
         IDENTIFYING["account"],
         call_time,
@@ -71,6 +73,7 @@ async def _insert_cdr(
         IDENTIFYING["calling_hmac"],
         IDENTIFYING["correlation"],
         received_at,
+        IDENTIFYING["call_id_hash"],
     )
 
 
@@ -78,8 +81,8 @@ async def _insert_open_call(conn: asyncpg.Connection, key: str, updated_at: date
     await conn.execute(
         "INSERT INTO open_calls (record_key, source, protocol, account, opened_at, updated_at,"
         " connect_time, called_prefix, called_masked, called_hmac, calling_hmac, correlation,"
-        " received_at) VALUES ($1, 'sbc-test', 'radius', $2, $3, $3, $3, '4930', $4, $5, $6,"
-        " $7, $3)",
+        " received_at, call_id_hash) VALUES ($1, 'sbc-test', 'radius', $2, $3, $3, $3, '4930',"
+        " $4, $5, $6, $7, $3, $8)",
         key.encode(),
         IDENTIFYING["account"],
         updated_at,
@@ -87,6 +90,7 @@ async def _insert_open_call(conn: asyncpg.Connection, key: str, updated_at: date
         IDENTIFYING["called_hmac"],
         IDENTIFYING["calling_hmac"],
         IDENTIFYING["correlation"],
+        IDENTIFYING["call_id_hash"],
     )
 
 

@@ -285,6 +285,21 @@ def test_correlation_header_when_configured() -> None:
     assert only(play(tracker(), steps)).correlation == call.call_id
 
 
+def test_every_record_of_a_dialog_carries_its_call_id_whatever_the_correlation() -> None:
+    """START, STOP and the ENDs of a BYE of an unknown dialog: the Call-ID, which
+    revenue assurance joins by, also when a correlation header is configured."""
+    call = Call()
+    steps = answered_call(call)
+    steps[0] = (0.0, call.invite(extra=["X-CID: corr-42"]))
+    for t in (tracker(), tracker(correlation_header="X-CID")):
+        records = play(t, steps, starts=True)
+        assert [r.kind for r in records] == [RecordKind.START, RecordKind.STOP]
+        assert {r.call_id for r in records} == {call.call_id}
+    ends = play(tracker(correlation_header="X-CID"), steps[1:], starts=True)
+    assert [r.kind for r in ends] == [RecordKind.END, RecordKind.END]
+    assert {r.call_id for r in ends} == {call.call_id}
+
+
 # -- failures ----------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ microseconds) and share `collector.vendors.freeswitch`. For every hangup
 cause, answered or not, on the A-leg and on the B-leg of a bridged call,
 the two records of one leg must agree on what billing uses: cause, SIP
 code, answered, the three times, the billable duration, the parties, the
-account and the correlation (the A-leg's uuid); and, once redacted, on what
-is stored of them. The RADIUS times are sent in a half-hour zone, as
+account, the correlation (the A-leg's uuid) and the Call-ID (the leg's uuid,
+which the sofia profile makes its Call-ID: see `collector.reconcile`); and,
+once redacted, on what is stored of them. The RADIUS times are sent in a half-hour zone, as
 mod_radius_cdr cuts its offset ("+0518" for +05:30), so the time formats of
 both paths are exercised too.
 
@@ -90,10 +91,12 @@ def radius_stop(
 def json_document(
     cause: HangupCause, answered: bool, leg_uuid: str, a_leg: str | None
 ) -> dict[str, Any]:
-    """mod_json_cdr's document for the same leg."""
+    """mod_json_cdr's document for the same leg, from a sofia profile that makes the
+    uuid the SIP Call-ID (inbound-use-callid-as-uuid, outbound-use-uuid-as-callid)."""
     end = START + RING + (TALK if answered else timedelta(0))
     variables = {
         "uuid": leg_uuid,
+        "sip_call_id": leg_uuid,
         "direction": "outbound" if a_leg else "inbound",
         "accountcode": "trunk-a",
         "caller_id_number": CALLING,
@@ -144,6 +147,7 @@ def billing_facts(record: CallRecord) -> tuple[Any, ...]:
         record.calling,
         record.called,
         record.correlation,
+        record.call_id,
         record.times_derived,
     )
 

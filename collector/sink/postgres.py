@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from collector.config import DatabaseConfig
+from collector.config import DatabaseConfig, ReconcileConfig
 from collector.logs import get_logger
 from collector.model import StoredCdr
 from collector.pipeline.billing import answered_sql, duration_sql
@@ -168,7 +168,8 @@ _TAKE_KEYS = """
     WHERE NOT EXISTS (SELECT 1 FROM cdr_keys k WHERE k.record_key = r.record_key AND k.protocol = '')
     ON CONFLICT DO NOTHING RETURNING record_key, protocol"""
 
-INSERT_STOPS = f"""
+#: the CTEs of INSERT_STOPS: the staged rows to store, their keys taken, their open calls closed
+_STOPS_CTES = f"""
 WITH s AS (
     SELECT DISTINCT ON (record_key, protocol) * FROM {STAGING_TABLE} st
     WHERE kind = 'stop'
@@ -178,7 +179,10 @@ WITH s AS (
 ), fresh AS ({_TAKE_KEYS.format(rows="s")}
 ), closed AS (
     DELETE FROM open_calls WHERE (record_key, protocol) IN (SELECT record_key, protocol FROM s)
-)
+)"""
+
+#: the insert of INSERT_STOPS (its rows completed from their open calls)
+_STOPS_INSERT = f"""
 INSERT INTO cdrs ({_STOP_COLUMNS})
 SELECT {_STOP_VALUES}
 FROM s
@@ -189,8 +193,34 @@ LEFT JOIN erasures e2 ON e2.hmac = coalesce(s.calling_hmac, o.calling_hmac)
 CROSS JOIN LATERAL (SELECT coalesce(s.connect_time, o.connect_time) AS connect_time) c
 CROSS JOIN LATERAL (SELECT {answered_sql("s.answered", "c.connect_time", "s.duration_ms")} AS answered) a
 CROSS JOIN LATERAL ({_span("c.connect_time", "s.disconnect_time", "a.answered AND s.duration_ms IS NULL")}) span
-WHERE e1.hmac IS NULL AND e2.hmac IS NULL
+WHERE e1.hmac IS NULL AND e2.hmac IS NULL"""
+
+INSERT_STOPS = f"""{_STOPS_CTES}{_STOPS_INSERT}
 {RETURNING}
+"""
+
+#: the columns RETURNING names, for a statement that returns them from a CTE
+_RETURNED = RETURNING.removeprefix("RETURNING ")
+
+#: INSERT_STOPS for a collector with [reconcile]: the same rows stored, and each
+#: answered SIP call with a Call-ID (from the SIP sources in $1; every one when
+#: NULL) kept in `reconcile_pending` by the same statement, to wait for its billing
+#: record (see collector.reconcile). A call whose end was not seen (incomplete) or
+#: whose times were not believed is not checked: its duration is not the call's.
+INSERT_STOPS_RECONCILE = f"""{_STOPS_CTES}, stored AS ({_STOPS_INSERT}
+RETURNING *
+), pending AS (
+    INSERT INTO reconcile_pending (record_key, source, call_id_hash, call_time,
+        connect_time, disconnect_time, duration_ms, received_at)
+    SELECT record_key, source, call_id_hash, call_time, connect_time, disconnect_time,
+        duration_ms, received_at
+    FROM stored
+    WHERE protocol = 'sip' AND answered AND call_id_hash IS NOT NULL
+      AND NOT incomplete AND NOT times_implausible
+      AND ($1::text[] IS NULL OR source = ANY($1::text[]))
+    ON CONFLICT (record_key) DO NOTHING
+)
+SELECT {_RETURNED} FROM stored
 """
 
 _RESET_ANSWERED = answered_sql("NULL", "c.connect_time", "NULL")
@@ -481,6 +511,18 @@ class PostgresSink:
         self.migrated = False
         self._known_days: set[date] = set()
         self._next_attempt = 0.0
+        #: with [reconcile]: the SIP sources whose answered calls are kept for it
+        #: (an empty tuple: every source); None without
+        self._reconcile_sources: tuple[str, ...] | None = None
+
+    def check_calls(self, reconcile: ReconcileConfig | None) -> None:
+        """Keep answered SIP calls for revenue assurance from the next batch on when
+        `reconcile` is set (its `sip_sources`, or every SIP source), not when None.
+        Called at start and at each reload."""
+        if reconcile is None:
+            self._reconcile_sources = None
+        else:
+            self._reconcile_sources = reconcile.sip_sources or ()
 
     @property
     def up(self) -> bool:
@@ -647,7 +689,13 @@ class PostgresSink:
                 if "start" in kinds or "interim" in kinds:
                     await conn.execute(UPSERT_OPEN_CALLS)
                 if not kinds.isdisjoint(_CLOSING):
-                    result.stored.extend(await conn.fetch(INSERT_STOPS))
+                    sources = self._reconcile_sources
+                    if sources is None:
+                        result.stored.extend(await conn.fetch(INSERT_STOPS))
+                    else:
+                        result.stored.extend(
+                            await conn.fetch(INSERT_STOPS_RECONCILE, list(sources) or None)
+                        )
                     stops = sum(1 for row in rows if row.kind == "stop")
                     # (an "end" row stored hides one duplicate Stop from this count at most)
                     result.duplicates = max(0, stops - len(result.stored))

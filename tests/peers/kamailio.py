@@ -134,6 +134,7 @@ async def kamailio_proxy(
     radius_retries: int = 3,
     children: int = 4,
     debug_level: int = 2,
+    unaccounted_prefix: str | None = None,
     start_timeout_s: float = 15.0,
     stop_timeout_s: float = 5.0,
     workdir: Path | None = None,
@@ -150,6 +151,11 @@ async def kamailio_proxy(
     goes to the loopback host and port in its Request-URI, which is how
     ``tests.peers.sipp.place_calls`` lets several scenarios share one proxy.
 
+    With ``unaccounted_prefix`` (digits), calls whose callee number starts
+    with it (after an optional ``+``) are not accounted at all, neither their
+    INVITE nor their BYE, while their SIP is mirrored like any other: a
+    switch that fails to bill some calls.
+
     ``sip_port`` is picked free unless given. ``workdir`` receives the
     rendered files and ``kamailio.log`` (a temporary directory, removed at
     the end, unless given). Raises ``KamailioNotInstalled`` without the
@@ -158,6 +164,8 @@ async def kamailio_proxy(
     _check_secret(radius_secret)
     if '"' in radius_extra or (hep_auth_key is not None and '"' in hep_auth_key):
         raise ValueError("radius_extra and hep_auth_key must not contain a double quote")
+    if unaccounted_prefix is not None and not unaccounted_prefix.isdigit():
+        raise ValueError("unaccounted_prefix must be digits")
     binary = find_kamailio()
 
     with contextlib.ExitStack() as cleanup:
@@ -185,6 +193,7 @@ async def kamailio_proxy(
                 radius_retries=radius_retries,
                 children=children,
                 debug_level=debug_level,
+                unaccounted_prefix=unaccounted_prefix,
             )
             await _check_config(binary, config_path, runtime_dir)
             log_path = workdir / "kamailio.log"
@@ -239,6 +248,7 @@ def _write_config(
     radius_retries: int,
     children: int,
     debug_level: int,
+    unaccounted_prefix: str | None = None,
 ) -> Path:
     """Render the proxy's and radcli's files into ``workdir``; return the cfg path."""
     servers_path = workdir / "servers"
@@ -251,6 +261,16 @@ def _write_config(
     else:
         default_target = f'\t\t$du = "sip:{LOOPBACK}:{uas_port}";'
 
+    # after the numbers acc reports are set: the callee is $avp(called) whichever
+    # side sends the BYE
+    unaccounted = (
+        ""
+        if unaccounted_prefix is None
+        else (
+            f'\tif ($avp(called) =~ "^[+]?{unaccounted_prefix}") {{\n'
+            "\t\tresetflag(FLT_ACC);\n\t\tresetflag(FLT_ACCFAILED);\n\t}\n"
+        )
+    )
     values: dict[str, object] = {
         "radius_host": LOOPBACK,
         "radius_port": radius_port,
@@ -270,6 +290,7 @@ def _write_config(
         "default_target": default_target,
         "children": children,
         "debug_level": debug_level,
+        "unaccounted_callees": unaccounted,
     }
     for template, target in (
         ("servers.tmpl", servers_path),

@@ -333,7 +333,9 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     for JSON CDRs); the sink completes a Stop's missing correlation from its
     Start. Times are read as `freeswitch.radius_cdr` says, and
     Freeswitch-Hangupcause (either numbering) means what `freeswitch.causes`
-    says, as for JSON CDRs.
+    says, as for JSON CDRs. Its `call_id` is the leg's uuid (Acct-Session-Id),
+    which is the SIP Call-ID only when the sofia profile says so (see
+    `collector.reconcile`).
     """
     status, kind = _status(packet)
     if kind is RecordKind.RESET:
@@ -372,6 +374,9 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
             packet.vendor_text(fs, d.FS_DIRECTION),
             packet.vendor_text(fs, d.FS_OTHER_LEG_ID),
         ),
+        # mod_radius_cdr never sends the SIP Call-ID: the leg's uuid is it when the sofia
+        # profile sets inbound-use-callid-as-uuid and outbound-use-uuid-as-callid
+        call_id=session or None,
     )
     if kind is RecordKind.STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
@@ -459,6 +464,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         times_derived=derived,
         # the Call-ID, as the call's SIP records carry it (see dialogs.DialogTracker)
         correlation=kamailio_vendor.correlation(session),
+        call_id=kamailio_vendor.correlation(session),
     )
     if status == d.STATUS_FAILED:
         record.answered = False  # a failed INVITE: nothing to bill (pipeline.billing)

@@ -519,7 +519,8 @@ class DialogTracker:
         Call-IDs), its value; without, the Call-ID, which a proxy's own
         accounting of the call carries too (Kamailio acc_radius sends it as
         Acct-Session-Id): stored only as a keyed hash, it is how the RADIUS
-        and the SIP row of one call are joined.
+        and the SIP row of one call are joined. The Call-ID itself is every
+        record's `call_id` whatever this says (collector.reconcile joins by it).
         """
         return dialog.correlation if self.correlation_header else dialog.call_id
 
@@ -539,6 +540,7 @@ class DialogTracker:
             setup_time=dialog.setup,
             connect_time=dialog.answer,
             correlation=self._correlation(dialog),
+            call_id=dialog.call_id,
         )
 
     def _end_unknown(
@@ -570,6 +572,7 @@ class DialogTracker:
                     disconnect_time=ts,
                     sip_code=200,
                     disconnect_cause=CAUSE_NORMAL_CLEARING if cause is None else cause,
+                    call_id=call_id,
                 )
             )
         return records
@@ -714,4 +717,5 @@ class DialogTracker:
             times_derived=derived,
             incomplete=incomplete,
             correlation=self._correlation(dialog),
+            call_id=dialog.call_id,
         )

@@ -15,7 +15,8 @@
 -- seen answered in SIP whose billing record did not arrive in time
 -- ('unbilled') or whose billed duration differs from the signalled one
 -- beyond `duration_tolerance_ms` ('duration_mismatch'): keys, times and
--- durations, never a number. Retention deletes its rows with the CDRs'.
+-- durations, never a number. Retention deletes its rows with the CDRs';
+-- anonymization clears their call_id_hash (and deletes pending rows that old).
 --
 -- The index on billing rows' call_id_hash is built over every partition once
 -- (it reads each stored row): it is partial, so SIP rows do not pay for it.
@@ -47,7 +48,7 @@ CREATE TABLE reconcile_findings (
     record_key        bytea       PRIMARY KEY,
     finding           text        NOT NULL CHECK (finding IN ('unbilled', 'duration_mismatch')),
     source            text        NOT NULL,
-    call_id_hash      text        NOT NULL,
+    call_id_hash      text,
     call_time         timestamptz NOT NULL,
     connect_time      timestamptz,
     disconnect_time   timestamptz,
@@ -62,4 +63,5 @@ CREATE INDEX reconcile_findings_call_time ON reconcile_findings (call_time);
 COMMENT ON TABLE reconcile_findings IS 'Calls answered in SIP and not billed in time, or billed for a different duration; keys, times and durations only.';
 COMMENT ON COLUMN reconcile_findings.record_key IS 'Record key of the SIP row (cdrs.record_key, protocol sip).';
 COMMENT ON COLUMN reconcile_findings.signalled_ms IS 'Duration of the call as the SIP signalling showed it (answer to BYE).';
+COMMENT ON COLUMN reconcile_findings.call_id_hash IS 'Keyed hash of the SIP Call-ID (as cdrs.call_id_hash); cleared by anonymize_after_days.';
 COMMENT ON COLUMN reconcile_findings.billed_ms IS 'Duration of the closest billing row; NULL when none arrived in time.';

@@ -256,7 +256,9 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
     that shows no answer time and no billable time at all leaves `answered`
     to the cause. Without `variables`, the caller profile and its
     `times` stand in. Both legs of a bridged call carry the A-leg's uuid as
-    their correlation (stored only as a keyed hash).
+    their correlation (stored only as a keyed hash). A SIP leg's Call-ID
+    (`sip_call_id`) is its `call_id`; a leg without one (no SIP leg: loopback,
+    a conference) has none, rather than its uuid standing in.
     """
     if not isinstance(document, dict):
         raise JsonCdrError("the document is not a JSON object")
@@ -372,4 +374,5 @@ def json_record(document: Any, source: str, received_at: datetime) -> CallRecord
         pdd_ms=pdd_ms or None,
         times_derived=end is None,
         correlation=_a_leg_uuid(variables, flows) or uuid,
+        call_id=_text(variables, "sip_call_id"),
     )
