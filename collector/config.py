@@ -403,6 +403,11 @@ def parse_config(
         enable = ", ".join(f"[{name}]" for name in RECEIVERS)
         r.problem(first, f"no listener is configured: enable at least one of {enable}")
     reconcile, sip = found.get("reconcile"), found.get("sip")
+    if reconcile is not None and "database" not in found:
+        r.problem(
+            "reconcile",
+            "needs [database]: calls are checked against the billing records stored there",
+        )
     if reconcile is not None and reconcile.sip_sources is not None:
         names = {source.name for source in sip.sources} if sip is not None else set()
         for name in reconcile.sip_sources:

@@ -1150,9 +1150,19 @@ def test_reconcile_names_only_configured_sip_sources(minimal: Path) -> None:
         MINIMAL
         + '\n[sip]\nlisten = ["127.0.0.1:0"]\n\n[[sip.sources]]\nname = "proxy-1"\n'
         + 'address = "192.0.2.5"\n\n[reconcile]\nsip_sources = ["proxy-1", "proxy-2"]\n'
-        + "billing_wait_s = 0\n"
+        + "billing_wait_s = 0\n\n[database]\n"
     )
     found = {(p.key, p.reason) for p in problems_of(minimal)}
     assert ("reconcile.sip_sources", "'proxy-2' is not the name of a [[sip.sources]]") in found
     assert any(key == "reconcile.billing_wait_s" for key, _ in found)
     assert not any("proxy-1" in message for _, message in found)
+    assert not any(key == "reconcile" for key, _ in found)  # with [database]
+
+
+def test_reconcile_without_a_database_is_refused(minimal: Path) -> None:
+    minimal.write_text(MINIMAL + "\n[reconcile]\n")  # a spool, no database
+    found = {(p.key, p.reason) for p in problems_of(minimal)}
+    assert (
+        "reconcile",
+        "needs [database]: calls are checked against the billing records stored there",
+    ) in found
