@@ -58,29 +58,27 @@ def test_prefix_lists_are_read_as_operators_write_them() -> None:
         parse_prefixes("# nothing yet\n")
 
 
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_bad_prefix_list_is_refused_naming_file_key_and_line(tmp_path: Path) -> None:
     config = CollectorConfig(directory=tmp_path / "c", dsn=None)
     (tmp_path / "risky").write_text("+88213\n+37-167\n")
     config.extra = f'[fraud]\nhigh_risk_prefixes_file = "{tmp_path / "risky"}"\n'
     path = config.render()
-    result = subprocess.run(
-        [sys.executable, "-m", "collector", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = check_config(path)
     assert result.returncode != 0
     assert "fraud.high_risk_prefixes_file" in result.stderr
     assert "line 2:" in result.stderr and str(path) in result.stderr
     (tmp_path / "risky").unlink()
-    result = subprocess.run(
-        [sys.executable, "-m", "collector", "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = check_config(path)
     assert result.returncode != 0 and "fraud.high_risk_prefixes_file" in result.stderr
 
 

@@ -233,6 +233,10 @@ async def place_calls(
     return await asyncio.to_thread(plan.run)
 
 
+class _PortTaken(SippError):
+    """The callee's port was taken between the check and SIPp's bind."""
+
+
 class _NoStdinSubprocess:
     """The slice of ``subprocess`` that pysipp's runner uses, with stdin closed.
 
@@ -266,6 +270,17 @@ class _CallPlan:
     call_id_stem: str
 
     def run(self) -> PlacedCalls:
+        # a port found free can be taken by another program before SIPp binds it (the
+        # callee then exits with errno 98): the call is placed again on another port
+        for _attempt in range(2):
+            try:
+                return self._run_once()
+            except _PortTaken:
+                if self.fixed_uas_port is not None:
+                    raise
+        return self._run_once()
+
+    def _run_once(self) -> PlacedCalls:
         uas_port = self.fixed_uas_port if self.fixed_uas_port is not None else free_port()
         uas = self._agent("uas", local_port=uas_port)
         if self.fixed_uas_port is None:
@@ -370,7 +385,8 @@ class _CallPlan:
         runner.terminate()  # still alive but not listening: give up on it
         procs = runner.get(timeout=5)
         stderr = " ".join(_stderr(proc) for proc in procs.values())
-        raise SippError(
+        failure = _PortTaken if "errno = 98" in stderr else SippError
+        raise failure(
             f"{self.scenario} callee did not bind {LOOPBACK}:{port} (logs in {self.logdir}): {stderr}"
         )
 
