@@ -27,7 +27,7 @@ from collector.reconcile import BATCH_ROWS, Reconciler, reconcile
 from collector.retention import anonymize, purge
 from collector.sink.postgres import PostgresSink
 from collector.telemetry import Health, Telemetry
-from tests.daemon import connected
+from tests.daemon import connected, wait_for
 
 SIP_SOURCE = "proxy-test"
 WAIT = ReconcileConfig(billing_wait_s=60, duration_tolerance_ms=2000, interval_s=1)
@@ -351,3 +351,54 @@ async def test_the_task_waits_for_the_database_and_the_spool_then_counts(
     switched_off = dataclasses.replace(config, reconcile=None)
     reconciler.config_of = lambda: switched_off
     assert await reconciler.run_once() is None
+
+
+async def test_a_billing_row_matches_within_a_day_of_the_call_and_not_beyond(
+    sink: PostgresSink, dsn: str
+) -> None:
+    """A switch's clock off by hours (a time zone) still matches its call; a row of the
+    same Call-ID more than a day away is another call's (a Call-ID reused later)."""
+    start = RECEIVED - timedelta(milliseconds=TALK_MS + 2000)
+    near = stored_row("clock-off", "radius", TALK_MS, source="sbc-test")
+    near = near._replace(setup_time=start - timedelta(hours=20))
+    far_before = stored_row("days-apart", "radius", TALK_MS, source="sbc-test")
+    far_before = far_before._replace(setup_time=start - timedelta(hours=26))
+    far_after = stored_row("days-later", "radius", TALK_MS, source="sbc-test")
+    far_after = far_after._replace(setup_time=start + timedelta(hours=26))
+    await sink.write([near, far_before, far_after])
+    await sink.write([sip("clock-off"), sip("days-apart"), sip("days-later")])
+    async with connected(dsn) as conn:
+        found = await reconcile(conn, WAIT, now=AFTER_WAIT)
+        assert (found.checked, found.unbilled) == (3, {SIP_SOURCE: 2})
+        assert set(await findings(conn)) == {
+            sip("days-apart").record_key,
+            sip("days-later").record_key,
+        }
+
+
+async def test_each_round_closes_its_connection(sink: PostgresSink, dsn: str) -> None:
+    config = parse_config(
+        "collector.toml",
+        {
+            "database": {"dsn": dsn},
+            "radius": {
+                "listen": ["127.0.0.1:0"],
+                "clients": [{"name": "sbc-test", "address": "127.0.0.1", "secret": "s3cr3t-x"}],
+            },
+            "reconcile": {},
+        },
+        read_files=False,
+    )
+    reconciler = Reconciler(lambda: config, Telemetry(), Health(database_up=True))
+    async with connected(dsn) as conn:
+        name = await conn.fetchval("SELECT current_database()")
+        count = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+        before = await conn.fetchval(count, name)
+        for _ in range(3):
+            assert await reconciler.run_once() is not None
+
+        async def closed() -> bool:
+            # a closed connection's backend leaves pg_stat_activity as it exits
+            return bool(await conn.fetchval(count, name) == before)
+
+        await wait_for(closed, 10.0)

@@ -45,7 +45,12 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "writer": (
         "collector/sink/writer.py",
-        ("tests/test_durability.py", "tests/test_lifecycle.py", "tests/test_sink.py"),
+        (
+            "tests/test_durability.py",
+            "tests/test_lifecycle.py",
+            "tests/test_sink.py",
+            "tests/test_fraud.py",
+        ),
     ),
     "spool": (
         "collector/sink/spool.py",
@@ -59,6 +64,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_number_forms.py",
             "tests/test_session_generations.py",
             "tests/test_plausible.py",
+            "tests/test_fraud.py",
+            "tests/test_reconcile_paths.py",
         ),
     ),
     "billing": (
@@ -70,6 +77,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("tests/test_retention.py", "tests/test_privacy.py", "tests/test_cli.py"),
     ),
     "logs": ("collector/logs.py", ("tests/test_logs.py", "tests/test_privacy.py")),
+    "reconcile": (
+        "collector/reconcile.py",
+        ("tests/test_reconcile.py", "tests/test_reconcile_paths.py"),
+    ),
     "freeswitch": (
         "collector/vendors/freeswitch/causes.py",
         ("tests/test_freeswitch_vendor.py", "tests/test_profiles.py", "tests/test_json_cdr.py"),
