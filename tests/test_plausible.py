@@ -113,6 +113,9 @@ def test_a_duration_is_derived_to_the_millisecond_and_values_a_column_cannot_hol
         assert (getattr(kept, field), getattr(dropped, field)) == (largest, None), field
     low = redactor.redact(_record(disconnect_cause=-1, sip_code=99, pdd_ms=-1), NOW)
     assert (low.disconnect_cause, low.sip_code, low.pdd_ms) == (None, None, None)
+    # the smallest that fits is kept as itself (a cause 0, a 100 Trying, no delay at all)
+    least = redactor.redact(_record(disconnect_cause=0, sip_code=100, pdd_ms=0), NOW)
+    assert (least.disconnect_cause, least.sip_code, least.pdd_ms) == (0, 100, 0)
 
 
 def test_each_unbelievable_value_is_mended_and_flagged() -> None:

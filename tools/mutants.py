@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_plausible.py",
             "tests/test_fraud.py",
             "tests/test_reconcile_paths.py",
+            "tests/test_number_regions.py",
         ),
     ),
     "billing": (
