@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from collector.config import DatabaseConfig
+from collector.config import DatabaseConfig, ServiceConfig
 from collector.model import StoredCdr
 from collector.sink.postgres import (
     PostgresSink,
@@ -22,7 +22,8 @@ from collector.sink.postgres import (
     move_default_rows,
     partition_name,
 )
-from collector.telemetry import Health
+from collector.sink.writer import Writer
+from collector.telemetry import Health, Telemetry
 from tests.daemon import connected
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -333,3 +334,14 @@ async def test_a_radius_restart_closes_only_that_protocols_open_calls(
     assert closed is not None and (closed["protocol"], closed["incomplete"]) == ("radius", True)
     assert [(r["record_key"], r["protocol"]) for r in left] == [(sip_call, "sip")]
     assert len((await sink.write([end(sip_call)._replace(protocol="sip")])).stored) == 1
+
+
+def test_the_writer_queue_takes_exactly_queue_max_records() -> None:
+    """The queue holds queue_max_records and refuses the next: a receiver then answers
+    as for an overload (the switch resends)."""
+    writer = Writer(ServiceConfig(queue_max_records=3), None, None, None, Telemetry(), Health())
+    rows = [stored(bytes([n]) * 16, "stop") for n in range(5)]
+    assert [writer.submit(row) for row in rows[:3]] == [True, True, True]
+    assert writer.queued == 3
+    assert [writer.submit(row) for row in rows[3:]] == [False, False]
+    assert writer.queued == 3
