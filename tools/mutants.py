@@ -50,6 +50,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_lifecycle.py",
             "tests/test_sink.py",
             "tests/test_fraud.py",
+            "tests/test_files.py",
         ),
     ),
     "spool": (
