@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -631,14 +632,9 @@ def _identifiable(row: StoredCdr) -> bool:
 
 
 def _cleared(row: StoredCdr) -> StoredCdr:
-    return row._replace(
-        account=None,
-        called_masked=None,
-        called_hmac=None,
-        calling_hmac=None,
-        correlation_hmac=None,
-        call_id_hmac=None,
-    )
+    """`row` with every identifying field cleared (all of them are nullable)."""
+    cleared: dict[str, Any] = dict.fromkeys(IDENTIFYING_FIELDS)
+    return row._replace(**cleared)
 
 
 def anonymize_rejected(directory: Path, cutoff: datetime) -> int:

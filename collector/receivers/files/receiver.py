@@ -45,6 +45,7 @@ from collector.model import CallRecord, RecordKind
 from collector.model import Protocol as RecordProtocol
 from collector.pipeline.intake import Intake
 from collector.receivers.files.config import FilesConfig, FileSource
+from collector.sink.spool import fsync_directory
 from collector.telemetry import PacketCounts, Telemetry
 from collector.vendors import asterisk
 from collector.vendors.csv_cdr import LineError, line_digest, split_line
@@ -314,13 +315,9 @@ def _plain_name(path: Path) -> str:
 
 
 def _fsync_directory(directory: Path) -> None:
-    """Make a rename or a deletion in `directory` durable."""
+    """Make a rename or a deletion in `directory` durable (as far as the system lets it)."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(directory)
 
 
 class FilesReceiver:

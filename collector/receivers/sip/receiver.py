@@ -292,6 +292,8 @@ class SipReceiver:
         self._unknown = self.counts.series(UNKNOWN_SOURCE, "unknown_client")
         self._internal = self.counts.series(UNKNOWN_SOURCE, "malformed")
         self._pdd = telemetry.post_dial_delay
+        #: the post-dial delay series of each source, bound once
+        self._pdd_series: dict[str, Any] = {}
         self._evicted_seen = 0
         self._stopped = False
         self._by_name: dict[str, _Source] = {}
@@ -602,12 +604,14 @@ class SipReceiver:
     def _emit(self, records: list[CallRecord]) -> None:
         """Hand each finished call to the intake; count what it refuses."""
         received_at = _now(UTC)
-        pdd = self._pdd
         accept = self.intake.accept
         for record in records:
             try:
                 if record.pdd_ms is not None and record.kind is RecordKind.STOP:
-                    pdd.labels(record.source).observe(record.pdd_ms / 1000)
+                    series = self._pdd_series.get(record.source)
+                    if series is None:
+                        series = self._pdd_series[record.source] = self._pdd.labels(record.source)
+                    series.observe(record.pdd_ms / 1000)
                 if not accept(record, received_at):
                     self._count_overloaded(record.source)
             except Exception as exc:  # noqa: BLE001 - one bad record must not lose the others
