@@ -44,6 +44,7 @@ from typing import Any
 
 import asyncpg
 
+from collector.disk import sync_directory
 from collector.model import StoredCdr
 from collector.sink.columns import BY_NAME
 from collector.sink.postgres import PARTITION_NAME
@@ -53,7 +54,6 @@ from collector.sink.spool import (
     check_layout,
     decode_rows,
     encode_rows,
-    fsync_directory,
     scan_frames,
 )
 
@@ -583,13 +583,8 @@ def _edit_lines(path: Path, edit: Callable[[bytes], tuple[bytes | None, int] | N
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-    _fsync_directory(path.parent)
+    sync_directory(path.parent)
     return changed
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fsync_directory(directory)
 
 
 def _call_time(row: StoredCdr) -> datetime:
@@ -611,7 +606,7 @@ def purge_rejected(directory: Path, cutoff: datetime) -> int:
             except FileNotFoundError:
                 continue
             path.unlink(missing_ok=True)
-            _fsync_directory(directory)
+            sync_directory(directory)
             removed += sum(len(_rows_of(line) or [None]) for line in lines if line.strip())
             continue
 

@@ -57,6 +57,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "collector/sink/spool.py",
         ("tests/test_spool.py", "tests/test_durability.py", "tests/test_upgrade.py"),
     ),
+    "disk": ("collector/disk.py", ("tests/test_durability.py", "tests/test_spool.py")),
     "redact": (
         "collector/pipeline/redact.py",
         (

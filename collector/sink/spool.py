@@ -32,6 +32,7 @@ from pathlib import Path
 
 import crc32c
 
+from collector.disk import fsync_directory
 from collector.model import StoredCdr
 from collector.sink.columns import BY_NAME, COPY_COLUMNS, FIELDS, Field
 
@@ -281,15 +282,6 @@ def check_layout(path: Path, frame: Frame) -> None:
             raise SpoolLayoutError(path, str(exc)) from None
         except ValueError:
             pass  # damage: reported when the segment is replayed
-
-
-def fsync_directory(path: str | Path) -> None:
-    """fsync a directory, so that the entries just made in it are durable (OSError raised)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:

@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import IO, Any, Final
 from zoneinfo import ZoneInfo
 
+from collector.disk import sync_directory
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import CallRecord, RecordKind
 from collector.model import Protocol as RecordProtocol
 from collector.pipeline.intake import Intake
 from collector.receivers.files.config import FilesConfig, FileSource
-from collector.sink.spool import fsync_directory
 from collector.telemetry import PacketCounts, Telemetry
 from collector.vendors import asterisk
 from collector.vendors.csv_cdr import LineError, line_digest, split_line
@@ -162,7 +162,7 @@ class _SourceScanner:
             )
             return None
         self.seen.pop(name, None)
-        _fsync_directory(self.directory)
+        sync_directory(self.directory)
         return self._open(claimed_path)
 
     def _open(self, path: Path) -> _Job | None:
@@ -292,7 +292,7 @@ class _SourceScanner:
                 error=exc.strerror or type(exc).__name__,
             )
             return
-        _fsync_directory(self.directory)
+        sync_directory(self.directory)
         self.receiver.files_done += 1
         log.info(
             "CDR file stored and deleted",
@@ -312,12 +312,6 @@ class _SourceScanner:
 def _plain_name(path: Path) -> str:
     """The name a switch gave the file (without the claim's suffix), for log lines."""
     return path.name.removesuffix(CLAIM_SUFFIX)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or a deletion in `directory` durable (as far as the system lets it)."""
-    with contextlib.suppress(OSError):
-        fsync_directory(directory)
 
 
 class FilesReceiver:
