@@ -177,7 +177,12 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
     if not _cisco_voice(packet):
         raise NotACall(UNSUPPORTED)
     event_time, derived = _base(packet, ctx, kind)
-    vsa = _cisco_values(packet).get
+    vsas = packet.vsas
+
+    def vsa(vendor_type: int) -> str | None:
+        # only the six values a call needs are decoded, not every Cisco VSA sent
+        items = vsas.get(_CISCO_KEYS[vendor_type])
+        return cisco_vendor.strip_name(items[0].decode("utf-8", "replace")) if items else None
 
     setup_text = vsa(d.H323_SETUP_TIME)
     connect_text = vsa(d.H323_CONNECT_TIME)
@@ -244,14 +249,8 @@ def _cisco_voice(packet: Packet) -> bool:
 _CISCO_PREFIX = d.CISCO.to_bytes(4, "big")
 
 
-def _cisco_values(packet: Packet) -> dict[int, str]:
-    """The first value of every Cisco VSA but Cisco-AVPair, decoded, its name prefix removed."""
-    found: dict[int, str] = {}
-    for key, items in packet.vsas.items():
-        if key[:4] != _CISCO_PREFIX or key[4] == d.CISCO_AVPAIR:
-            continue
-        found[key[4]] = cisco_vendor.strip_name(items[0].decode("utf-8", "replace"))
-    return found
+#: the index keys (Packet.vsas) of Cisco's h323-* VSAs, by vendor type
+_CISCO_KEYS: dict[int, bytes] = {number: _CISCO_PREFIX + bytes((number,)) for number in range(256)}
 
 
 _AVPAIR_KEY = _CISCO_PREFIX + bytes((d.CISCO_AVPAIR,))
