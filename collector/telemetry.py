@@ -495,11 +495,99 @@ _GAUGE_MERGE: dict[str, Callable[[Sequence[float]], float]] = {
     "python_info": max,
 }
 
-#: one series of a metric being merged: its labels, and its value in each process
-_Series = tuple[dict[str, str], list[float]]
+#: counters only the main process's count of which means something: a reload of the
+#: collector is one reload, however many processes took it
+_MAIN_ONLY = frozenset({PREFIX + "config_reloads"})
+
+#: the family types whose samples only grow (a process's own counts)
+_CUMULATIVE = frozenset({"counter", "histogram", "summary"})
 
 #: the label that tells the worker processes apart, in the one series added by merging
 WORKER_LABEL = "worker"
+
+#: (sample name, its labels): one series of a family
+_Identity = tuple[str, frozenset[tuple[str, str]]]
+
+
+class _Family:
+    """One metric family being merged: its help and type, and each series's labels (as
+    the first process wrote them) and its value in each process."""
+
+    __slots__ = ("documentation", "kind", "series")
+
+    def __init__(self, documentation: str, kind: str) -> None:
+        self.documentation = documentation
+        self.kind = kind
+        self.series: dict[_Identity, tuple[dict[str, str], list[float]]] = {}
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        identity = (name, frozenset(labels.items()))
+        found = self.series.get(identity)
+        if found is None:
+            found = self.series[identity] = (labels, [])
+        found[1].append(value)
+
+
+def _read(
+    text: bytes,
+    into: dict[str, _Family],
+    *,
+    skip: frozenset[str] = frozenset(),
+    cumulative_only: bool = False,
+) -> float:
+    """Add the samples of an exposition to `into` (but those of the families in `skip`,
+    and with `cumulative_only` those of gauges); the RADIUS packets it counts."""
+    packets = 0.0
+    for family in text_string_to_metric_families(text.decode("utf-8")):
+        if family.name in skip:
+            continue
+        if cumulative_only and (family.type not in _CUMULATIVE or family.name.endswith("_created")):
+            continue
+        entry = into.get(family.name)
+        if entry is None:
+            entry = into[family.name] = _Family(family.documentation, family.type)
+        for sample in family.samples:
+            if cumulative_only and sample.name.endswith("_created"):
+                continue
+            entry.add(sample.name, sample.labels, sample.value)
+            if family.name == PREFIX + "packets" and sample.labels.get("listener") == "radius":
+                packets += sample.value
+    return packets
+
+
+def _add(into: dict[str, _Family], families: dict[str, _Family]) -> None:
+    """Add every value of `families` to `into`."""
+    for name, family in families.items():
+        entry = into.get(name)
+        if entry is None:
+            entry = into[name] = _Family(family.documentation, family.kind)
+        for (sample, _), (labels, values) in family.series.items():
+            for value in values:
+                entry.add(sample, labels, value)
+
+
+class Carried:
+    """What the ended runs of one worker process counted (collector.workers).
+
+    A worker started again counts from 0; without what its predecessors
+    counted, the collector's sums would go back, and Prometheus would take
+    that for a reset and see all the main process's counts anew (an
+    `increase()` alert firing without cause). The last exposition of each run
+    is kept here, its counters and histograms summed, gauges left out (they
+    are the live process's).
+    """
+
+    def __init__(self) -> None:
+        self.families: dict[str, _Family] = {}
+        self.packets = 0.0
+
+    def add(self, exposition: bytes) -> None:
+        """Keep the counts of a run that ended (its last exposition)."""
+        self.packets += _read(exposition, self.families, skip=_MAIN_ONLY, cumulative_only=True)
+        for family in self.families.values():
+            for identity, (labels, values) in family.series.items():
+                if len(values) > 1:
+                    family.series[identity] = (labels, [sum(values)])
 
 
 class _Merged(Collector):
@@ -512,9 +600,12 @@ class _Merged(Collector):
         return self.families
 
 
-def merge_expositions(expositions: Sequence[bytes]) -> bytes:
+def merge_expositions(
+    expositions: Sequence[bytes], carried: Sequence[Carried | None] = ()
+) -> bytes:
     """One exposition of a collector made of several processes: the main process's
-    first, then each RADIUS worker's in the order of their index.
+    first, then each RADIUS worker's in the order of their index (b"" for one not
+    answering), with `carried` what the ended runs of each counted.
 
     Each series (name and labels) appears once, as if one process had counted
     everything: counters and histograms are summed, gauges too unless
@@ -523,38 +614,26 @@ def merge_expositions(expositions: Sequence[bytes]) -> bytes:
     as for one process. Added: `cdr_collector_worker_packets_total{worker}`, the
     RADIUS packets each process read (worker "0" is the main process).
     """
-    #: family name -> (help, type, series); series: (sample name, sorted labels) ->
-    #: (the labels as the first process wrote them, one value from each process)
-    kept: dict[str, tuple[str, str, dict[tuple[str, frozenset[tuple[str, str]]], _Series]]]
-    kept = {}
+    families: dict[str, _Family] = {}
     packets: list[float] = []
-    for text in expositions:
-        read = 0.0
-        for family in text_string_to_metric_families(text.decode("utf-8")):
-            entry = kept.get(family.name)
-            if entry is None:
-                entry = kept[family.name] = (family.documentation, family.type, {})
-            series = entry[2]
-            for sample in family.samples:
-                identity = (sample.name, frozenset(sample.labels.items()))
-                found = series.get(identity)
-                if found is None:
-                    found = series[identity] = (sample.labels, [])
-                found[1].append(sample.value)
-                if family.name == PREFIX + "packets" and sample.labels.get("listener") == "radius":
-                    read += sample.value
+    for index, text in enumerate(expositions):
+        read = _read(text, families, skip=_MAIN_ONLY if index else frozenset())
+        before = carried[index] if index < len(carried) else None
+        if before is not None:
+            read += before.packets
+            _add(families, before.families)
         packets.append(read)
-    families = []
-    for name, (documentation, kind, series) in kept.items():
+    metrics = []
+    for name, family in families.items():
         combine: Callable[[Sequence[float]], float] = sum
         if name.endswith("_created"):
             combine = min
-        elif kind == "gauge":
+        elif family.kind == "gauge":
             combine = _GAUGE_MERGE.get(name, sum)
-        family = Metric(name, documentation, kind)
-        for (sample_name, _), (labels, values) in series.items():
-            family.samples.append(Sample(sample_name, labels, combine(values)))
-        families.append(family)
+        metric = Metric(name, family.documentation, family.kind)
+        for (sample_name, _), (labels, values) in family.series.items():
+            metric.samples.append(Sample(sample_name, labels, combine(values)))
+        metrics.append(metric)
     per_worker = Metric(
         PREFIX + "worker_packets",
         "RADIUS packets read by each process of the collector (worker 0 is the main process).",
@@ -564,9 +643,9 @@ def merge_expositions(expositions: Sequence[bytes]) -> bytes:
         per_worker.samples.append(
             Sample(PREFIX + "worker_packets_total", {WORKER_LABEL: str(index)}, count)
         )
-    families.append(per_worker)
+    metrics.append(per_worker)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged(families))
+    registry.register(_Merged(metrics))
     return generate_latest(registry)
 
 
@@ -643,8 +722,12 @@ class Peers(Protocol):
     them."""
 
     async def scrape(self, metrics: bool) -> list[bytes]:
-        """Bring `Health.workers_ready` up to date; with `metrics`, each ready process's
-        exposition too (in the order of their index)."""
+        """Bring `Health.workers_ready` up to date; with `metrics`, each process's
+        exposition too, in the order of their index (b"" for one not answering)."""
+        ...
+
+    def carried(self) -> list[Carried]:
+        """What the ended runs of each process counted, in the same order."""
         ...
 
 
@@ -661,7 +744,8 @@ def metrics_app(
         refresh()
         body = telemetry.exposition()
         if peers is not None:
-            body = merge_expositions([body, *await peers.scrape(True)])
+            others = await peers.scrape(True)
+            body = merge_expositions([body, *others], [None, *peers.carried()])
         return web.Response(
             body=body,
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -55,7 +55,7 @@ from collector.disk import fsync_directory
 from collector.logs import get_logger
 from collector.pipeline.redact import Redactor
 from collector.sink.spool import SUFFIX as SEGMENT_SUFFIX
-from collector.telemetry import Health, Telemetry
+from collector.telemetry import Carried, Health, Telemetry
 
 log = get_logger(__name__)
 
@@ -451,6 +451,9 @@ class Worker:
         #: resolved True when it first reported ready, False when it ended before
         self.first_start: asyncio.Future[bool] | None = None
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        #: its last exposition, and what its ended runs counted (see telemetry.Carried)
+        self.metrics: bytes | None = None
+        self.carried = Carried()
 
     @property
     def label(self) -> str:
@@ -590,6 +593,11 @@ class WorkerPool:
             worker.writer = None
             worker.serving = False
             worker.state = WorkerState()
+            if worker.metrics is not None:
+                # its counts stay in the collector's sums (what it counted since
+                # the last time it was asked is lost to the metrics, not to the data)
+                worker.carried.add(worker.metrics)
+                worker.metrics = None
             self._update_ready()
             self.telemetry.worker_up.labels(worker.label).set(0)
             for reply in worker.replies.values():
@@ -653,14 +661,21 @@ class WorkerPool:
             int(answer.get("queue") or 0),
         )
         text = answer.get("metrics")
-        return text.encode() if isinstance(text, str) else None
+        if not isinstance(text, str):
+            return None
+        worker.metrics = text.encode()
+        return worker.metrics
 
     async def scrape(self, metrics: bool) -> list[bytes]:
-        """Every worker's state, and with `metrics` the exposition of each that answered
-        (by index); `Health.workers_ready` is brought up to date."""
+        """Every worker's state, and with `metrics` the exposition of each by index (b""
+        for one that did not answer); `Health.workers_ready` is brought up to date."""
         answers = await asyncio.gather(*(self._state(w, metrics) for w in self.workers))
         self._update_ready()
-        return [text for text in answers if text is not None]
+        return [text or b"" for text in answers]
+
+    def carried(self) -> list[Carried]:
+        """What the ended runs of each worker counted, by index."""
+        return [worker.carried for worker in self.workers]
 
     def _update_ready(self) -> None:
         ready = sum(1 for w in self.workers if w.writer is not None and w.state.ready)
@@ -696,7 +711,8 @@ class WorkerPool:
                 await asyncio.wait_for(self._stopping.wait(), POLL_INTERVAL_S)
             if self._stopping.is_set():
                 return
-            await self.scrape(False)
+            # with the metrics: the counts of a worker that ends are kept (Carried)
+            await self.scrape(True)
             now = time.monotonic()
             for worker in self.workers:
                 if worker.writer is None:

@@ -38,7 +38,7 @@ from collector.config import parse_config
 from collector.receivers.radius import codec
 from collector.receivers.radius.config import MAX_WORKERS, available_cpus
 from collector.settings import ConfigError
-from collector.telemetry import Telemetry, merge_expositions
+from collector.telemetry import Carried, Telemetry, merge_expositions
 from collector.traffic import AccountingClient, cisco_attributes, make_calls
 from collector.workers import LOCK_NAME, adopt_spools, worker_spool
 from tests.conftest import require_program
@@ -256,15 +256,16 @@ def test_merged_metrics_sum_what_counts_and_keep_what_must_not_be_summed() -> No
     main.spool_max_bytes.set(100)
     worker.spool_max_bytes.set(100)
     main.active_calls.labels("sbc").set(7)  # the main process counts them, from the database
+    for telemetry in (main, worker):  # one reload of the collector, taken by both
+        telemetry.config_reloads.labels("ok").inc()
     text = merge_expositions([main.exposition(), worker.exposition()]).decode()
-    families = {f.name: f for f in text_string_to_metric_families(text)}
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP")]
     assert len(helps) == len(set(helps)), "a family appears twice"
 
     def value(name: str, **labels: str) -> float:
         (found,) = [
             s.value
-            for f in families.values()
+            for f in text_string_to_metric_families(text)
             for s in f.samples
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
         ]
@@ -279,6 +280,28 @@ def test_merged_metrics_sum_what_counts_and_keep_what_must_not_be_summed() -> No
     assert value("cdr_collector_active_calls", source="sbc") == 7
     assert value(WORKER_PACKETS, worker="0") == 3
     assert value(WORKER_PACKETS, worker="1") == 6
+    assert value("cdr_collector_config_reloads_total", result="ok") == 1
+
+    # the worker ends and a new one starts, counting from 0: the sums never go back
+    # (Prometheus would take that for a reset and count everything again)
+    carried = Carried()
+    carried.add(worker.exposition())
+    successor = Telemetry()
+    successor.prime({"radius": ["sbc"]})
+    successor.database_up.set(1)
+    successor.records_stored.labels("sbc").inc(1)
+    successor.config_reloads.labels("ok").inc()
+    text = merge_expositions([main.exposition(), successor.exposition()], [None, carried]).decode()
+    assert value("cdr_collector_records_stored_total", source="sbc") == 8
+    assert value("cdr_collector_ack_latency_seconds_count", source="sbc") == 2
+    assert value(WORKER_PACKETS, worker="1") == 6
+    assert value("cdr_collector_config_reloads_total", result="ok") == 1
+    # what is a state (gauges) is the live processes' alone
+    assert value("cdr_collector_spool_max_bytes") == 100
+    assert value("cdr_collector_database_up") == 1
+    # and a worker that does not answer: its last counts stand in for it
+    text = merge_expositions([main.exposition(), b""], [None, carried]).decode()
+    assert value("cdr_collector_records_stored_total", source="sbc") == 7
     # one process down: the collector's database is down
     worker.database_up.set(0)
     text = merge_expositions([main.exposition(), worker.exposition()]).decode()
@@ -568,6 +591,9 @@ async def test_a_killed_worker_is_started_again_and_spools_left_behind_are_repla
             )
             assert segments(spool) > 0 and segments(worker_spool(spool, 1)) > 0
             assert collector.metric("cdr_collector_spool_records") == 300
+            spooled = collector.metric("cdr_collector_records_spooled_total")
+            assert spooled == 300
+            read = per_worker(collector)["1"]
             (pid,) = worker_pids(collector)
             os.kill(pid, signal.SIGKILL)
             await wait_for(lambda: collector.readyz()[0] == 503, timeout=10, interval=0.02)
@@ -580,6 +606,9 @@ async def test_a_killed_worker_is_started_again_and_spools_left_behind_are_repla
             )
             assert worker_pids(collector) not in ([], [pid])
             assert "radius worker ended unexpectedly" in collector.log_text()
+            # the collector's counts do not go back with the worker that ended
+            assert collector.metric("cdr_collector_records_spooled_total") == spooled
+            assert per_worker(collector)["1"] == read
             # what the killed worker acknowledged is in its spool: the new one replays it
             server.start()
             await wait_for(
