@@ -170,7 +170,7 @@ def lock_spool(directory: Path, timeout: float) -> int:
     Waits up to `timeout` for a previous instance still draining into it: two
     writers of one spool would corrupt it. Raises TimeoutError after that.
     """
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_directory(directory)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + timeout
     while True:
@@ -182,6 +182,15 @@ def lock_spool(directory: Path, timeout: float) -> int:
                 os.close(fd)
                 raise TimeoutError(f"{directory} is locked by another process") from None
             time.sleep(0.2)
+
+
+def _make_directory(directory: Path) -> None:
+    """Create a spool directory (mode 0700) durably: its entry lives in its parent, and
+    a power cut could otherwise lose it with every segment acknowledged from it."""
+    if directory.is_dir():
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fsync_directory(directory.parent)
 
 
 def adopt_spools(directory: str | Path, keep: int) -> int:
@@ -228,7 +237,7 @@ def adopt_spools(directory: str | Path, keep: int) -> int:
 
 
 def _move_spool(source: Path, main: Path) -> int:
-    main.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_directory(main)
     sequences = [
         int(path.stem)
         for path in main.iterdir()
@@ -243,19 +252,21 @@ def _move_spool(source: Path, main: Path) -> int:
     for _, path in segments:
         path.rename(main / f"{following:020d}{SEGMENT_SUFFIX}")
         following += 1
+    moved = len(segments)
     for path in sorted(source.iterdir()):
         if not _REJECTED.match(path.name):
             continue
-        target = main / path.name
-        if not target.exists():
-            path.rename(target)
-            continue
-        with open(target, "ab") as handle:
-            handle.write(path.read_bytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        path.unlink()
-    if segments:
+        moved_rows = main / path.name
+        if not moved_rows.exists():
+            path.rename(moved_rows)
+        else:
+            with open(moved_rows, "ab") as handle:
+                handle.write(path.read_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            path.unlink()
+        moved += 1
+    if moved:
         fsync_directory(main)
         fsync_directory(source)
     return len(segments)
@@ -365,7 +376,13 @@ class WorkerLink:
         closed: Callable[[], None],
     ) -> WorkerLink:
         """The link whose descriptor the main process passed in CDR_COLLECTOR_WORKER_CONTROL."""
-        fd = int(os.environ.pop(CONTROL_ENV))
+        text = os.environ.pop(CONTROL_ENV, "")
+        if not text.isdigit():
+            raise WorkerStartError(
+                f"{WORKER_OPTION} is given by the daemon to its own RADIUS workers; "
+                "set [radius] workers instead"
+            )
+        fd = int(text)
         sock = socket.socket(fileno=fd)
         sock.set_inheritable(False)
         return cls(sock, state, reload, learn_reset, closed)

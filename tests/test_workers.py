@@ -42,7 +42,15 @@ from collector.telemetry import Carried, Telemetry, merge_expositions
 from collector.traffic import AccountingClient, cisco_attributes, make_calls
 from collector.workers import LOCK_NAME, adopt_spools, worker_spool
 from tests.conftest import require_program
-from tests.daemon import SECRET, Collector, CollectorConfig, connected, free_port, wait_for
+from tests.daemon import (
+    SECRET,
+    Collector,
+    CollectorConfig,
+    connected,
+    free_port,
+    run_command,
+    wait_for,
+)
 from tests.test_radius_radclient import CISCO_STOP, FIXED_DATES_RETENTION, assert_unanswered
 from tests.test_session_generations import _accounting_on, _stop
 
@@ -235,6 +243,14 @@ def test_workers_default_auto_and_a_shared_port() -> None:
     (problem,) = refused.value.problems
     assert problem.key == "radius.listen" and "same port" in problem.reason
     assert parse_config("/etc/c.toml", _radius(1, "127.0.0.1:0"), read_files=False)
+
+
+def test_the_worker_option_is_the_daemons_own(tmp_path: Path) -> None:
+    config = CollectorConfig(directory=tmp_path / "c", dsn=None)
+    done = run_command("run", "--config", str(config.render()), "--radius-worker", "1")
+    assert done.returncode == 1
+    assert "set [radius] workers instead" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
 
 
 # --- metrics of several processes --------------------------------------------------------
@@ -762,6 +778,9 @@ async def test_two_daemons_take_the_same_retransmitted_traffic_into_one_database
                     sockets=8,
                     timeout_s=0.05,
                     bump_delay=True,
+                    # a resend takes a new Identifier: the answer to the copy before
+                    # may then arrive for another request, and fails its check
+                    bad_responses_max=1_000_000,
                 ) as client:
                     stats = await client.send_all(packets, concurrency=512)
                     return stats.acknowledged
