@@ -37,6 +37,8 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from compare import wait_ready  # noqa: E402  (bench/compare.py, beside this script)
+
 from collector.formats.keys import write_private  # noqa: E402
 from collector.receivers.radius import codec  # noqa: E402
 from collector.traffic import cisco_attributes, make_calls  # noqa: E402
@@ -87,22 +89,6 @@ def machine_busy() -> tuple[float, float]:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
     return float(sum(fields) - idle), float(sum(fields))
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], limit_s: float = 60.0) -> None:
-    """Wait until the daemon's /readyz says ready (every worker included)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the daemon exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the daemon did not become ready")
 
 
 def per_worker_packets(port: int) -> list[float]:
@@ -337,7 +323,7 @@ async def main() -> None:
             cwd=ROOT,
         )
         try:
-            wait_ready(metrics_port, daemon)
+            wait_ready(metrics_port, timeout=60.0)
             server = ("127.0.0.1", port)
             # warm-up (connections, partitions, caches)
             await load(build_packets(2000), server, 256, None, ports)

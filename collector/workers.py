@@ -45,7 +45,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -366,6 +366,8 @@ class WorkerLink:
         self.closed = closed
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.StreamReader | None = None
+        #: messages being sent on their own (the loop keeps only weak references)
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_environ(
@@ -399,7 +401,7 @@ class WorkerLink:
         """Tell the main process of a switch restart this worker saw (it tells the others)."""
         if self._writer is not None:
             message = {"kind": "reset", "source": source, "at": when.isoformat()}
-            asyncio.get_running_loop().create_task(self._post(message))
+            _in_background(self._sending, self._post(message))
 
     async def _post(self, message: dict[str, Any]) -> None:
         if self._writer is None:
@@ -412,22 +414,30 @@ class WorkerLink:
         assert self._reader is not None
         try:
             while (request := await _receive(self._reader)) is not None:
-                op = request.get("op")
-                reply: dict[str, Any] = {"kind": "reply", "id": request.get("id")}
-                if op == "state":
-                    reply.update(self.state(bool(request.get("metrics"))))
-                elif op == "reload":
-                    reply["ok"] = self.reload()
-                elif op == "reset":
-                    self.learn_reset(
-                        str(request["source"]), datetime.fromisoformat(str(request["at"]))
-                    )
-                    continue
-                else:
-                    continue
-                await self._post(reply)
+                try:
+                    reply = self._answer(request)
+                except Exception as exc:  # noqa: BLE001 - one request must not end the worker
+                    log.error("request of the main process failed", error_class=type(exc).__name__)
+                    reply = {"kind": "reply", "id": request.get("id"), "failed": True}
+                if reply is not None:
+                    await self._post(reply)
         finally:
             self.closed()
+
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to one request of the main process (None: it needs none)."""
+        op = request.get("op")
+        reply: dict[str, Any] = {"kind": "reply", "id": request.get("id")}
+        if op == "state":
+            reply.update(self.state(bool(request.get("metrics"))))
+        elif op == "reload":
+            reply["ok"] = self.reload()
+        elif op == "reset":
+            self.learn_reset(str(request["source"]), datetime.fromisoformat(str(request["at"])))
+            return None
+        else:
+            return None
+        return reply
 
     def close(self) -> None:
         """Close the connection."""
@@ -500,6 +510,8 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._request_id = 0
+        #: messages being sent on their own (the loop keeps only weak references)
+        self._sending: set[asyncio.Task[None]] = set()
         health.workers = count
         telemetry.watch_workers(count)
 
@@ -718,7 +730,7 @@ class WorkerPool:
         for worker in self.workers:
             writer = worker.writer
             if worker.index != origin and writer is not None:
-                asyncio.get_running_loop().create_task(_post(writer, message))
+                _in_background(self._sending, _post(writer, message))
 
     async def _watch(self) -> None:
         """Ask every worker for its state now and then; kill one that has stopped answering
@@ -784,6 +796,13 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         pass_fds=descriptors,
     )
+
+
+def _in_background(tasks: set[asyncio.Task[None]], coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run `coroutine` as a task kept in `tasks` until it is done."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def _post(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
