@@ -8,7 +8,13 @@ latency percentiles, and the daemon's resident memory. A second phase sends
 at a fixed rate (default: half the measured maximum) to measure latency
 under steady load.
 
+With `--workers N` the daemon runs N RADIUS processes (`[radius] workers`):
+the loader then spreads its requests over `--source-ports` client ports
+(the kernel gives each port to one process), and the figures include how
+many packets each process read and the CPU time each used.
+
     python bench/bench_radius.py [--records 100000] [--window 2000] [--rate R] [--soak-seconds S]
+                                 [--workers N] [--source-ports P]
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from compare import wait_ready  # noqa: E402  (bench/compare.py, beside this script)
+
 from collector.formats.keys import write_private  # noqa: E402
 from collector.receivers.radius import codec  # noqa: E402
 from collector.traffic import cisco_attributes, make_calls  # noqa: E402
@@ -49,6 +57,52 @@ def free_port(kind: int) -> int:
         return port
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (the daemon and its RADIUS workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL process on the machine (server and backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            total += cpu_seconds(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def per_worker_packets(port: int) -> list[float]:
+    """RADIUS packets each process read (worker 0 first); empty with one process."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[int, float] = {}
+    for line in text.splitlines():
+        if line.startswith("cdr_collector_worker_packets_total{"):
+            index = int(line.split('worker="')[1].split('"')[0])
+            found[index] = float(line.rsplit(" ", 1)[1])
+    return [found[index] for index in sorted(found)] if len(found) > 1 else []
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -60,7 +114,11 @@ class Loader(asyncio.DatagramProtocol):
     """Keeps `window` requests in flight over many source ports; verifies every answer."""
 
     def __init__(
-        self, packets: list[bytes], window: int, server: tuple[str, int], rate: float | None
+        self,
+        packets: list[bytes],
+        window: int,
+        server: tuple[str, int],
+        rate: float | None,
     ) -> None:
         self.packets = packets
         self.window = window
@@ -117,17 +175,24 @@ class _Socket(asyncio.DatagramProtocol):
 
 
 async def load(
-    packets: list[bytes], server: tuple[str, int], window: int, rate: float | None
+    packets: list[bytes],
+    server: tuple[str, int],
+    window: int,
+    rate: float | None,
+    source_ports: int = 0,
 ) -> Loader:
+    """Send `packets` keeping `window` in flight, from `source_ports` client ports (at
+    least enough for the window: 256 Identifiers each)."""
     loop = asyncio.get_running_loop()
     loader = Loader(packets, window, server, rate)
-    sockets = (window + 255) // 256
+    sockets = max(source_ports, (window + 255) // 256)
+    per_socket = min(256, (window + sockets - 1) // sockets)
     for index in range(sockets):
         transport, _ = await loop.create_datagram_endpoint(
             functools.partial(_Socket, loader, index), local_addr=("127.0.0.1", 0)
         )
         loader.transports.append(transport)
-        loader.free.extend((index, identifier) for identifier in range(256))
+        loader.free.extend((index, identifier) for identifier in range(per_socket))
     loader.started = time.monotonic()
     loader.send_more()
     if rate:
@@ -219,7 +284,17 @@ async def main() -> None:
     )
     parser.add_argument("--batch-max-records", type=int, default=1000)
     parser.add_argument("--batch-max-delay-ms", type=int, default=20)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="RADIUS processes ([radius] workers; default 1)"
+    )
+    parser.add_argument(
+        "--source-ports",
+        type=int,
+        default=0,
+        help="client ports the loader sends from (default: 256 requests a port, 64 with workers)",
+    )
     args = parser.parse_args()
+    ports = args.source_ports or (64 if args.workers > 1 else 0)
 
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute("DROP DATABASE IF EXISTS cdr_bench WITH (FORCE)")
@@ -240,7 +315,7 @@ async def main() -> None:
             f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
             f'[logging]\nlevel = "warning"\n'
             f'[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n'
-            f'[radius]\nlisten = ["127.0.0.1:{port}"]\n'
+            f'[radius]\nlisten = ["127.0.0.1:{port}"]\nworkers = {args.workers}\n'
             f'[[radius.clients]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{SECRET.decode()}"\nprofile = "cisco"\n'
         )
         daemon = subprocess.Popen(
@@ -248,21 +323,52 @@ async def main() -> None:
             cwd=ROOT,
         )
         try:
-            await asyncio.sleep(2.0)
+            wait_ready(metrics_port, timeout=60.0)
             server = ("127.0.0.1", port)
             # warm-up (connections, partitions, caches)
-            await load(build_packets(2000), server, 256, None)
+            await load(build_packets(2000), server, 256, None, ports)
             sent = 2000 + args.records
-            rss_start = rss_kib(daemon.pid)
+            processes = process_tree(daemon.pid)
+            rss_start = sum(rss_kib(pid) for pid in processes)
 
             packets = build_packets(args.records)
+            cpu_before = [cpu_seconds(pid) for pid in processes]
+            split_before = per_worker_packets(metrics_port)
+            others_before = (cpu_seconds(os.getpid()), postgres_cpu_seconds(), machine_busy())
             began = time.monotonic()
-            loader = await load(packets, server, args.window, None)
+            loader = await load(packets, server, args.window, None, ports)
             elapsed = time.monotonic() - began
+            cpu = [cpu_seconds(pid) - was for pid, was in zip(processes, cpu_before, strict=True)]
+            loader_cpu = cpu_seconds(os.getpid()) - others_before[0]
+            postgres_cpu = postgres_cpu_seconds() - others_before[1]
+            busy, ticks = machine_busy()
+            busy_share = (busy - others_before[2][0]) / max(1.0, ticks - others_before[2][1])
             maximum = args.records / elapsed
             print(
-                f"max load: {args.records} Stop records acknowledged after commit in {elapsed:.2f} s "
+                f"max load ({args.workers} RADIUS process(es), {len(loader.transports)} client "
+                f"ports): {args.records} Stop records acknowledged after commit in {elapsed:.2f} s "
                 f"= {maximum:,.0f} records/s (bad answers {loader.bad})"
+            )
+            split = [
+                after - before
+                for after, before in zip(
+                    per_worker_packets(metrics_port), split_before or [0.0] * 64, strict=False
+                )
+            ]
+            print(
+                "  daemon CPU per process: "
+                + ", ".join(f"{seconds / elapsed * 100:.0f} %" for seconds in cpu)
+                + f" of a core; {sum(cpu) / args.records * 1e6:.0f} µs per record in all"
+                + (
+                    "; packets read per process: " + ", ".join(f"{count:,.0f}" for count in split)
+                    if split
+                    else ""
+                )
+            )
+            print(
+                f"  machine {busy_share * 100:.0f} % busy ({os.cpu_count()} CPUs): loader "
+                f"{loader_cpu / elapsed * 100:.0f} %, PostgreSQL {postgres_cpu / elapsed * 100:.0f} %"
+                f" of a core (the daemon: above)"
             )
             print(
                 f"  ack latency p50 {percentile(loader.latencies, 0.5) * 1000:.1f} ms, "
@@ -273,7 +379,7 @@ async def main() -> None:
             rate = args.rate or maximum / 2
             count = int(rate * args.steady_seconds)
             before = daemon_latency_buckets(metrics_port)
-            loader = await load(build_packets(count), server, args.window, rate)
+            loader = await load(build_packets(count), server, args.window, rate, ports)
             sent += count
             after = daemon_latency_buckets(metrics_port)
             print(
@@ -291,13 +397,13 @@ async def main() -> None:
                 soak_end = time.monotonic() + args.soak_seconds
                 while time.monotonic() < soak_end:
                     chunk = int(rate * 30)
-                    await load(build_packets(chunk), server, args.window, rate)
+                    await load(build_packets(chunk), server, args.window, rate, ports)
                     sent += chunk
-                    samples.append(rss_kib(daemon.pid))
+                    samples.append(sum(rss_kib(pid) for pid in processes))
                 print(
                     "soak RSS (MiB, every 30 s): " + ", ".join(f"{s / 1024:.0f}" for s in samples)
                 )
-            rss_end = rss_kib(daemon.pid)
+            rss_end = sum(rss_kib(pid) for pid in processes)
             print(
                 f"daemon RSS: {rss_start / 1024:.0f} MiB after warm-up, {rss_end / 1024:.0f} MiB at the end"
             )

@@ -89,28 +89,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the daemon in the foreground until SIGTERM or SIGINT."""
+    """Run the daemon in the foreground until SIGTERM or SIGINT.
+
+    With --radius-worker (given by the daemon itself, see collector.workers),
+    this process is one of its RADIUS workers.
+    """
     config = _load(args.config)
+    if args.radius_worker:
+        import structlog
+
+        # every line of a worker says which it is
+        structlog.contextvars.bind_contextvars(worker=args.radius_worker)
     configure_logging(config.logging.level, config.logging.format)
-    for warning in config.warnings:
-        log.warning("configuration warning", config=str(warning))
+    if not args.radius_worker:
+        for warning in config.warnings:
+            log.warning("configuration warning", config=str(warning))
     faulthandler.enable()
-    return _event_loop_run(_serve(config))
+    return _event_loop_run(_serve(config, args.radius_worker))
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, worker: int = 0) -> int:
     from collector.service import Service
 
-    service = Service(config)
+    service = Service(config, worker=worker)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, service.stop_event.set)
     loop.add_signal_handler(signal.SIGINT, service.stop_event.set)
     loop.add_signal_handler(signal.SIGHUP, service.reload_event.set)
     from collector.sink.spool import SpoolLayoutError
+    from collector.workers import WorkerStartError
 
     try:
         await service.run()
-    except SpoolLayoutError as exc:
+    except (SpoolLayoutError, WorkerStartError) as exc:
         log.error("cannot start", error=str(exc), error_class=type(exc).__name__)
         report(f"cdr-collector: cannot start: {exc}")
         return 1
@@ -226,10 +237,18 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
     async def apply(conn: Any) -> int:
         from collector import audit
-        from collector.retention import anonymize, purge
+        from collector.retention import (
+            anonymize,
+            anonymize_rejected,
+            cutoff_for,
+            purge,
+            purge_rejected,
+        )
 
         spool = config.spool.directory if config.spool is not None else None
         result = await purge(conn, days, spool_directory=spool, audit_retention_days=audit_days)
+        for directory in _worker_spools(config):
+            result.rejected_rows_deleted += purge_rejected(directory, cutoff_for(days))
         # not in one transaction with the purge, which deletes in chunks to hold no long
         # locks: a purge whose record failed exits 1 and says so
         await audit.record(conn, audit.PURGE, result.call_rows, result.describe(days, audit_days))
@@ -245,6 +264,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
         )
         if anonymize_days is not None:
             cleared = await anonymize(conn, anonymize_days, spool_directory=spool)
+            for directory in _worker_spools(config):
+                cleared.rejected_rows += anonymize_rejected(directory, cutoff_for(anonymize_days))
             await audit.record(
                 conn, audit.ANONYMIZE, cleared.total, cleared.describe(anonymize_days)
             )
@@ -268,17 +289,25 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not pseudonyms:
         report("cdr-collector: that is not a phone number")
         return 1
-    spool_waiting = bool(config.spool and any(Path(config.spool.directory).glob("*.seg")))
+    spool_waiting = bool(
+        config.spool
+        and any(
+            any(directory.glob("*.seg"))
+            for directory in (Path(config.spool.directory), *_worker_spools(config))
+        )
+    )
 
     async def apply(conn: Any) -> int:
         from collector import audit
-        from collector.retention import erase, unknown_key_ids
+        from collector.retention import erase, erase_rejected, unknown_key_ids
 
         spool = config.spool.directory if config.spool is not None else None
         unsearchable = await unknown_key_ids(conn, pseudonyms)
         # the erasure and its record commit together: no erasure without its audit row
         async with conn.transaction():
             deleted = await erase(conn, pseudonyms, spool_directory=spool)
+            for directory in _worker_spools(config):
+                deleted += erase_rejected(directory, pseudonyms)
             await audit.record(
                 conn, audit.ERASE, deleted, _search_detail(len(pseudonyms) - 1, unsearchable)
             )
@@ -298,6 +327,17 @@ def cmd_erase(args: argparse.Namespace) -> int:
         return 0
 
     return _database_command(config, apply)
+
+
+def _worker_spools(config: Config) -> list[Path]:
+    """The spool directories of the RADIUS workers (collector.workers) below the
+    configured one: the refused rows and spooled records they hold are the
+    collector's too."""
+    if config.spool is None:
+        return []
+    from collector.workers import worker_spools
+
+    return worker_spools(config.spool.directory)
 
 
 def _search_detail(keys: int, unsearchable: list[str]) -> str:
@@ -519,7 +559,9 @@ def _retire_unused_keys(args: argparse.Namespace, key_file: Path) -> int:
     uses: dict[str, set[str]] = {}
     if config.spool is not None:
         try:
-            uses = spooled_key_ids(Path(config.spool.directory))
+            for directory in (Path(config.spool.directory), *_worker_spools(config)):
+                for key_id, where in spooled_key_ids(directory).items():
+                    uses.setdefault(key_id, set()).update(where)
         except (SpoolLayoutError, OSError) as exc:
             report(f"cdr-collector: {exc}; the keys of its rows cannot be known, nothing changed")
             return 1
@@ -632,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return command
 
-    add("run", cmd_run, "run the daemon in the foreground")
+    run = add("run", cmd_run, "run the daemon in the foreground")
+    # the daemon starts its RADIUS worker processes ([radius] workers) with this
+    run.add_argument("--radius-worker", type=_positive_int, default=0, help=argparse.SUPPRESS)
     add(
         "check-config", cmd_check_config, "validate the configuration; exit 1 listing every problem"
     )

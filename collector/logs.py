@@ -64,6 +64,8 @@ COUNT_FIELDS = frozenset(
         "suppressed",
         "tags",
         "unbilled",
+        # the index of a RADIUS worker process (collector.workers): a small integer
+        "worker",
     }
 )
 

@@ -8,6 +8,11 @@ and fires its acknowledgements (responses still go out, through duplicates
 of the sockets), then the sockets close. Signals only set events; `run()`
 reacts to them. Start-up fails fast with a clear error; after start-up
 nothing a packet does can stop the service.
+
+With `[radius] workers = N`, the service of the main process also starts
+and stops N-1 RADIUS worker processes, each running a Service of its own
+that serves RADIUS alone (see collector.workers); the main process's
+/metrics, /readyz and systemd status speak for all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,8 +35,15 @@ from collector.pipeline.intake import Pipeline
 from collector.pipeline.numbers import preload_metadata
 from collector.pipeline.redact import ERASURE_TAG_PREFIX, Redactor
 from collector.receivers import Receiver, receiver_factory
+from collector.receivers.addresses import udp_socket
 from collector.reconcile import Reconciler
-from collector.retention import anonymize, purge
+from collector.retention import (
+    anonymize,
+    anonymize_rejected,
+    cutoff_for,
+    purge,
+    purge_rejected,
+)
 from collector.settings import ConfigError, parse_host_port
 from collector.sink.postgres import (
     PostgresSink,
@@ -42,6 +56,17 @@ from collector.sink.spool import Spool
 from collector.sink.writer import Writer
 from collector.systemd import Notifier, listen_fds, run_watchdog
 from collector.telemetry import Health, Telemetry, metrics_app
+from collector.workers import (
+    STOP_MARGIN_S,
+    RelayingRedactor,
+    WorkerLink,
+    WorkerPool,
+    adopt_spools,
+    lock_spool,
+    shaped_config,
+    worker_sockets,
+    worker_spools,
+)
 
 log = get_logger(__name__)
 
@@ -71,9 +96,18 @@ ERASURES_REFRESH_S = 30.0
 class Service:
     """One running collector: its components and their lifecycle."""
 
-    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, config: Config, notifier: Notifier | None = None, *, worker: int = 0
+    ) -> None:
+        #: 0: the main process (alone, or with RADIUS workers); 1 and up: a RADIUS worker
+        self.worker = worker
+        #: processes serving RADIUS, this one included (a changed `workers` takes effect
+        #: at the next start)
+        self.processes = config.radius.workers if config.radius is not None else 1
+        config = shaped_config(config, worker, self.processes)
         self.config = config
-        self.notifier = notifier or Notifier.from_environ()
+        # a worker is no unit of its own: systemd hears from the main process alone
+        self.notifier = notifier or (Notifier(None) if worker else Notifier.from_environ())
         self.telemetry = Telemetry()
         self.health = Health(
             database_configured=config.database is not None,
@@ -122,33 +156,68 @@ class Service:
         self._stand_ins = {stand_in.key: stand_in for stand_in in config.stand_ins}
         #: the loaded key ids are yet to be compared with the audit trail's (at start and
         #: after each reload, once the database answers)
-        self._keys_to_audit = True
+        self._keys_to_audit = not worker
+        #: the main process's RADIUS workers, or a worker's connection to the main process
+        self.pool: WorkerPool | None = None
+        self.link: WorkerLink | None = None
+        #: a worker's lock on its spool directory (held while the process lives)
+        self._spool_lock: int | None = None
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         """Start everything; raise on any start-up failure (bad port, unusable spool)."""
+        cfg = self.config
+        if self.worker:
+            self.link = WorkerLink.from_environ(
+                self._worker_state, self.reload, self._learn_reset, self.stop_event.set
+            )
+            await self.link.open()
+            if cfg.spool is not None:
+                # an earlier worker of this index may still be draining into it
+                wait = cfg.service.drain_timeout_ms / 1000 + STOP_MARGIN_S
+                self._spool_lock = await asyncio.to_thread(
+                    lock_spool, Path(cfg.spool.directory), wait
+                )
+        elif cfg.spool is not None:
+            # the spools of workers no longer configured are replayed from here
+            await asyncio.to_thread(adopt_spools, cfg.spool.directory, self.processes)
         await self.writer.start()
         if self.sink is not None and self.sink.up:
             # before the first packet: a record's key may depend on its switch's restarts
             # (with the database away, they are read once it answers)
             await self._load_shared_state()
-        inherited = listen_fds()
-        cfg = self.config
+        inherited = worker_sockets() if self.worker else listen_fds()
+        radius_sockets = self._radius_sockets(inherited)
         for name, section in cfg.receivers().items():
             receiver = receiver_factory(RECEIVERS[name])(section, self.intake, self.telemetry)
             self.receivers.append(receiver)
-            receiver.bind(inherited)
+            receiver.bind(radius_sockets if name == "radius" and radius_sockets else inherited)
+        if self.worker:
+            # a socket shared with the main process: its drops are counted there
+            for sock in inherited:
+                self.telemetry.udp_drops.unwatch(sock.fileno())
         for receiver in self.receivers:
             await receiver.start()
+        if not self.worker and self.processes > 1:
+            # under socket activation the workers read systemd's sockets too; without,
+            # each binds its own (SO_REUSEPORT) beside this process's
+            shared = [sock for sock in radius_sockets if any(sock is s for s in inherited)]
+            self.pool = WorkerPool(
+                cfg.path, self.processes, shared, self.telemetry, self.health, self._learn_reset
+            )
+            await self.pool.start()
         if cfg.metrics is not None:
             await self._start_metrics(cfg.metrics.listen)
         self.health.listeners_bound = True
         if self.sink is not None:
-            self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
-            self._tasks.append(asyncio.create_task(self._active_calls_loop(), name="active-calls"))
+            if not self.worker:
+                self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+                self._tasks.append(
+                    asyncio.create_task(self._active_calls_loop(), name="active-calls")
+                )
+                reconciler = Reconciler(lambda: self.config, self.telemetry, self.health)
+                self._tasks.append(asyncio.create_task(reconciler.run(), name="reconcile"))
             self._tasks.append(asyncio.create_task(self._erasures_loop(), name="erasures"))
-            reconciler = Reconciler(lambda: self.config, self.telemetry, self.health)
-            self._tasks.append(asyncio.create_task(reconciler.run(), name="reconcile"))
         self._tasks.append(
             asyncio.create_task(run_watchdog(self.notifier, self._status), name="watchdog")
         )
@@ -160,15 +229,68 @@ class Service:
             state=self.status_line(),
         )
         self.notifier.ready(self._status())
+        if self.link is not None:
+            self._tasks.append(asyncio.create_task(self.link.serve(), name="worker-link"))
+            await self.link.ready()
+
+    def _radius_sockets(self, inherited: list[socket.socket]) -> list[socket.socket]:
+        """With several RADIUS processes, this one's RADIUS sockets: systemd's (shared
+        by every process), else new ones with SO_REUSEPORT (each process its own, the
+        kernel sharing the clients out); alone, none (the receiver makes its own)."""
+        radius = self.config.radius
+        if radius is None or (not self.worker and self.processes <= 1):
+            return []
+        sockets: list[socket.socket] = []
+        try:
+            for listen in radius.listen:
+                sockets.append(
+                    udp_socket(listen, radius.receive_buffer_bytes, inherited, reuse_port=True)
+                )
+        except BaseException:
+            for sock in sockets:
+                if not any(sock is s for s in inherited):
+                    sock.close()
+            raise
+        return sockets
 
     def _redactor(self, config: Config) -> Redactor:
-        """A redactor for `config`: its keys, regions and high-risk prefixes."""
-        return Redactor(
+        """A redactor for `config`: its keys, regions and high-risk prefixes (one that
+        tells the other processes of switch restarts when there are several)."""
+        kind = RelayingRedactor if self.worker or self.processes > 1 else Redactor
+        redactor = kind(
             config.privacy,
             self._number_unusable,
             config.source_regions(),
             config.fraud.high_risk_prefixes if config.fraud is not None else (),
         )
+        if isinstance(redactor, RelayingRedactor):
+            redactor.relay = self._relay_reset
+        return redactor
+
+    def _relay_reset(self, source: str, when: datetime) -> None:
+        """Tell the other processes of a switch restart seen here."""
+        if self.pool is not None:
+            self.pool.relay_reset(source, when)
+        elif self.link is not None:
+            self.link.relay_reset(source, when)
+
+    def _learn_reset(self, source: str, when: datetime) -> None:
+        """Take a switch restart another process saw."""
+        redactor = self.redactor
+        if isinstance(redactor, RelayingRedactor):
+            redactor.learn_reset(source, when)
+
+    def _worker_state(self, metrics: bool) -> dict[str, Any]:
+        """What a worker tells the main process of itself (and its exposition)."""
+        self.refresh()
+        state: dict[str, Any] = {
+            "ready": self.health.ready(),
+            "spool_records": self.spool.records if self.spool is not None else 0,
+            "queue": self.writer.queued,
+        }
+        if metrics:
+            state["metrics"] = self.telemetry.exposition().decode()
+        return state
 
     def _prime(self, config: Config) -> None:
         """Every per-source series at 0 for each configured source (see Telemetry.prime)."""
@@ -192,7 +314,7 @@ class Service:
 
     async def _start_metrics(self, listen: str) -> None:
         host, port = parse_host_port(listen)
-        app = metrics_app(self.telemetry, self.health, self.refresh)
+        app = metrics_app(self.telemetry, self.health, self.refresh, self.pool)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -212,7 +334,11 @@ class Service:
         for receiver in self.receivers:
             receiver.pause()
         drain = self.config.service.drain_timeout_ms / 1000
-        await self.writer.stop(drain)
+        if self.pool is not None:
+            # the workers drain as this process does, at the same time; it ends after them
+            await asyncio.gather(self.writer.stop(drain), self.pool.stop(drain + STOP_MARGIN_S))
+        else:
+            await self.writer.stop(drain)
         self._drained = True
         for receiver in reversed(self.receivers):
             await receiver.stop()
@@ -223,6 +349,8 @@ class Service:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.link is not None:
+            self.link.close()
         log.info("collector stopped", state=self.status_line())
 
     async def run(self) -> None:
@@ -239,7 +367,7 @@ class Service:
                     waiter.cancel()
                 if self.reload_event.is_set() and not self.stop_event.is_set():
                     self.reload_event.clear()
-                    self.reload()
+                    await self._reload_everywhere()
         finally:
             await self.stop()
 
@@ -257,14 +385,35 @@ class Service:
     def reload(self) -> bool:
         """Re-read the configuration; take new clients, secrets and keys, or keep the old ones."""
         self.notifier.reloading()
+        reloaded = self._reload_config()
+        self.notifier.ready(self._status())
+        return reloaded
+
+    async def _reload_everywhere(self) -> None:
+        """SIGHUP: reload here and, once that succeeded, in every RADIUS worker; systemd
+        hears READY again when all have (a worker's failure is logged)."""
+        if self.pool is None:
+            self.reload()
+            return
+        self.notifier.reloading()
+        if self._reload_config():
+            await self.pool.reload()
+        self.notifier.ready(self._status())
+
+    def _reload_config(self) -> bool:
         try:
-            new = load_config(self.config.path)
+            new = shaped_config(load_config(self.config.path), self.worker, self.processes)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: configuration problem", config=str(problem))
             self.telemetry.config_reloads.labels("failed").inc()
-            self.notifier.ready(self._status())
             return False
+        configured = new.radius.workers if new.radius is not None else 1
+        if not self.worker and configured != self.processes:
+            log.warning(
+                "radius.workers changed: takes effect at the next restart",
+                count=self.processes,
+            )
         if new.privacy.record_secret != self.config.privacy.record_secret:
             log.warning("privacy.record_key_file changed: deduplication across the change is lost")
         self._stand_ins, stale = stale_stand_ins(self._stand_ins, new.stand_ins)
@@ -304,7 +453,6 @@ class Service:
             receivers=", ".join(section.summary() for section in new.receivers().values()),
             keys=len(new.privacy.keys),
         )
-        self.notifier.ready(self._status())
         return True
 
     # --- background --------------------------------------------------------
@@ -325,15 +473,19 @@ class Service:
         open at this moment: closing the connection at a stop is no outage.
         """
         parts = []
+        others = list(self.pool.known()) if self.pool is not None else []
         if self.health.stopping:
             parts.append("stopped" if self._drained else "stopping: draining in-flight records")
         if self.sink is not None:
             parts.append("database up" if self.health.database_up else "database DOWN")
         if self.spool is not None:
             full = ", FULL" if self.health.spool_full else ""
-            parts.append(f"spool {self.spool.records} records{full}")
+            records = self.spool.records + sum(state.spool_records for state in others)
+            parts.append(f"spool {records} records{full}")
         if not self._drained:
-            parts.append(f"queue {self.writer.queued}")
+            parts.append(f"queue {self.writer.queued + sum(state.queue for state in others)}")
+        if self.pool is not None and not self._drained:
+            parts.append(f"RADIUS workers {self.health.workers_ready} of {len(others)} ready")
         return ", ".join(parts)
 
     def _status(self) -> str:
@@ -399,6 +551,11 @@ class Service:
                         spool_directory=spool.directory if spool is not None else None,
                         audit_retention_days=privacy.audit_retention_days,
                     )
+                    if spool is not None:
+                        # the refused rows the RADIUS workers keep beside their spools
+                        cutoff = cutoff_for(privacy.retention_days)
+                        for directory in worker_spools(spool.directory):
+                            result.rejected_rows_deleted += purge_rejected(directory, cutoff)
                     if result.deleted_anything():
                         # only then: a run every purge_interval_s that found nothing
                         # would bury the trail's other rows
@@ -436,6 +593,9 @@ class Service:
         result = await anonymize(
             conn, days, spool_directory=spool.directory if spool is not None else None
         )
+        if spool is not None:
+            for directory in worker_spools(spool.directory):
+                result.rejected_rows += anonymize_rejected(directory, cutoff_for(days))
         if result.total:
             # as for retention: only a run that changed something is recorded
             await audit.record(conn, audit.ANONYMIZE, result.total, result.describe(days))

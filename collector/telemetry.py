@@ -17,8 +17,9 @@ import bisect
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import phonenumbers
 from aiohttp import web
@@ -33,7 +34,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 PREFIX = "cdr_collector_"
 
@@ -205,6 +208,12 @@ class _UdpDrops(Collector):
     def watch(self, fileno: int, listener: str) -> None:
         with contextlib.suppress(OSError):
             self.sockets[os.fstat(fileno).st_ino] = listener
+
+    def unwatch(self, fileno: int) -> None:
+        """Leave a socket's drops to another process that reads it too (one socket
+        shared by the RADIUS workers): summed over processes, it would count twice."""
+        with contextlib.suppress(OSError):
+            self.sockets.pop(os.fstat(fileno).st_ino, None)
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
@@ -446,9 +455,198 @@ class Telemetry:
         self.high_risk_calls.labels(source)
         self.high_risk_billable_seconds.labels(source)
 
+    def watch_workers(self, count: int) -> None:
+        """The metrics of the RADIUS worker processes (collector.workers), for a main
+        process that runs `count` processes in all; each worker's series at 0."""
+        self.worker_restarts = Counter(
+            PREFIX + "worker_restarts",
+            "RADIUS worker processes started again after they ended unexpectedly, by worker.",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.worker_up = Gauge(
+            PREFIX + "worker_up",
+            "1 while a RADIUS worker process runs and is ready, by worker (0 is the main"
+            " process, which is always counted up while it answers).",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.worker_up.labels("0").set(1)
+        for index in range(1, count):
+            self.worker_restarts.labels(str(index))
+            self.worker_up.labels(str(index)).set(0)
+
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
         return generate_latest(self.registry)
+
+
+#: how the samples of one gauge, one from each process of a collector, make one
+#: (collector.workers); a gauge not named here is summed (records and bytes waiting,
+#: memory, descriptors), as counters and histograms are
+_GAUGE_MERGE: dict[str, Callable[[Sequence[float]], float]] = {
+    # 1 only while every process's last database operation succeeded: an outage
+    # of one process's connection is an outage (its records go to its spool)
+    PREFIX + "database_up": min,
+    # counted from the database by the main process alone
+    PREFIX + "active_calls": max,
+    "process_start_time_seconds": min,
+    "process_max_fds": min,
+    "python_info": max,
+}
+
+#: counters only the main process's count of which means something: a reload of the
+#: collector is one reload, however many processes took it
+_MAIN_ONLY = frozenset({PREFIX + "config_reloads"})
+
+#: the family types whose samples only grow (a process's own counts)
+_CUMULATIVE = frozenset({"counter", "histogram", "summary"})
+
+#: the label that tells the worker processes apart, in the one series added by merging
+WORKER_LABEL = "worker"
+
+#: (sample name, its labels): one series of a family
+_Identity = tuple[str, frozenset[tuple[str, str]]]
+
+
+class _Family:
+    """One metric family being merged: its help and type, and each series's labels (as
+    the first process wrote them) and its value in each process."""
+
+    __slots__ = ("documentation", "kind", "series")
+
+    def __init__(self, documentation: str, kind: str) -> None:
+        self.documentation = documentation
+        self.kind = kind
+        self.series: dict[_Identity, tuple[dict[str, str], list[float]]] = {}
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        identity = (name, frozenset(labels.items()))
+        found = self.series.get(identity)
+        if found is None:
+            found = self.series[identity] = (labels, [])
+        found[1].append(value)
+
+
+def _read(
+    text: bytes,
+    into: dict[str, _Family],
+    *,
+    skip: frozenset[str] = frozenset(),
+    cumulative_only: bool = False,
+) -> float:
+    """Add the samples of an exposition to `into` (but those of the families in `skip`,
+    and with `cumulative_only` those of gauges); the RADIUS packets it counts."""
+    packets = 0.0
+    for family in text_string_to_metric_families(text.decode("utf-8")):
+        if family.name in skip:
+            continue
+        if cumulative_only and (family.type not in _CUMULATIVE or family.name.endswith("_created")):
+            continue
+        entry = into.get(family.name)
+        if entry is None:
+            entry = into[family.name] = _Family(family.documentation, family.type)
+        for sample in family.samples:
+            if cumulative_only and sample.name.endswith("_created"):
+                continue
+            entry.add(sample.name, sample.labels, sample.value)
+            if family.name == PREFIX + "packets" and sample.labels.get("listener") == "radius":
+                packets += sample.value
+    return packets
+
+
+def _add(into: dict[str, _Family], families: dict[str, _Family]) -> None:
+    """Add every value of `families` to `into`."""
+    for name, family in families.items():
+        entry = into.get(name)
+        if entry is None:
+            entry = into[name] = _Family(family.documentation, family.kind)
+        for (sample, _), (labels, values) in family.series.items():
+            for value in values:
+                entry.add(sample, labels, value)
+
+
+class Carried:
+    """What the ended runs of one worker process counted (collector.workers).
+
+    A worker started again counts from 0; without what its predecessors
+    counted, the collector's sums would go back, and Prometheus would take
+    that for a reset and see all the main process's counts anew (an
+    `increase()` alert firing without cause). The last exposition of each run
+    is kept here, its counters and histograms summed, gauges left out (they
+    are the live process's).
+    """
+
+    def __init__(self) -> None:
+        self.families: dict[str, _Family] = {}
+        self.packets = 0.0
+
+    def add(self, exposition: bytes) -> None:
+        """Keep the counts of a run that ended (its last exposition)."""
+        self.packets += _read(exposition, self.families, skip=_MAIN_ONLY, cumulative_only=True)
+        for family in self.families.values():
+            for identity, (labels, values) in family.series.items():
+                if len(values) > 1:
+                    family.series[identity] = (labels, [sum(values)])
+
+
+class _Merged(Collector):
+    """Metric families already merged, for generate_latest."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def merge_expositions(
+    expositions: Sequence[bytes], carried: Sequence[Carried | None] = ()
+) -> bytes:
+    """One exposition of a collector made of several processes: the main process's
+    first, then each RADIUS worker's in the order of their index (b"" for one not
+    answering), with `carried` what the ended runs of each counted.
+
+    Each series (name and labels) appears once, as if one process had counted
+    everything: counters and histograms are summed, gauges too unless
+    `_GAUGE_MERGE` says otherwise (the database is up only when it is for every
+    process; `*_created` is the earliest), so every rule and alert reads the same
+    as for one process. Added: `cdr_collector_worker_packets_total{worker}`, the
+    RADIUS packets each process read (worker "0" is the main process).
+    """
+    families: dict[str, _Family] = {}
+    packets: list[float] = []
+    for index, text in enumerate(expositions):
+        read = _read(text, families, skip=_MAIN_ONLY if index else frozenset())
+        before = carried[index] if index < len(carried) else None
+        if before is not None:
+            read += before.packets
+            _add(families, before.families)
+        packets.append(read)
+    metrics = []
+    for name, family in families.items():
+        combine: Callable[[Sequence[float]], float] = sum
+        if name.endswith("_created"):
+            combine = min
+        elif family.kind == "gauge":
+            combine = _GAUGE_MERGE.get(name, sum)
+        metric = Metric(name, family.documentation, family.kind)
+        for (sample_name, _), (labels, values) in family.series.items():
+            metric.samples.append(Sample(sample_name, labels, combine(values)))
+        metrics.append(metric)
+    per_worker = Metric(
+        PREFIX + "worker_packets",
+        "RADIUS packets read by each process of the collector (worker 0 is the main process).",
+        "counter",
+    )
+    for index, count in enumerate(packets):
+        per_worker.samples.append(
+            Sample(PREFIX + "worker_packets_total", {WORKER_LABEL: str(index)}, count)
+        )
+    metrics.append(per_worker)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged(metrics))
+    return generate_latest(registry)
 
 
 #: the states of Health whose change is reported at once (systemd's STATUS=)
@@ -473,6 +671,10 @@ class Health:
     #: records wait in the spool (new batches must queue behind them)
     spool_pending: bool = False
     stopping: bool = False
+    #: processes serving RADIUS (collector.workers), this one included, and how many
+    #: of the others are running and ready
+    workers: int = 1
+    workers_ready: int = 0
     details: dict[str, str] = field(default_factory=dict)
     #: called after a reported state took a new value
     on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
@@ -493,13 +695,15 @@ class Health:
         """
         if not self.listeners_bound or self.stopping:
             return False
+        if self.workers_ready < self.workers - 1:
+            return False
         if self.database_up:
             return not (self.spool_full and self.spool_pending)
         return self.spool_configured and not self.spool_full
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-friendly summary for /readyz."""
-        return {
+        summary: dict[str, object] = {
             "ready": self.ready(),
             "listeners_bound": self.listeners_bound,
             "database": "up"
@@ -508,17 +712,42 @@ class Health:
             "spool": ("full" if self.spool_full else "ok") if self.spool_configured else "off",
             "stopping": self.stopping,
         }
+        if self.workers > 1:
+            summary["radius_workers"] = {"ready": self.workers_ready, "of": self.workers - 1}
+        return summary
+
+
+class Peers(Protocol):
+    """The other processes of a collector (collector.workers), as /metrics and /readyz see
+    them."""
+
+    async def scrape(self, metrics: bool) -> list[bytes]:
+        """Bring `Health.workers_ready` up to date; with `metrics`, each process's
+        exposition too, in the order of their index (b"" for one not answering)."""
+        ...
+
+    def carried(self) -> list[Carried]:
+        """What the ended runs of each process counted, in the same order."""
+        ...
 
 
 def metrics_app(
-    telemetry: Telemetry, health: Health, refresh: Callable[[], None]
+    telemetry: Telemetry,
+    health: Health,
+    refresh: Callable[[], None],
+    peers: Peers | None = None,
 ) -> web.Application:
-    """The aiohttp application serving /metrics, /healthz and /readyz."""
+    """The aiohttp application serving /metrics, /healthz and /readyz; with `peers`, for
+    this process and the others of the collector together."""
 
     async def metrics(_request: web.Request) -> web.Response:
         refresh()
+        body = telemetry.exposition()
+        if peers is not None:
+            others = await peers.scrape(True)
+            body = merge_expositions([body, *others], [None, *peers.carried()])
         return web.Response(
-            body=telemetry.exposition(),
+            body=body,
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
@@ -527,6 +756,8 @@ def metrics_app(
 
     async def readyz(_request: web.Request) -> web.Response:
         refresh()
+        if peers is not None:
+            await peers.scrape(False)
         body = json.dumps(health.as_dict()) + "\n"
         return web.Response(
             text=body, status=200 if health.ready() else 503, content_type="application/json"

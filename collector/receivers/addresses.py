@@ -81,13 +81,21 @@ class ClientTable(Generic[OwnerT]):
         return found
 
 
-def make_udp_socket(listen: str, receive_buffer: int) -> socket.socket:
-    """A bound, non-blocking UDP socket with a large receive buffer."""
+def make_udp_socket(listen: str, receive_buffer: int, *, reuse_port: bool = False) -> socket.socket:
+    """A bound, non-blocking UDP socket with a large receive buffer.
+
+    With `reuse_port`, SO_REUSEPORT: several processes bind the same address
+    (collector.workers) and the kernel gives each client address and port to
+    one of their sockets, so a retransmission reaches the process that has
+    the request in flight.
+    """
     host, port = parse_host_port(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         grow_receive_buffer(sock, receive_buffer)
         sock.bind((host, port))
         sock.setblocking(False)
@@ -122,13 +130,18 @@ def adopt(
 
 
 def udp_socket(
-    listen: str, receive_buffer: int, inherited: Iterable[socket.socket] = ()
+    listen: str,
+    receive_buffer: int,
+    inherited: Iterable[socket.socket] = (),
+    *,
+    reuse_port: bool = False,
 ) -> socket.socket:
-    """The UDP socket of `listen`: systemd's when it passed one, else a new one."""
+    """The UDP socket of `listen`: systemd's when it passed one, else a new one (with
+    SO_REUSEPORT when `reuse_port`)."""
     host, port = parse_host_port(listen)
     sock = adopt(inherited, socket.SOCK_DGRAM, host, port)
     if sock is None:
-        return make_udp_socket(listen, receive_buffer)
+        return make_udp_socket(listen, receive_buffer, reuse_port=reuse_port)
     # systemd may have forced a larger buffer than we may set: only grow it
     if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < receive_buffer:
         grow_receive_buffer(sock, receive_buffer)

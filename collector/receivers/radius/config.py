@@ -6,6 +6,7 @@ shared secret is held as bytes and never shown in a repr.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,10 +19,43 @@ from collector.settings import (
     check_region,
     one_of,
     option,
+    parse_host_port,
     positive,
 )
 
 PROFILES = ("auto", "cisco", "kamailio", "freeswitch", "generic")
+
+#: the most processes `workers` may ask for ("auto" gives one per CPU, at most this)
+MAX_WORKERS = 64
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as a cpuset or `taskset` leaves it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def read_workers(reader: Reader, table: Mapping[str, Any], where: str) -> int | None:
+    """`workers`: a whole number of processes from 1 to MAX_WORKERS, or "auto" (one per
+    CPU this process may use); None (the default, 1) when absent or refused."""
+    if "workers" not in table:
+        return None
+    value = table["workers"]
+    key = f"{where}.workers"
+    if value == "auto":
+        return min(available_cpus(), MAX_WORKERS)
+    if isinstance(value, bool) or not isinstance(value, int):
+        reader.problem(key, f'must be a whole number of processes or "auto", not {value!r}')
+        return None
+    if value < 1:
+        reader.problem(key, "must be at least 1 (1 is one process serving everything)")
+        return None
+    if value > MAX_WORKERS:
+        reader.problem(key, f"must be at most {MAX_WORKERS}")
+        return None
+    return value
 
 
 def read_secret(reader: Reader, table: Mapping[str, Any], where: str) -> bytes | None:
@@ -84,6 +118,25 @@ class RadiusConfig:
     clients: tuple[RadiusClient, ...] = option((), noun="client")
     duplicate_window_s: int = option(30, check=positive)
     receive_buffer_bytes: int = option(8388608, check=positive)
+    #: processes serving RADIUS on the same port (see collector.workers); 1: the daemon alone
+    workers: int = option(1, read=read_workers, keys=("workers",))
+
+    def checked(self, reader: Reader, table: Mapping[str, Any], where: str) -> RadiusConfig:
+        """Every listen address has a port of its own when several processes share it."""
+        del table
+        if self.workers > 1:
+            for listen in self.listen:
+                try:
+                    _host, port = parse_host_port(listen)
+                except ValueError:
+                    continue  # said already
+                if port == 0:
+                    reader.problem(
+                        f"{where}.listen",
+                        f"{listen!r}: with workers = {self.workers} every process binds the "
+                        "same port, so it must be given (port 0 would let each pick its own)",
+                    )
+        return self
 
     def source_names(self) -> tuple[str, ...]:
         """Every client's name."""
@@ -94,8 +147,9 @@ class RadiusConfig:
         return {client.name: client.region for client in self.clients if client.region}
 
     def summary(self) -> str:
-        """Its clients, counted."""
-        return f"{len(self.clients)} RADIUS client(s)"
+        """Its clients, counted (and its processes, when several serve it)."""
+        processes = f" in {self.workers} processes" if self.workers > 1 else ""
+        return f"{len(self.clients)} RADIUS client(s){processes}"
 
     def stale_calls(self) -> tuple[str, timedelta] | None:
         """None: a RADIUS call stays open until its switch's Stop or Accounting-On."""
