@@ -237,10 +237,12 @@ def process_stats() -> dict[int, tuple[str, int, int]]:
 
 @dataclass
 class CpuSample:
-    """CPU seconds used so far by the server's process tree and by PostgreSQL."""
+    """CPU seconds used so far by the server's process tree, by PostgreSQL and by the machine."""
 
     server_s: float
     postgres_s: float
+    #: busy time of all cores (/proc/stat): what the others leave is everyone else's
+    machine_s: float
 
     @classmethod
     def take(cls, server_pid: int, counting_backend: int) -> CpuSample:
@@ -257,7 +259,12 @@ class CpuSample:
             for pid, (name, _, ticks) in stats.items()
             if name == "postgres" and pid != counting_backend
         )
-        return cls(server / CLOCK_TICKS, postgres / CLOCK_TICKS)
+        # cpu user nice system idle iowait irq softirq steal ...
+        ticks = [
+            int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+        ]
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        return cls(server / CLOCK_TICKS, postgres / CLOCK_TICKS, busy / CLOCK_TICKS)
 
 
 @dataclass
@@ -275,6 +282,8 @@ class Phase:
     loader_cpu_s: float
     server_cpu_s: float
     postgres_cpu_s: float
+    #: the whole machine's busy CPU time meanwhile
+    machine_cpu_s: float
 
     def describe(self, name: str) -> str:
         stored = self.records / self.stored_s
@@ -291,6 +300,10 @@ class Phase:
                 f"p99 {float(report['p99_ms']):.1f} ms, max {float(report['max_ms']):.1f} ms"
             )
         per_record = 1e6 / self.records
+        ours = self.loader_cpu_s + self.server_cpu_s + self.postgres_cpu_s
+        # other workers on a shared machine show here (and this script's counting)
+        others = max(0.0, self.machine_cpu_s - ours)
+        available = (os.cpu_count() or 1) * self.answered_s
         return (
             f"  {name:22} {stored:9,.0f} records/s stored "
             f"({self.rows} rows for {self.records} calls{'' if self.rows == self.records else ' !'}"
@@ -300,7 +313,8 @@ class Phase:
             f"  {'':22} CPU s (µs/record): loader {self.loader_cpu_s:.2f}"
             f" ({self.loader_cpu_s * per_record:.1f}), server {self.server_cpu_s:.2f}"
             f" ({self.server_cpu_s * per_record:.1f}), PostgreSQL {self.postgres_cpu_s:.2f}"
-            f" ({self.postgres_cpu_s * per_record:.1f})"
+            f" ({self.postgres_cpu_s * per_record:.1f}); all other processes {others:.2f}"
+            f" of the {available:.2f} the machine had"
         )
 
 
@@ -405,6 +419,7 @@ async def measure(
         loader_cpu_s=usage.ru_utime + usage.ru_stime,
         server_cpu_s=cpu_after.server_s - cpu_before.server_s,
         postgres_cpu_s=cpu_after.postgres_s - cpu_before.postgres_s,
+        machine_cpu_s=cpu_after.machine_s - cpu_before.machine_s,
     )
 
 
@@ -433,22 +448,33 @@ async def freeradius(directory: Path) -> AsyncIterator[Server]:
         await conn.close()
     port = free_port(socket.SOCK_DGRAM)
     raddb = freeradius_tree(directory / "freeradius", port, dsn)
-    server = subprocess.Popen(
-        ["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # its log goes to a file: a pipe nobody reads fills up and stops its threads mid-run
+    log = directory / "freeradius.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            ["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         await asyncio.sleep(2.0)
         if server.poll() is not None:
-            raise RuntimeError(
-                "FreeRADIUS did not start:\n" + (server.stdout.read() if server.stdout else "")
-            )
+            raise RuntimeError("FreeRADIUS did not start:\n" + log.read_text(errors="replace"))
         yield Server(server.pid, port, dsn, "radacct")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        complaints = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if re.search(r"(?i)\b(error|warning)\b", line)
+        ]
+        if complaints:
+            print(f"  FreeRADIUS logged {len(complaints)} errors/warnings, first: {complaints[0]}")
 
 
 @asynccontextmanager

@@ -17,7 +17,23 @@
  * Build: gcc -O2 -o radload radload.c        (plain C99 + Linux)
  * Usage: radload [-w WINDOW] [-t TIMEOUT_S] [-r RETRIES] [-R RATE]
  *                [-d DEADLINE_S] -s SECRET -f FILE HOST:PORT
- *        radload --self-test
+ *        radload --self-test      (MD5 against RFC 1321's test suite)
+ *
+ *   -w  requests in flight at most (512); one socket per 128 of them
+ *   -t  seconds before an unanswered request is sent again (3)
+ *   -r  times it is sent again before it counts as lost (10)
+ *   -R  first sends per second, evenly spaced (default: as fast as -w allows)
+ *   -d  seconds after which it stops whatever is left (600)
+ *
+ * Output, one line: sent (requests sent at least once), accepted (valid
+ * answers), bad (answers that match no request: wrong code, length or
+ * authenticator), stale (a second answer to a request already answered),
+ * lost, unfinished (neither answered nor lost at the deadline),
+ * retransmits, send_errors, elapsed_s (first send to last answer or loss),
+ * rate (accepted per second), send_rate (first sends per second),
+ * p50_ms / p99_ms / max_ms (first send to valid answer), cpu_user_s,
+ * cpu_sys_s, cpu_us_per_request. Exit status 0 when every request was
+ * accepted, 1 when not, 2 on a usage or system error.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -224,6 +240,11 @@ static int self_test(void)
 #define HEADER 20
 #define MAX_PACKET 4096
 #define IDS 256     /* identifiers per source socket */
+/* At most half of them in flight: an identifier answered waits behind the other
+ * free ones before it is used again. Reused at once, it can reach a server that
+ * has sent the answer but not yet finished the request (FreeRADIUS then logs a
+ * "conflicting packet" and gives up the old one). */
+#define IN_FLIGHT_PER_SOCKET 128
 #define BATCH 64    /* datagrams per sendmmsg / recvmmsg */
 #define NONE (-1)
 
@@ -357,7 +378,7 @@ static void open_sources(const char *server)
         fprintf(stderr, "radload: %s: %s\n", server, gai_strerror(rc));
         exit(2);
     }
-    source_count = (window + IDS - 1) / IDS;
+    source_count = (window + IN_FLIGHT_PER_SOCKET - 1) / IN_FLIGHT_PER_SOCKET;
     sources = calloc((size_t)source_count, sizeof *sources);
     slots = calloc((size_t)source_count * IDS, sizeof *slots);
     if (!sources || !slots)
