@@ -25,16 +25,17 @@ Both servers listen with the same 8 MiB socket receive buffer: with the
 kernel's default (208 KiB) FreeRADIUS drops part of each burst of 512
 requests and the client waits 3 s before each resend, which made FreeRADIUS
 look ten times slower than it is. Each run is timed from the first request
-until every record is a row (the table is counted every 50 ms) and until
-the last answer. Printed for each server: both rates, rows stored against
-calls sent, the loader's counts and latencies, and the CPU seconds used
-meanwhile by the loader, by the server (its children included) and by
-PostgreSQL (every `postgres` process, less the backend that counts the
-rows; other work on the database server would be counted too), in total
-and per record. `--rate R` adds a phase of as many new records sent at R
-requests/s (`half`: half the stored rate just measured) for the latency at
-a load the server keeps up with. Run as root (FreeRADIUS drops to its own
-user).
+until every record is a row (the table is counted, every 50 ms near the
+end) and until the last answer. Printed for each server: both rates, rows
+stored against calls sent, the loader's counts and latencies, and the CPU
+seconds used meanwhile by the loader, by the server (its children
+included), by PostgreSQL (its own processes and the backends of the
+server's database, not the one that counts the rows) and by interrupts (the
+loopback's packet delivery), in total and per record, and what all other
+processes used (other work on a shared machine shows there). `--rate R`
+adds a phase of as many new records sent at R requests/s (`half`: half the
+stored rate just measured) for the latency at a load the server keeps up
+with. Run as root (FreeRADIUS drops to its own user).
 
     bench/compare.sh [--records 50000] [--window 512] [--loader radload|radclient]
                      [--rate R|half] [--only collector|freeradius]
@@ -217,9 +218,20 @@ def freeradius_tree(directory: Path, port: int, dsn: str) -> Path:
     return raddb
 
 
-def process_stats() -> dict[int, tuple[str, int, int]]:
-    """Every process now: pid -> (name, parent, clock ticks of CPU, its reaped children's included)."""
-    found: dict[int, tuple[str, int, int]] = {}
+@dataclass
+class ProcessCpu:
+    """One process as /proc shows it now."""
+
+    name: str
+    parent: int
+    #: clock ticks of CPU it used itself, and its reaped children
+    own: int
+    children: int
+
+
+def process_stats() -> dict[int, ProcessCpu]:
+    """Every process now, by pid."""
+    found: dict[int, ProcessCpu] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -229,10 +241,25 @@ def process_stats() -> dict[int, tuple[str, int, int]]:
             continue
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         # after "pid (comm)": state ppid ... utime stime cutime cstime (fields 14-17 of proc(5))
-        fields = raw[raw.rindex(")") + 2 :].split()
-        ticks = sum(int(value) for value in fields[11:15])
-        found[int(entry.name)] = (name, int(fields[1]), ticks)
+        fields = [int(value) for value in raw[raw.rindex(")") + 2 :].split()[1:15]]
+        found[int(entry.name)] = ProcessCpu(
+            name, fields[0], fields[10] + fields[11], fields[12] + fields[13]
+        )
     return found
+
+
+#: a backend's process title: "postgres: CLUSTER: USER DATABASE HOST(PORT) STATE"
+BACKEND_TITLE = re.compile(r"postgres: (?:[^:]+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+
+
+def serves_other_database(pid: int, database: str) -> bool:
+    """Whether a postgres process is a backend connected to another database."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return False
+    found = BACKEND_TITLE.match(title)
+    return found is not None and found.group(1) != database
 
 
 @dataclass
@@ -243,28 +270,40 @@ class CpuSample:
     postgres_s: float
     #: busy time of all cores (/proc/stat): what the others leave is everyone else's
     machine_s: float
+    #: of which interrupts and softirqs (the loopback's packet delivery), charged to no process
+    interrupts_s: float
 
     @classmethod
-    def take(cls, server_pid: int, counting_backend: int) -> CpuSample:
+    def take(cls, server_pid: int, database: str, counting_backend: int) -> CpuSample:
         stats = process_stats()
         tree = {server_pid}
         grew = True
         while grew:  # the server's descendants, however deep
-            grown = {pid for pid, (_, parent, _) in stats.items() if parent in tree}
+            grown = {pid for pid, process in stats.items() if process.parent in tree}
             grew = not grown <= tree
             tree |= grown
-        server = sum(stats[pid][2] for pid in tree if pid in stats)
+        server = sum(stats[pid].own + stats[pid].children for pid in tree if pid in stats)
+        # PostgreSQL's own processes and the backends of `database` (others on a shared
+        # machine use the same server); a backend that exits meanwhile is not counted
         postgres = sum(
-            ticks
-            for pid, (name, _, ticks) in stats.items()
-            if name == "postgres" and pid != counting_backend
+            process.own
+            for pid, process in stats.items()
+            if process.name == "postgres"
+            and pid != counting_backend
+            and not serves_other_database(pid, database)
         )
         # cpu user nice system idle iowait irq softirq steal ...
         ticks = [
             int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
         ]
         busy = sum(ticks) - ticks[3] - ticks[4]
-        return cls(server / CLOCK_TICKS, postgres / CLOCK_TICKS, busy / CLOCK_TICKS)
+        interrupts = ticks[5] + ticks[6]
+        return cls(
+            server / CLOCK_TICKS,
+            postgres / CLOCK_TICKS,
+            busy / CLOCK_TICKS,
+            interrupts / CLOCK_TICKS,
+        )
 
 
 @dataclass
@@ -282,8 +321,9 @@ class Phase:
     loader_cpu_s: float
     server_cpu_s: float
     postgres_cpu_s: float
-    #: the whole machine's busy CPU time meanwhile
+    #: the whole machine's busy CPU time meanwhile, and its interrupts' part
     machine_cpu_s: float
+    interrupts_cpu_s: float
 
     def describe(self, name: str) -> str:
         stored = self.records / self.stored_s
@@ -302,7 +342,7 @@ class Phase:
         per_record = 1e6 / self.records
         ours = self.loader_cpu_s + self.server_cpu_s + self.postgres_cpu_s
         # other workers on a shared machine show here (and this script's counting)
-        others = max(0.0, self.machine_cpu_s - ours)
+        others = max(0.0, self.machine_cpu_s - self.interrupts_cpu_s - ours)
         available = (os.cpu_count() or 1) * self.answered_s
         return (
             f"  {name:22} {stored:9,.0f} records/s stored "
@@ -313,7 +353,8 @@ class Phase:
             f"  {'':22} CPU s (µs/record): loader {self.loader_cpu_s:.2f}"
             f" ({self.loader_cpu_s * per_record:.1f}), server {self.server_cpu_s:.2f}"
             f" ({self.server_cpu_s * per_record:.1f}), PostgreSQL {self.postgres_cpu_s:.2f}"
-            f" ({self.postgres_cpu_s * per_record:.1f}); all other processes {others:.2f}"
+            f" ({self.postgres_cpu_s * per_record:.1f}), interrupts {self.interrupts_cpu_s:.2f}"
+            f" ({self.interrupts_cpu_s * per_record:.1f}); all other processes {others:.2f}"
             f" of the {available:.2f} the machine had"
         )
 
@@ -383,7 +424,8 @@ async def measure(
         backend = conn.get_server_pid()
         rows_before: int = await conn.fetchval(f"SELECT count(*) FROM {server.table}")
         wanted = rows_before + requests.count
-        cpu_before = CpuSample.take(server.pid, backend)
+        database = server.dsn.rsplit("/", 1)[1]
+        cpu_before = CpuSample.take(server.pid, database, backend)
         began = time.monotonic()
         with output.open("wb") as sink:
             client = subprocess.Popen(
@@ -394,17 +436,23 @@ async def measure(
         # wait4 rather than the Popen: it gives this child's own CPU time
         ended = asyncio.ensure_future(asyncio.to_thread(os.wait4, client.pid, 0))
         stored_s: float | None = None
+        pause = 0.05
         while not ended.done():
-            if (
-                stored_s is None
-                and await conn.fetchval(f"SELECT count(*) FROM {server.table}") >= wanted
-            ):
-                stored_s = time.monotonic() - began
-            await asyncio.wait({ended}, timeout=0.05)
+            if stored_s is None:
+                count: int = await conn.fetchval(f"SELECT count(*) FROM {server.table}")
+                elapsed = time.monotonic() - began
+                if count >= wanted:
+                    stored_s = elapsed
+                elif count > rows_before:
+                    # a count of 200,000 rows costs PostgreSQL 20-40 ms: every 50 ms
+                    # only near the end, which is then known to within 50 ms
+                    remaining = elapsed * (wanted - count) / (count - rows_before)
+                    pause = min(1.0, max(0.05, remaining / 2))
+            await asyncio.wait({ended}, timeout=pause)
         answered_s = time.monotonic() - began
         _, status, usage = await ended
         client.returncode = os.waitstatus_to_exitcode(status)
-        cpu_after = CpuSample.take(server.pid, backend)
+        cpu_after = CpuSample.take(server.pid, database, backend)
         # every answered request is durable: what is there now is all there will be
         rows: int = await conn.fetchval(f"SELECT count(*) FROM {server.table}") - rows_before
         text = await asyncio.to_thread(output.read_text, errors="replace")
@@ -420,6 +468,7 @@ async def measure(
         server_cpu_s=cpu_after.server_s - cpu_before.server_s,
         postgres_cpu_s=cpu_after.postgres_s - cpu_before.postgres_s,
         machine_cpu_s=cpu_after.machine_s - cpu_before.machine_s,
+        interrupts_cpu_s=cpu_after.interrupts_s - cpu_before.interrupts_s,
     )
 
 
