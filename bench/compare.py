@@ -38,7 +38,7 @@ stored rate just measured) for the latency at a load the server keeps up
 with. Run as root (FreeRADIUS drops to its own user).
 
     bench/compare.sh [--records 50000] [--window 512] [--loader radload|radclient]
-                     [--rate R|half] [--only collector|freeradius]
+                     [--rate R|half] [--only collector|freeradius] [--workers N|auto]
 """
 
 from __future__ import annotations
@@ -486,8 +486,9 @@ def wait_ready(port: int, timeout: float = 30.0) -> None:
 
 
 @asynccontextmanager
-async def freeradius(directory: Path) -> AsyncIterator[Server]:
-    """FreeRADIUS + rlm_sql on a fresh `fr_compare` database, until the block ends."""
+async def freeradius(directory: Path, _workers: str) -> AsyncIterator[Server]:
+    """FreeRADIUS + rlm_sql on a fresh `fr_compare` database, until the block ends
+    (its own default thread pool: the collector's `workers` is not its setting)."""
     dsn = await recreate("fr_compare")
     schema = RADDB / "mods-config" / "sql" / "main" / "postgresql" / "schema.sql"
     conn = await asyncpg.connect(dsn)
@@ -527,7 +528,7 @@ async def freeradius(directory: Path) -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def collector(directory: Path) -> AsyncIterator[Server]:
+async def collector(directory: Path, workers: str) -> AsyncIterator[Server]:
     """`cdr-collector run` on a fresh `cdr_compare` database, until the block ends."""
     dsn = await recreate("cdr_compare")
     home = directory / "collector"
@@ -544,7 +545,8 @@ async def collector(directory: Path) -> AsyncIterator[Server]:
         '[logging]\nlevel = "warning"\n'
         '[privacy]\nkey_file = "keys"\nrecord_key_file = "record-key"\n'
         f'[radius]\nlisten = ["127.0.0.1:{port}"]\nreceive_buffer_bytes = {RECEIVE_BUFFER}\n'
-        f'[[radius.clients]]\nname = "compare"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n'
+        + (f"workers = {workers}\n" if workers.isdigit() else f'workers = "{workers}"\n')
+        + f'[[radius.clients]]\nname = "compare"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n'
         'profile = "generic"\n'
     )
     daemon = subprocess.Popen([sys.executable, "-m", "collector", "run", "--config", str(config)])
@@ -588,6 +590,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="add a phase of as many new records at this many requests/s ('half': of the maximum)",
     )
     parser.add_argument("--only", choices=tuple(SERVERS), help="run one server only")
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        help="the collector's [radius] workers (processes serving RADIUS): N or auto",
+    )
     args = parser.parse_args(argv)
     if args.rate is not None and args.loader == "radclient":
         parser.error("--rate needs --loader radload (radclient has no fixed rate)")
@@ -619,7 +626,7 @@ async def main() -> None:
         answered: dict[str, float] = {}
         for key in names:
             name, start = SERVERS[key]
-            async with start(directory) as server:
+            async with start(directory, args.workers) as server:
                 phase = await measure(loader, server, requests, None, directory / "out.txt")
                 stored[key] = phase.records / phase.stored_s
                 answered[key] = phase.records / phase.answered_s
