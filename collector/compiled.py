@@ -5,12 +5,12 @@ decoding and the vendor profiles, normalization, redaction, the intake and
 the writer) into C extensions beside their sources, and writes MANIFEST:
 the SHA-256 of each source it compiled. The package's `__init__` calls
 `choose()`, which decides once for the whole process: compiled, unless the
-environment variable PURE_PYTHON_VARIABLE is set (to anything but 0), or an
-extension is missing, or a source no longer matches what was compiled (an
-editable install whose module was edited since: that one line goes to
-stderr). Then every hot module is imported from its `.py` file: compiled
-and pure modules are never mixed, since compiled modules call each other's
-compiled code directly. This module stays pure Python (it is what picks)
+environment variable PURE_PYTHON_VARIABLE is set (to anything but 0), or the
+installation is not as it was built (an extension or the manifest missing,
+or a source changed since it was compiled: an editable install whose module
+was edited; a line on stderr says which). Then every hot module is imported
+from its `.py` file: compiled and pure modules are never mixed, since
+compiled modules call each other's compiled code directly. This module stays pure Python (it is what picks)
 and imports only the standard library: setup.py loads it alone.
 """
 
@@ -152,8 +152,9 @@ def choose() -> None:
     _pure_reason = _why_pure()
     if _pure_reason and _pure_reason != "not compiled":
         sys.meta_path.insert(0, _SourceFinder)
-    if _pure_reason.startswith("sources changed"):
-        print(f"cdr-collector: running pure Python: {_pure_reason}", file=sys.stderr)
+        if not _pure_reason.startswith(PURE_PYTHON_VARIABLE):
+            # an installation not as it was built: worth a line wherever it runs
+            print(f"cdr-collector: running pure Python: {_pure_reason}", file=sys.stderr)
 
 
 def running_compiled() -> bool:
