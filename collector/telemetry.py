@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Protocol
 
 import phonenumbers
@@ -37,6 +38,8 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+from collector.compiled import running_compiled
 
 PREFIX = "cdr_collector_"
 
@@ -64,6 +67,14 @@ DROP_REASONS = ("spool_full", "spool_error", "database_unavailable", "rejected")
 #: the source label of packets from no configured peer (unknown_client) or whose
 #: source could not be told (internal errors)
 UNKNOWN_SOURCE = "unknown"
+
+
+def _release() -> str:
+    """The installed release of the package ("unknown" when run from a bare checkout)."""
+    try:
+        return metadata.version("cdr-collector")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class FastCounterChild:
@@ -413,6 +424,14 @@ class Telemetry:
         )
         self.udp_drops = _UdpDrops()
         r.register(self.udp_drops)
+        self.build_info = Gauge(
+            PREFIX + "build_info",
+            "Always 1: the release, and whether the per-record path runs compiled (mypyc,"
+            ' compiled="true") or as pure Python.',
+            ["version", "compiled"],
+            registry=r,
+        )
+        self.build_info.labels(_release(), "true" if running_compiled() else "false").set(1)
         # read at scrape time (/proc/self, gc.get_stats()): nothing on the packet path
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)

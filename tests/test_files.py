@@ -172,12 +172,13 @@ def test_title_lines_are_recognised() -> None:
 # --- the receiver, against PostgreSQL ---------------------------------------------------------
 
 
-class Intake(Pipeline):
-    """The service's intake (normalize, redact, submit to a real writer), which can be told
-    to stop taking records, and remembers what it set aside."""
+class Intake:
+    """The service's intake (a Pipeline: normalize, redact, submit to a real writer), which
+    can be told to stop taking records, and remembers what it set aside. It wraps the
+    Pipeline rather than subclass it: compiled (mypyc), Pipeline takes no Python subclass."""
 
     def __init__(self, redactor: Redactor, writer: Writer) -> None:
-        super().__init__(redactor, writer.submit, writer.set_aside)
+        self.pipeline = Pipeline(redactor, writer.submit, writer.set_aside)
         self.aside: list[CallRecord] = []
         #: refuse every record after this many were taken (None: never)
         self.take_at_most: int | None = None
@@ -187,11 +188,11 @@ class Intake(Pipeline):
         if self.take_at_most is not None and self.taken >= self.take_at_most:
             return False
         self.taken += 1
-        return super().accept(record, received_at, ack)
+        return self.pipeline.accept(record, received_at, ack)
 
     def set_aside(self, record: CallRecord, received_at: datetime) -> None:
         self.aside.append(record)
-        super().set_aside(record, received_at)
+        self.pipeline.set_aside(record, received_at)
 
 
 @dataclass

@@ -158,8 +158,9 @@ class Writer:
             self._limited.warning("db_connect", "database unavailable", error=str(exc))
             self._set_db(False)
             return False
-        except PermanentError as exc:
-            self._limited.warning("db_schema", "database rejected the schema", error=str(exc))
+        # each except clause its own name: compiled (mypyc), a name holds one type
+        except PermanentError as rejected:
+            self._limited.warning("db_schema", "database rejected the schema", error=str(rejected))
             self._set_db(False)
             return False
         self._set_db(True)
@@ -235,8 +236,8 @@ class Writer:
         if self.sink is not None and self.sink.up and not spool_first:
             try:
                 result = await self._commit(rows)
-            except PermanentError as exc:
-                await self._isolate(batch, exc)
+            except PermanentError as rejected:  # each its own name: see _try_connect
+                await self._isolate(batch, rejected)
                 return
             except RetryableError as exc:
                 self._limited.warning("db_write", "database write failed, spooling", error=str(exc))
@@ -261,10 +262,12 @@ class Writer:
                 )
                 self._fire(batch, False)
                 return
-            except OSError as exc:
+            except OSError as failed:
                 self.spool_refusals += 1
                 self.telemetry.records_dropped.labels("spool_error").inc(len(rows))
-                self._limited.warning("spool_error", "spool write failed", error=type(exc).__name__)
+                self._limited.warning(
+                    "spool_error", "spool write failed", error=type(failed).__name__
+                )
                 self._update_spool_metrics()
                 self._fire(batch, False)
                 return
@@ -406,11 +409,11 @@ class Writer:
                 return
             try:
                 result = await asyncio.to_thread(self.spool.read, segment)
-            except SpoolLayoutError as exc:
+            except SpoolLayoutError as newer:  # each its own name: see _try_connect
                 # a newer release's frames (the start-up check saw only each segment's
                 # first): keep them for that release, replay nothing more, say so
                 self._replay_blocked = True
-                log.error("spool replay stopped", error=str(exc))
+                log.error("spool replay stopped", error=str(newer))
                 return
             if result.missing:
                 self.telemetry.spool_corrupt.inc()
@@ -442,9 +445,9 @@ class Writer:
                     "replay", "spool replay paused: database unavailable", error=str(exc)
                 )
                 return
-            except PermanentError as exc:
+            except PermanentError as rejected:
                 pairs: list[Item] = [(row, _no_ack, 0.0) for row in rows]
-                await self._isolate(pairs, exc)
+                await self._isolate(pairs, rejected)
             else:
                 self._account(committed)
             segment.records = max(0, segment.records - len(rows))

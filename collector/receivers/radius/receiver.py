@@ -294,8 +294,8 @@ class RadiusReceiver:
         now = datetime.now(UTC)
         try:
             record = interpret(packet, client.profile, Context(source, now))
-        except NotACall as exc:
-            if exc.reason == "unsupported_status_type":
+        except NotACall as refusal:  # not `exc` again: mypyc gives a name one type
+            if refusal.reason == "unsupported_status_type":
                 # valid accounting we do not keep: answer so the switch stops resending
                 self.counts.count(source, "unsupported")
                 self._answer(key, self._response(packet, secret), addr, endpoint)
@@ -305,7 +305,7 @@ class RadiusReceiver:
                     "not_a_call",
                     "accounting request without a call",
                     source=source,
-                    reason=exc.reason,
+                    reason=refusal.reason,
                 )
             return
         kind = record.kind
