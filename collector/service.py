@@ -58,7 +58,6 @@ from collector.systemd import Notifier, listen_fds, run_watchdog
 from collector.telemetry import Health, Telemetry, metrics_app
 from collector.workers import (
     STOP_MARGIN_S,
-    RelayingRedactor,
     WorkerLink,
     WorkerPool,
     adopt_spools,
@@ -256,14 +255,13 @@ class Service:
     def _redactor(self, config: Config) -> Redactor:
         """A redactor for `config`: its keys, regions and high-risk prefixes (one that
         tells the other processes of switch restarts when there are several)."""
-        kind = RelayingRedactor if self.worker or self.processes > 1 else Redactor
-        redactor = kind(
+        redactor = Redactor(
             config.privacy,
             self._number_unusable,
             config.source_regions(),
             config.fraud.high_risk_prefixes if config.fraud is not None else (),
         )
-        if isinstance(redactor, RelayingRedactor):
+        if self.worker or self.processes > 1:
             redactor.relay = self._relay_reset
         return redactor
 
@@ -276,9 +274,7 @@ class Service:
 
     def _learn_reset(self, source: str, when: datetime) -> None:
         """Take a switch restart another process saw."""
-        redactor = self.redactor
-        if isinstance(redactor, RelayingRedactor):
-            redactor.learn_reset(source, when)
+        self.redactor.learn_resets({source: [when]})
 
     def _worker_state(self, metrics: bool) -> dict[str, Any]:
         """What a worker tells the main process of itself (and its exposition)."""

@@ -16,7 +16,7 @@ insert keep every record one row whichever process stores it.
 The main process talks to each worker over a socket pair (length-prefixed
 JSON): readiness, state and metrics on request (its /metrics shows the
 sum), reloads (SIGHUP), and switch restarts seen by one process, which every
-other must know at once (see `RelayingRedactor`). It restarts a worker that
+other must know at once (see `Redactor.relay`). It restarts a worker that
 ends unexpectedly, stops them all (SIGTERM: each drains as the main process
 does) before it exits, and at start moves the spool of a worker that is no
 longer configured into its own spool, so every acknowledged record is
@@ -32,7 +32,6 @@ write one spool directory (each worker holds a lock on its own).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
 import fcntl
@@ -53,7 +52,6 @@ from typing import Any
 from collector.config import Config
 from collector.disk import fsync_directory
 from collector.logs import get_logger
-from collector.pipeline.redact import Redactor
 from collector.sink.spool import SUFFIX as SEGMENT_SUFFIX
 from collector.telemetry import Carried, Health, Telemetry
 
@@ -273,44 +271,6 @@ def _move_spool(source: Path, main: Path) -> int:
 
 
 # --- switch restarts, known to every process at once ---------------------------------
-
-
-class RelayingRedactor(Redactor):
-    """A redactor that tells the other processes of the collector of each switch restart
-    (Accounting-On/Off) it sees in a record.
-
-    A restart starts a new generation of the switch's session ids, and the key
-    of a record without a setup time of its own depends on it
-    (`Redactor.generation`): a process that learnt of it only from the database,
-    up to 30 s later, would key the switch's first calls after it as calls of
-    before, and drop them as their duplicates. Restarts learnt from the
-    database or from another process are not relayed again.
-    """
-
-    relay: Callable[[str, datetime], None] | None = None
-
-    def note_reset(self, source: str, when: datetime) -> None:
-        """Remember a restart seen in a record, and tell the other processes."""
-        known = self.resets.get(source, ())
-        at = bisect.bisect_left(known, when)
-        new = at == len(known) or known[at] != when
-        super().note_reset(source, when)
-        if new and self.relay is not None:
-            self.relay(source, when)
-
-    def learn_resets(self, recorded: dict[str, list[datetime]]) -> int:
-        """Add the restarts the database holds (without relaying them)."""
-        new = 0
-        for source, times in recorded.items():
-            for when in times:
-                new += self.learn_reset(source, when)
-        return new
-
-    def learn_reset(self, source: str, when: datetime) -> int:
-        """Add a restart another process saw (without relaying it); 1 when it was new."""
-        before = len(self.resets.get(source, ()))
-        Redactor.note_reset(self, source, when)
-        return len(self.resets[source]) - before
 
 
 # --- the control connection ------------------------------------------------------------

@@ -112,22 +112,27 @@ class Redactor:
         #: each source's restarts (Accounting-On/Off) as dated in their records, oldest
         #: first: seen here, or recorded by any collector in the database (see `generation`)
         self.resets: dict[str, list[datetime]] = {}
+        #: told of each restart first seen in a record here (by the service, when
+        #: other processes of the collector must know of it at once: collector.workers)
+        self.relay: Callable[[str, datetime], None] | None = None
 
-    def note_reset(self, source: str, when: datetime) -> None:
-        """Remember a restart of `source`: its session ids count anew after `when`."""
+    def note_reset(self, source: str, when: datetime) -> bool:
+        """Remember a restart of `source`: its session ids count anew after `when`.
+        True when it was not known here yet."""
         known = self.resets.setdefault(source, [])
         at = bisect.bisect_left(known, when)
         if at == len(known) or known[at] != when:
             known.insert(at, when)
+            return True
+        return False
 
     def learn_resets(self, recorded: dict[str, list[datetime]]) -> int:
-        """Add the restarts the database holds; how many were new here."""
+        """Add restarts learnt elsewhere (the database, another process of this
+        collector), not relayed again; how many were new here."""
         new = 0
         for source, times in recorded.items():
             for when in times:
-                before = len(self.resets.get(source, ()))
-                self.note_reset(source, when)
-                new += len(self.resets[source]) - before
+                new += self.note_reset(source, when)
         return new
 
     def generation(self, source: str, when: datetime) -> str:
@@ -241,8 +246,12 @@ class Redactor:
 
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
-        if record.kind is RecordKind.RESET:
-            self.note_reset(source, record.event_time)
+        if (
+            record.kind is RecordKind.RESET
+            and self.note_reset(source, record.event_time)
+            and self.relay is not None
+        ):
+            self.relay(source, record.event_time)
         if (
             record.setup_stamp is None
             and record.protocol is Protocol.RADIUS
