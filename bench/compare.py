@@ -549,7 +549,11 @@ async def collector(directory: Path, workers: str) -> AsyncIterator[Server]:
         + f'[[radius.clients]]\nname = "compare"\naddress = "127.0.0.1"\nsecret = "{SECRET}"\n'
         'profile = "generic"\n'
     )
-    daemon = subprocess.Popen([sys.executable, "-m", "collector", "run", "--config", str(config)])
+    # started in its own directory: the package is the one installed for this
+    # interpreter (CDR_BENCH_PYTHON, see compare.sh), not this checkout's sources
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--config", str(config)], cwd=home
+    )
     try:
         wait_ready(metrics_port)
         yield Server(daemon.pid, port, dsn, "cdrs")

@@ -26,6 +26,7 @@ import copy
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
 import phonenumbers
@@ -33,14 +34,14 @@ from phonenumbers import CountryCodeSource
 from phonenumbers.phonenumbermatcher import _is_national_prefix_present_if_required
 
 #: national destination codes are at most this many digits long in practice
-_NDC_MAX_DIGITS = 6
-_CACHE_MAX_ENTRIES = 200_000
+_NDC_MAX_DIGITS: Final = 6
+_CACHE_MAX_ENTRIES: Final = 200_000
 #: the most digits a number has (ITU-T E.164, country code included); a dial
 #: string ("112", a national number) is never longer than the E.164 form
-MAX_DIGITS = 15
+MAX_DIGITS: Final = 15
 #: the longest international prefix (South Korea's "00700"): a number dialled
 #: abroad may be this much longer than its E.164 form
-_IDD_MAX_DIGITS = 5
+_IDD_MAX_DIGITS: Final = 5
 #: one character per possible number length, appended to cache keys
 _LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(MAX_DIGITS + _IDD_MAX_DIGITS + 1))
 #: leading digits of a number dialled in a region that decide how it is read:
@@ -49,7 +50,7 @@ _LENGTH_MARKS = tuple(chr(ord("a") + n) for n in range(MAX_DIGITS + _IDD_MAX_DIG
 #: national destination code whose numbers do without a trunk prefix. A
 #: string of at most this many digits (a short code, an extension) is its own
 #: key: how it is read may depend on every one of them.
-_READING_KEY_DIGITS = 6
+_READING_KEY_DIGITS: Final = 6
 
 #: country calling codes (as digit strings) known to phonenumbers
 _COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -69,8 +70,8 @@ _OVERDIAL_WORDS = frozenset({"p", "w", "x", "ext", "extn", "extension"})
 _FEATURE_MARKS = frozenset("*#")
 
 #: reasons a value that arrived as a number is refused (`Unusable.reason`)
-NOT_A_NUMBER = "not_a_number"
-TOO_LONG = "too_long"
+NOT_A_NUMBER: Final = "not_a_number"
+TOO_LONG: Final = "too_long"
 UNUSABLE_REASONS = (NOT_A_NUMBER, TOO_LONG)
 
 

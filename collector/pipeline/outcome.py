@@ -13,6 +13,7 @@ I/O, no state, and they never look at phone numbers.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from collector.model import CallRecord
 
@@ -31,9 +32,9 @@ class CallOutcome(enum.StrEnum):
 CALL_OUTCOMES: tuple[CallOutcome, ...] = tuple(CallOutcome)
 
 #: Q.850 cause of a call cleared normally by one of its parties
-CAUSE_NORMAL_CLEARING = 16
+CAUSE_NORMAL_CLEARING: Final = 16
 #: Q.850 cause used for SIP final responses RFC 3398 does not list
-CAUSE_INTERWORKING = 127
+CAUSE_INTERWORKING: Final = 127
 
 # RFC 3398 section 8.2.6.1: SIP final response -> ISUP (Q.850) cause value.
 _RFC3398_CAUSES: dict[int, int] = {
@@ -77,7 +78,7 @@ _BUSY_CODES = frozenset({486, 600})
 _NO_ANSWER_CODES = frozenset({480, 408})
 _BUSY_CAUSES = frozenset({17})
 _NO_ANSWER_CAUSES = frozenset({18, 19})
-_CANCELLED_CODE = 487
+_CANCELLED_CODE: Final = 487
 
 
 def q850_from_sip_status(status: int) -> int:

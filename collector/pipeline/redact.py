@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Final
 
 from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
@@ -29,12 +30,12 @@ _IDENTIFYING = re.compile(r"\d{5,}|@|:|\d+\.\d+\.\d+|%[0-9a-f]{2}", re.IGNORECAS
 #: "+49 30 1234 5678"): a stretch of the label without a letter in it
 _DIGIT_GROUPS = re.compile(r"[^\W\d_]+")
 #: this many digits anywhere in one label (letters in between or not) make it an identifier
-_MAX_DIGITS = 8
+_MAX_DIGITS: Final = 8
 
 #: what `leg` may hold: Cisco's h323-call-origin and the JSON CDR's direction.
 #: Anything else a switch sends there is stored as "other", never as sent.
 LEGS = frozenset({"", "originate", "answer", "callback", "inbound", "outbound"})
-OTHER_LEG = "other"
+OTHER_LEG: Final = "other"
 
 
 def _identifying(account: str) -> bool:
@@ -66,7 +67,7 @@ def _within(value: int | None, low: int, high: int) -> int | None:
 
 
 #: how erasure tags start in `erasures` (pseudonyms start with a key id and ':')
-ERASURE_TAG_PREFIX = "erasure:"
+ERASURE_TAG_PREFIX: Final = "erasure:"
 
 #: (source, field "called" or "calling", reason from numbers.UNUSABLE_REASONS)
 UnusableReport = Callable[[str, str, str], None]

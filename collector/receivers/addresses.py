@@ -14,14 +14,14 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from collector.settings import parse_host_port
 from collector.systemd import find_activated
 
-_CIDR_CACHE_MAX = 10000
+_CIDR_CACHE_MAX: Final = 10000
 #: pending TCP connections the kernel queues for a listener
-TCP_BACKLOG = 128
+TCP_BACKLOG: Final = 128
 
 
 class Addressed(Protocol):

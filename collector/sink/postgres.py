@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -41,7 +41,7 @@ from collector.sink.columns import (
 
 log = get_logger(__name__)
 
-MIGRATION_LOCK = 0x43445243  # advisory lock id shared by every collector instance
+MIGRATION_LOCK: Final = 0x43445243  # advisory lock id shared by every collector instance
 PARTITION_NAME = re.compile(r"^cdrs_p(\d{8})$")
 
 
@@ -66,7 +66,7 @@ class SchemaVersionError(PermanentError):
 _PERMANENT_CLASSES = ("22", "23")
 
 #: where rows of days without a partition of their own go (retention purges it by name)
-DEFAULT_PARTITION = "cdrs_default"
+DEFAULT_PARTITION: Final = "cdrs_default"
 
 #: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
 #: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
@@ -107,7 +107,7 @@ _OPEN_MERGE = ",\n    ".join(
 
 #: a key taken by a record of the same protocol, or by any record before schema version 5
 #: (those keys do not say which protocol took them, so they guard every one)
-_KEY_TAKEN = "k.record_key = {row}.record_key AND k.protocol IN ({row}.protocol, '')"
+_KEY_TAKEN: Final = "k.record_key = {row}.record_key AND k.protocol IN ({row}.protocol, '')"
 
 UPSERT_OPEN_CALLS = f"""
 INSERT INTO open_calls AS o ({_OPEN_COLUMNS}, opened_at, updated_at)

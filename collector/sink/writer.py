@@ -23,6 +23,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from collector.config import DatabaseConfig, ServiceConfig
 from collector.logs import RateLimitedLog, get_logger
@@ -37,7 +38,7 @@ log = get_logger(__name__)
 
 
 #: rows per replay transaction
-REPLAY_BATCH_ROWS = 5000
+REPLAY_BATCH_ROWS: Final = 5000
 
 
 #: a queued record: the record, its acknowledgement, when it was queued (monotonic)

@@ -13,10 +13,12 @@ Call-ID. Pure: no I/O, no transport.
 
 from __future__ import annotations
 
+from typing import Final
+
 from collector.model import RecordKind
 
 #: what separates the Call-ID from the dialog's tags in a session id
-_TAGS_SEPARATOR = "\x1f"
+_TAGS_SEPARATOR: Final = "\x1f"
 
 
 def is_call_event(failed: bool, kind: RecordKind, method: str | None, code: int | None) -> bool:

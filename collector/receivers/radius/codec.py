@@ -14,20 +14,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from typing import Final
 
 from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR, VENDOR_SPECIFIC
 
-ACCESS_REQUEST = 1
-ACCESS_ACCEPT = 2
-ACCOUNTING_REQUEST = 4
-ACCOUNTING_RESPONSE = 5
-STATUS_SERVER = 12
+ACCESS_REQUEST: Final = 1
+ACCESS_ACCEPT: Final = 2
+ACCOUNTING_REQUEST: Final = 4
+ACCOUNTING_RESPONSE: Final = 5
+STATUS_SERVER: Final = 12
 
-HEADER_LENGTH = 20
-MAX_PACKET_LENGTH = 4096
+HEADER_LENGTH: Final = 20
+MAX_PACKET_LENGTH: Final = 4096
 ZERO_AUTHENTICATOR = bytes(16)
 #: RFC 2865 5.33: echoed unmodified, in order, in every response
-PROXY_STATE = 33
+PROXY_STATE: Final = 33
 
 
 class MalformedPacket(Exception):

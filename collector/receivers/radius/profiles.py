@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.outcome import q850_from_sip_status
@@ -42,7 +43,7 @@ _STATUS_KINDS = {
 #: unsupported status type, a Kamailio CANCEL or in-dialog request, a Cisco
 #: login session): the receiver answers it, so the client stops resending,
 #: counts it as "unsupported" and stores nothing
-UNSUPPORTED = "unsupported_status_type"
+UNSUPPORTED: Final = "unsupported_status_type"
 
 
 class NotACall(Exception):

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from collector.logs import RateLimitedLog, get_logger
 from collector.model import RecordKind
@@ -44,7 +44,7 @@ from collector.telemetry import PacketCounts, Telemetry
 log = get_logger(__name__)
 
 #: what the duplicate cache holds for a request still being made durable
-_PENDING = b""
+_PENDING: Final = b""
 
 
 class _Endpoint(asyncio.DatagramProtocol):
