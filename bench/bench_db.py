@@ -35,6 +35,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_radius import postgres_cpu_seconds  # bench/bench_radius.py, beside this script
+
 from collector.config import DatabaseConfig, ReconcileConfig
 from collector.model import StoredCdr
 from collector.sink.postgres import PostgresSink
@@ -87,23 +89,6 @@ def make_rows(count: int, protocol: str = "radius") -> list[StoredCdr]:
     return rows
 
 
-def postgres_cpu_s() -> float:
-    """User + system seconds of every process named postgres on this machine."""
-    ticks = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        if name == "postgres" or name.startswith("postgres:"):
-            fields = stat[stat.rindex(")") + 2 :].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 async def write_slice(sink: PostgresSink, rows: list[StoredCdr], batch: int) -> int:
     stored = 0
     for start in range(0, len(rows), batch):
@@ -117,13 +102,13 @@ async def write_all(
 ) -> tuple[float, int, str]:
     """Commit `rows` through every sink at once; (seconds, rows stored, CPU per row)."""
     slices = [rows[n :: len(sinks)] for n in range(len(sinks))]
-    database_before, client_before = postgres_cpu_s(), time.process_time()
+    database_before, client_before = postgres_cpu_seconds(), time.process_time()
     began = time.perf_counter()
     counts = await asyncio.gather(
         *(write_slice(sink, part, batch) for sink, part in zip(sinks, slices, strict=True))
     )
     elapsed = time.perf_counter() - began
-    database = (postgres_cpu_s() - database_before) / len(rows) * 1e6
+    database = (postgres_cpu_seconds() - database_before) / len(rows) * 1e6
     client = (time.process_time() - client_before) / len(rows) * 1e6
     return elapsed, sum(counts), f"CPU a row: PostgreSQL {database:.1f} µs, client {client:.1f} µs"
 
