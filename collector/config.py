@@ -110,7 +110,7 @@ class DatabaseConfig:
     dsn: str = option("postgresql://root@127.0.0.1:5432/cdr")
     migrate: bool = option(True)
     batch_max_records: int = option(1000, check=positive)
-    batch_max_delay_ms: int = option(20, check=non_negative)
+    batch_max_delay_ms: int = option(5, check=non_negative)
     commit_timeout_ms: int = option(2000, check=positive)
     statement_timeout_ms: int = option(5000, check=positive)
     connect_timeout_ms: int = option(3000, check=positive)
