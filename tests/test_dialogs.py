@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector.model import CallRecord, Protocol, RecordKind
@@ -965,6 +965,7 @@ def test_a_future_dated_bye_does_not_keep_other_closed_dialogs_tombstoned() -> N
     ),
     checks=st.lists(st.floats(0, 700), min_size=1, max_size=5),
 )
+@example(setups=[6.715781032128215e-179], checks=[60.0])  # due to the microsecond
 def test_expiry_closes_exactly_the_dialogs_due_whatever_their_order(
     setups: list[float], checks: list[float]
 ) -> None:
@@ -974,7 +975,10 @@ def test_expiry_closes_exactly_the_dialogs_due_whatever_their_order(
     expired: set[int] = set()
     for now in sorted(checks):
         closed = {int(r.session_id.split("\x1f")[0][1:]) for r in t.expire(at(now))}
-        due = {i for i, setup in enumerate(setups) if setup <= now - 60} - expired
+        # judged as the tracker does, on datetimes (to the microsecond): a setup 1e-179 s
+        # after the start is the start
+        limit = at(now) - timedelta(seconds=60)
+        due = {i for i, setup in enumerate(setups) if at(setup) <= limit} - expired
         assert closed == due
         expired |= closed
     assert t.open_dialogs == len(setups) - len(expired)
