@@ -4,7 +4,7 @@ Counts instructions with valgrind's callgrind (this works where perf has no
 hardware counters, and is steady on a busy machine, unlike time) for the
 daemon's in-process path of one record: the RADIUS receiver's datagram
 handler (client look-up, duplicate cache, decode, Request Authenticator,
-the Cisco profile), the intake (normalize, redact), the writer's queue, and
+the Cisco or the generic profile), the intake (normalize, redact), the writer's queue, and
 the acknowledgement (the Accounting-Response, its authenticator, the
 latency histogram). No socket I/O and no database: the answers go to a
 transport that keeps them, and batches of 1,000 rows are acknowledged as
@@ -17,9 +17,13 @@ with N more records, once with none. The difference, divided by N, is the
 cost of one record; start-up, imports and the warm-up cancel out. The
 pure-Python run sets CDR_COLLECTOR_PURE_PYTHON=1 on the same installation.
 Cisco-style Stops, each a new call, numbers from 5,000 number blocks, as in
-bench_radius.py.
+bench_radius.py; `--profile generic` sends plain RFC 2866 Stops (Event-Timestamp,
+Acct-Session-Time, the numbers, a User-Name) to a client with the generic
+profile, as bench/compare.sh does. A warm-up shorter than the number blocks
+leaves billing-prefix cache misses (phonenumbers, about 100 µs each) in the
+measured records.
 
-    python bench/bench_instructions.py [--records 20000] [--warmup 2000]
+    python bench/bench_instructions.py [--records 20000] [--warmup 2000] [--profile cisco|generic]
 
 Needs valgrind (Debian: apt-get install valgrind); about 4 minutes for both
 builds with the default 20,000 records on the development machine.
@@ -54,15 +58,22 @@ BATCH = 1000
 CLIENT = ("127.0.0.1", 40000)
 
 
-def write_packets(path: Path, count: int) -> None:
-    """`count` signed Cisco-style Stops, each a new call, length-prefixed."""
+def write_packets(path: Path, count: int, profile: str = "cisco") -> None:
+    """`count` signed Stops of `profile`, each a new call, length-prefixed."""
     from collector.receivers.radius import codec
-    from collector.traffic import cisco_attributes, make_calls
+    from collector.receivers.radius import dictionary as d
+    from collector.traffic import cisco_attributes, generic_attributes, make_calls
 
     calls = make_calls(count, seed=7, now=datetime.now(UTC), blocks=BLOCKS)
     with path.open("wb") as out:
         for index, call in enumerate(calls):
-            packet = codec.encode_accounting_request(index % 256, cisco_attributes(call), SECRET)
+            if profile == "generic":
+                attributes = generic_attributes(call) + codec.encode_attribute(
+                    d.USER_NAME, b"trunk-a"
+                )
+            else:
+                attributes = cisco_attributes(call)
+            packet = codec.encode_accounting_request(index % 256, attributes, SECRET)
             out.write(len(packet).to_bytes(2, "big") + packet)
 
 
@@ -91,7 +102,7 @@ class _Transport(asyncio.DatagramTransport):
         return False
 
 
-def worker(packets_file: Path, warmup: int, records: int) -> None:
+def worker(packets_file: Path, warmup: int, records: int, profile: str) -> None:
     """Process `warmup` records, then `records` more, in this process (run under callgrind)."""
     from collector.config import PrivacyConfig, ServiceConfig
     from collector.pipeline.intake import Pipeline
@@ -111,7 +122,7 @@ def worker(packets_file: Path, warmup: int, records: int) -> None:
         keys=(("b1", b"bench-pseudonym-key-0123456789ab"),), record_secret=b"r" * 32
     )
     config = RadiusConfig(
-        listen=(), clients=(RadiusClient("bench", CLIENT[0], SECRET, profile="cisco"),)
+        listen=(), clients=(RadiusClient("bench", CLIENT[0], SECRET, profile=profile),)
     )
     receiver = RadiusReceiver(config, Pipeline(Redactor(privacy), writer.submit), telemetry)
     transport = _Transport()
@@ -131,7 +142,7 @@ def worker(packets_file: Path, warmup: int, records: int) -> None:
         raise SystemExit(f"only {accepted:.0f} of {warmup + records} records were accepted")
 
 
-def instructions(packets_file: Path, warmup: int, records: int, pure: bool) -> int:
+def instructions(packets_file: Path, warmup: int, records: int, pure: bool, profile: str) -> int:
     """Instructions callgrind counted for one worker run."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop(compiled.PURE_PYTHON_VARIABLE, None)
@@ -152,6 +163,8 @@ def instructions(packets_file: Path, warmup: int, records: int, pure: bool) -> i
                 str(warmup),
                 "--records",
                 str(records),
+                "--profile",
+                profile,
             ],
             env=env,
             capture_output=True,
@@ -169,10 +182,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000, help="records measured")
     parser.add_argument("--warmup", type=int, default=2000, help="records before (not measured)")
+    parser.add_argument("--profile", choices=("cisco", "generic"), default="cisco")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        worker(args.worker, args.warmup, args.records)
+        worker(args.worker, args.warmup, args.records, args.profile)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -180,17 +194,17 @@ def main() -> None:
     if not any(modules.values()):
         print(f"note: this installation is not compiled ({compiled.pure_python_reason()})")
     print(
-        f"{sum(modules.values())} of {len(modules)} hot modules compiled; {args.records:,} Cisco"
-        f" Stops after {args.warmup:,} of warm-up; instructions counted by callgrind"
+        f"{sum(modules.values())} of {len(modules)} hot modules compiled; {args.records:,}"
+        f" {args.profile} Stops after {args.warmup:,} of warm-up; instructions counted by callgrind"
     )
     with tempfile.TemporaryDirectory() as directory:
         packets = Path(directory) / "packets"
-        write_packets(packets, args.warmup + args.records)
+        write_packets(packets, args.warmup + args.records, args.profile)
         results = {}
         for name, pure in (("compiled", False), ("pure Python", True)):
             started = time.monotonic()
-            with_records = instructions(packets, args.warmup, args.records, pure)
-            without = instructions(packets, args.warmup, 0, pure)
+            with_records = instructions(packets, args.warmup, args.records, pure, args.profile)
+            without = instructions(packets, args.warmup, 0, pure, args.profile)
             results[name] = (with_records - without) / args.records
             print(
                 f"{name:>12}: {results[name]:>9,.0f} instructions/record"

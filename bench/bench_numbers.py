@@ -17,7 +17,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def main() -> None:
         duration_ms=1000,
     )
     records = [
-        replace(template, session_id=str(i), called=c.called[1:], calling="00" + c.calling[1:])
+        template.replace(session_id=str(i), called=c.called[1:], calling="00" + c.calling[1:])
         for i, c in enumerate(calls)
     ]
     redact = redactor.redact

@@ -29,7 +29,8 @@ from types import ModuleType
 
 #: the modules compiled by mypyc, in one group (one shared library). Not
 #: collector.model: `StoredCdr`'s `Annotated` column declarations are read at
-#: run time (collector.sink.columns), and mypyc does not keep them. Not
+#: run time (collector.sink.columns), and mypyc does not keep them; its
+#: `CallRecord`, made and read for every record, lives in collector.record. Not
 #: collector.telemetry: `Health` overrides `__setattr__` and reads `__dict__`,
 #: which a compiled (native) class has not, and compiled code assigns its
 #: attributes without calling `__setattr__`.
@@ -44,6 +45,7 @@ HOT_MODULES: tuple[str, ...] = (
     "collector.vendors.freeswitch.legs",
     "collector.vendors.freeswitch.radius_cdr",
     "collector.vendors.kamailio",
+    "collector.record",
     "collector.pipeline.intake",
     "collector.pipeline.billing",
     "collector.pipeline.plausible",

@@ -1,8 +1,9 @@
 """The two shapes a call record takes inside the daemon.
 
-`CallRecord` is what a receiver understood from the wire: normalized field
-names, UTC datetimes, but still holding the raw phone numbers and the session
-id. It never leaves the process. `StoredCdr` is what the pipeline makes of it
+`CallRecord` (declared in collector.record, which is compiled, and exported
+here with the record kinds and protocols) is what a receiver understood from
+the wire: normalized field names, UTC datetimes, but still holding the raw
+phone numbers and the session id. It never leaves the process. `StoredCdr` is what the pipeline makes of it
 after redaction: the only shape that may reach the database, the spool, a log
 line or a metric. Nothing in `StoredCdr` may hold a full phone number, an IP
 address or a SIP URI.
@@ -10,87 +11,21 @@ address or a SIP URI.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, NamedTuple
 
-
-class RecordKind(enum.StrEnum):
-    """What a record asks the sink to do with it."""
-
-    #: a finished call leg (RADIUS Stop or Failed, a SIP dialog that ended, a JSON CDR)
-    STOP = "stop"
-    #: a call leg began (RADIUS Start): kept as an open call, completes a later Stop
-    START = "start"
-    #: a call leg is still up (RADIUS Interim-Update): refreshes the open call
-    INTERIM = "interim"
-    #: the sending switch restarted (Accounting-On/Off): its calls open before
-    #: `event_time` are closed as incomplete
-    RESET = "reset"
-    #: the end of a call leg known only from its durable start (a SIP BYE seen
-    #: after the collector restarted): stored only when an open call has its key,
-    #: completed from it, and otherwise dropped without a trace
-    END = "end"
-
-
-class Protocol(enum.StrEnum):
-    """How a record reached the daemon; stored in `cdrs.protocol`."""
-
-    RADIUS = "radius"
-    SIP = "sip"
-    JSON = "json"
-    FILE = "file"
-
-
-@dataclass(slots=True, repr=False)
-class CallRecord:
-    """One call leg as a receiver decoded it, before redaction.
-
-    Times are timezone-aware UTC datetimes or None. `setup_stamp` is the setup
-    time exactly as the packet carried it (None when the packet has none): it
-    joins the record key so that a session id reused after a switch reboot makes
-    a new record, while a derived time never does (it shifts between
-    retransmissions).
-    """
-
-    kind: RecordKind
-    source: str
-    protocol: Protocol
-    session_id: str
-    event_time: datetime
-    leg: str = ""
-    setup_stamp: str | None = None
-    account: str | None = None
-    calling: str | None = None
-    called: str | None = None
-    setup_time: datetime | None = None
-    connect_time: datetime | None = None
-    disconnect_time: datetime | None = None
-    duration_ms: int | None = None
-    answered: bool | None = None
-    disconnect_cause: int | None = None
-    sip_code: int | None = None
-    pdd_ms: int | None = None
-    times_derived: bool = False
-    clock_unsynced: bool = False
-    #: a time or duration the switch sent was not believable (see pipeline.plausible)
-    times_implausible: bool = False
-    incomplete: bool = False
-    correlation: str | None = None
-    #: the SIP Call-ID of this leg where the record knows it (a SIP dialog's, Kamailio's
-    #: accounting, FreeSWITCH's sip_call_id): joins a billing record to the signalling
-    #: of its call (see collector.reconcile); the pipeline stores only its keyed hash
-    call_id: str | None = None
-
-    def __repr__(self) -> str:
-        # never the numbers or the session id: a repr can end up in a log or a traceback
-        return (
-            f"CallRecord(kind={self.kind.value}, source={self.source!r}, "
-            f"protocol={self.protocol.value}, duration_ms={self.duration_ms}, "
-            f"answered={self.answered}, sip_code={self.sip_code}, "
-            f"disconnect_cause={self.disconnect_cause})"
-        )
+from collector.record import KIND_END as KIND_END
+from collector.record import KIND_INTERIM as KIND_INTERIM
+from collector.record import KIND_RESET as KIND_RESET
+from collector.record import KIND_START as KIND_START
+from collector.record import KIND_STOP as KIND_STOP
+from collector.record import KIND_VALUES as KIND_VALUES
+from collector.record import PROTOCOL_RADIUS as PROTOCOL_RADIUS
+from collector.record import PROTOCOL_VALUES as PROTOCOL_VALUES
+from collector.record import CallRecord as CallRecord
+from collector.record import Protocol as Protocol
+from collector.record import RecordKind as RecordKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,6 @@ another secret, other codes, Status-Server, random bytes). Each packet goes
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import json
 import random
@@ -119,7 +118,7 @@ def plain(value: object) -> object:
 
 
 def record_fields(record: CallRecord) -> dict[str, object]:
-    return {f.name: plain(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {name: plain(getattr(record, name)) for name in CallRecord.FIELDS}
 
 
 def row_fields(row: StoredCdr) -> dict[str, object]:

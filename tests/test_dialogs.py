@@ -7,7 +7,7 @@ the receiver takes. Times are capture times chosen by the test.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -1125,8 +1125,7 @@ def test_call_outcome(
     duration_ms: int | None,
     outcome: CallOutcome,
 ) -> None:
-    record = replace(
-        BASE_RECORD,
+    record = BASE_RECORD.replace(
         answered=answered,
         sip_code=sip_code,
         disconnect_cause=cause,

@@ -106,6 +106,7 @@ def test_a_national_number_is_read_in_its_region(
     plan = NumberPlan(default_region=region)
     number = plan.normalize(dialled)
     assert number == Number(e164, True)
+    assert isinstance(number, Number)
     assert plan.destination(number).prefix == prefix
     assert plan.country(number) == country
     # and once more, from the cache of how the region reads these leading digits
@@ -151,6 +152,7 @@ def test_short_codes_stay_dial_strings(region: str, code: str) -> None:
     plan = NumberPlan(default_region=region)
     number = plan.normalize(code)
     assert number == Number(code, False)
+    assert isinstance(number, Number)
     assert plan.destination(number).prefix is None
 
 

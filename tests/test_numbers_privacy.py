@@ -23,7 +23,7 @@ from collector.config import PrivacyConfig
 from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan, Unusable, strip_uri
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
-from collector.pipeline.redact import Redactor
+from collector.pipeline.redact import _PLAIN_ACCOUNTS_MAX, Redactor
 from collector.receivers.radius import codec, profiles
 from collector.receivers.radius import dictionary as d
 
@@ -252,6 +252,7 @@ def test_normalize_is_idempotent_and_form_independent(digits: str) -> None:
     plan = NumberPlan()
     number = plan.normalize("+" + digits)
     assert number == Number(digits, True)
+    assert isinstance(number, Number)
     assert plan.normalize("+" + number.digits) == number
     assert plan.normalize("00" + digits) == number
     assert plan.normalize(f"tel:+{digits};phone-context=example.com") == number
@@ -386,6 +387,28 @@ def test_identifying_account_labels_are_not_stored(label: str, secret_part: str)
     if stored is not None:
         assert secret_part not in stored
         assert secret_part not in re.sub(r"\D", "", stored)
+
+
+def test_account_labels_seen_again_are_judged_the_same_and_no_number_is_remembered() -> None:
+    """One Redactor sees the same labels over and over (a switch's trunk names):
+    it remembers the plain ones, never one that looked like a number or an
+    address, and answers every time as a fresh Redactor would, also once its
+    memory was full and emptied."""
+    plain = ["trunk-a", "customer 42", "acme\x00\x1b[31m\n"]
+    identifying = ["4930123456789", "alice@example.com", "192.0.2.10", "030_1234_5678"]
+    redactor = Redactor(privacy())
+    expected = {label: Redactor(privacy()).account_label(label) for label in plain + identifying}
+    for _ in range(3):
+        for label in plain + identifying:
+            assert redactor.account_label(label) == expected[label], label
+    remembered = set(redactor._plain_accounts)
+    assert remembered == set(plain)
+    assert not remembered & set(identifying)
+    for index in range(_PLAIN_ACCOUNTS_MAX + 10):  # more names than it keeps
+        assert redactor.account_label(f"trunk-{index}") == f"trunk-{index}"
+    assert len(redactor._plain_accounts) <= _PLAIN_ACCOUNTS_MAX
+    for label in plain + identifying:
+        assert redactor.account_label(label) == expected[label], label
 
 
 def test_account_label_keeps_no_control_characters() -> None:

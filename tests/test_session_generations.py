@@ -12,7 +12,6 @@ one row per call.
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,11 +200,11 @@ def test_a_restart_announced_in_radius_leaves_sip_and_json_keys_alone() -> None:
     base = datetime(2026, 12, 6, 12, tzinfo=UTC)
     redactor = _redactor()
     sip_start = redactor.redact(
-        replace(_record(RecordKind.START, base), protocol=Protocol.SIP), base
+        _record(RecordKind.START, base).replace(protocol=Protocol.SIP), base
     )
     redactor.redact(_record(RecordKind.RESET, base + timedelta(minutes=1)), base)
     for protocol in (Protocol.SIP, Protocol.JSON):
-        after = replace(_record(RecordKind.STOP, base + timedelta(minutes=2)), protocol=protocol)
+        after = _record(RecordKind.STOP, base + timedelta(minutes=2)).replace(protocol=protocol)
         assert redactor.redact(after, base).record_key == sip_start.record_key, protocol
     radius_after = redactor.redact(_record(RecordKind.STOP, base + timedelta(minutes=2)), base)
     assert radius_after.record_key != sip_start.record_key

@@ -8,7 +8,7 @@ create a row, or block a later Stop, when no open call has its key.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -19,6 +19,8 @@ from collector.sink.postgres import (
     PostgresSink,
     RetryableError,
     close_stale_calls,
+    decode_timestamptz,
+    encode_timestamptz,
     move_default_rows,
     partition_name,
 )
@@ -345,3 +347,57 @@ def test_the_writer_queue_takes_exactly_queue_max_records() -> None:
     assert writer.queued == 3
     assert [writer.submit(row) for row in rows[3:]] == [False, False]
     assert writer.queued == 3
+
+
+async def test_times_cross_the_writers_own_codec_exactly(sink: PostgresSink, dsn: str) -> None:
+    """The writer's connection encodes timestamptz itself (postgres.encode_timestamptz):
+    every instant must arrive as the same instant, to the microsecond, whatever its
+    zone, before or after PostgreSQL's epoch; what it reads back is UTC."""
+    east = timezone(timedelta(hours=5, minutes=30))
+    times = [
+        datetime(2026, 12, 7, 14, 55, 28, 123456, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before the epoch
+        datetime(2000, 1, 1, tzinfo=UTC),  # the epoch itself
+        datetime(2026, 12, 7, 20, 25, 28, 1, tzinfo=east),  # another zone, 1 µs
+        datetime(1970, 1, 1, tzinfo=UTC),
+    ]
+    for index, when in enumerate(times):
+        key = bytes([0x70, index]) * 8
+        row = stored(
+            key,
+            "stop",
+            setup_time=when,
+            connect_time=when,
+            disconnect_time=when + timedelta(microseconds=1),
+            duration_ms=0,
+            answered=False,
+            event_time=when,
+            received_at=when,
+        )
+        result = await sink.write([row])
+        assert len(result.stored) == 1
+    # read with asyncpg's own codec on a connection of its own
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT record_key, setup_time, disconnect_time, received_at"
+            " FROM cdrs ORDER BY record_key"
+        )
+    finally:
+        await conn.close()
+    assert [row["setup_time"] for row in rows] == times
+    assert [row["received_at"] for row in rows] == times
+    assert [row["disconnect_time"] - row["setup_time"] for row in rows] == [
+        timedelta(microseconds=1)
+    ] * len(times)
+    # and what the writer's connection itself reads is the same instants, in UTC
+    assert sink.conn is not None
+    back = await sink.conn.fetch("SELECT setup_time FROM cdrs ORDER BY record_key")
+    assert [row["setup_time"] for row in back] == times
+    assert all(row["setup_time"].tzinfo is UTC for row in back)
+    assert decode_timestamptz(encode_timestamptz(times[3])) == times[3]
+
+
+def test_infinity_from_the_database_reads_as_the_latest_time() -> None:
+    assert decode_timestamptz((2**63 - 1,)) == datetime.max.replace(tzinfo=UTC)
+    assert decode_timestamptz((-(2**63),)) == datetime.min.replace(tzinfo=UTC)

@@ -25,8 +25,8 @@ than writing the rule again. Pure functions, no I/O.
 
 from __future__ import annotations
 
-from collector.model import CallRecord, RecordKind
 from collector.pipeline.plausible import MAX_DURATION_MS
+from collector.record import KIND_STOP, CallRecord
 
 
 def settle(record: CallRecord, sent: CallRecord | None = None) -> CallRecord:
@@ -50,7 +50,7 @@ def settle(record: CallRecord, sent: CallRecord | None = None) -> CallRecord:
             duration_ms = None
             record.times_implausible = True
     answered = record.answered
-    if answered is None and record.kind is RecordKind.STOP:
+    if answered is None and record.kind is KIND_STOP:
         if duration_ms is not None:
             answered = duration_ms > 0 or connect is not None
         elif connect is not None:

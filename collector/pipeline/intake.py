@@ -19,10 +19,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from collector.model import CallRecord, StoredCdr
+from collector.model import StoredCdr
 from collector.pipeline.billing import settle
 from collector.pipeline.plausible import mend
 from collector.pipeline.redact import Redactor
+from collector.record import CallRecord
 
 #: told True once the record is durable (committed, or fsync'd to the spool), False
 #: when it could not be made durable; called at most once, never from `accept` itself

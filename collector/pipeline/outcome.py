@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from collector.model import CallRecord
+from collector.record import CallRecord
 
 
 class CallOutcome(enum.StrEnum):

@@ -19,10 +19,9 @@ a derived time. A plain function on one record, no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 
-from collector.model import CallRecord, RecordKind
+from collector.record import KIND_END, KIND_STOP, CallRecord
 
 #: the longest call billed as such; a longer duration is not believed (nor computed in SQL)
 MAX_DURATION_MS = 10 * 86400 * 1000
@@ -39,7 +38,7 @@ def max_age(retention_days: int) -> timedelta:
 
 
 #: kinds that end a call: their end time, if not believable, becomes the arrival time
-_ENDING = frozenset({RecordKind.STOP, RecordKind.END})
+_ENDING = frozenset({KIND_STOP, KIND_END})
 
 
 def mend(record: CallRecord, received_at: datetime, max_age: timedelta) -> CallRecord:
@@ -70,13 +69,12 @@ def mend(record: CallRecord, received_at: datetime, max_age: timedelta) -> CallR
         derived = True
     if duration is not None and not 0 <= duration <= MAX_DURATION_MS:
         duration = None
-    return dataclasses.replace(
-        record,
-        event_time=event,
-        setup_time=setup,
-        connect_time=connect,
-        disconnect_time=disconnect,
-        duration_ms=duration,
-        times_derived=derived,
-        times_implausible=True,
-    )
+    mended = record.copy()
+    mended.event_time = event
+    mended.setup_time = setup
+    mended.connect_time = connect
+    mended.disconnect_time = disconnect
+    mended.duration_ms = duration
+    mended.times_derived = derived
+    mended.times_implausible = True
+    return mended

@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Final
 
 from collector.config import PrivacyConfig
-from collector.model import CallRecord, Protocol, RecordKind, StoredCdr
+from collector.model import StoredCdr
 from collector.pipeline.numbers import Number, NumberPlan
 from collector.pipeline.plausible import MAX_DURATION_MS, max_age
 from collector.pipeline.privacy import Pseudonymizer, RecordKeyer
+from collector.record import KIND_RESET, KIND_VALUES, PROTOCOL_RADIUS, PROTOCOL_VALUES, CallRecord
 
 #: an account label that looks like a number, a URI or an address is not stored
 #: ("%40" and "%3A" are an "@" and a ":" that a switch URL-encoded)
@@ -53,6 +54,10 @@ def _identifying(account: str) -> bool:
     return digits >= 5 and any(
         sum(c.isdigit() for c in stretch) >= 5 for stretch in _DIGIT_GROUPS.split(folded)
     )
+
+
+#: plain account labels remembered at most (see Redactor.account_label)
+_PLAIN_ACCOUNTS_MAX: Final = 4096
 
 
 def leg_label(leg: str) -> str:
@@ -105,6 +110,10 @@ class Redactor:
         self.unusable = unusable
         self.pseudonyms = Pseudonymizer(privacy.keys)
         self.keyer = RecordKeyer(privacy.record_secret)
+        #: account labels found plain, as stored (a switch sends a few trunk names over
+        #: and over: 10,000 instructions each to check again). Never a label that
+        #: looked like a number or an address: those are checked every time.
+        self._plain_accounts: dict[str, str | None] = {}
         #: times older than this at arrival are not believed
         self.max_age = max_age(privacy.retention_days)
         #: erasure tags of erased numbers (`erasure_tag`), loaded from the
@@ -198,10 +207,18 @@ class Redactor:
         number in User-Name, and a pseudonym of it under another name would
         escape `erase`.
         """
-        if not account or _identifying(account):
+        if not account:
             return None
-        kept = "".join(c for c in account if c.isprintable())
-        return kept[:64].strip() or None
+        cache = self._plain_accounts
+        if account in cache:
+            return cache[account]
+        if _identifying(account):
+            return None
+        kept = "".join(c for c in account if c.isprintable())[:64].strip() or None
+        if len(cache) >= _PLAIN_ACCOUNTS_MAX:
+            cache.clear()
+        cache[account] = kept
+        return kept
 
     def redact(self, record: CallRecord, received_at: datetime) -> StoredCdr:
         """Reduce one record, already normalized (see pipeline.intake.normalize), to
@@ -248,51 +265,52 @@ class Redactor:
         keyer = self.keyer
         source, session, leg = record.source, record.session_id, record.leg
         if (
-            record.kind is RecordKind.RESET
+            record.kind is KIND_RESET
             and self.note_reset(source, record.event_time)
             and self.relay is not None
         ):
             self.relay(source, record.event_time)
         if (
             record.setup_stamp is None
-            and record.protocol is Protocol.RADIUS
+            and record.protocol is PROTOCOL_RADIUS
             and (generation := self.generation(source, record.event_time))
         ):
             record_key = keyer.key(source, session, leg, "", generation)
         else:
             # (without a generation the key is what every earlier release made)
             record_key = keyer.key(source, session, leg, record.setup_stamp or "")
+        # positional: the generated __new__ matches 29 keywords in 1.3 µs, positions in
+        # 0.45 µs; mypy still checks each position's type (field names alongside)
         return StoredCdr(
-            kind=record.kind.value,
-            record_key=record_key,
-            source=source,
-            protocol=record.protocol.value,
-            account=self.account_label(record.account),
-            leg=leg_label(leg),
-            setup_time=record.setup_time,
-            connect_time=record.connect_time,
-            disconnect_time=record.disconnect_time,
-            duration_ms=_within(record.duration_ms, 0, MAX_DURATION_MS),
-            answered=record.answered,
-            disconnect_cause=_within(record.disconnect_cause, 0, 127),
-            sip_code=_within(record.sip_code, 100, 699),
-            pdd_ms=_within(record.pdd_ms, 0, 2**31 - 1),
-            called_prefix=called_prefix,
-            called_country=called_country,
-            called_destination=called_destination,
-            called_masked=called_masked,
-            called_hmac=called_hmac,
-            calling_country=calling_country,
-            calling_hmac=calling_hmac,
-            correlation_hmac=keyer.key("corr", record.correlation).hex()
-            if record.correlation
-            else None,
-            call_id_hmac=keyer.key("call-id", record.call_id).hex() if record.call_id else None,
-            high_risk=high_risk,
-            times_derived=record.times_derived,
-            clock_unsynced=record.clock_unsynced,
-            times_implausible=record.times_implausible,
-            incomplete=record.incomplete,
-            event_time=record.event_time,
-            received_at=received_at,
+            KIND_VALUES[record.kind],  # kind
+            record_key,  # record_key
+            source,  # source
+            PROTOCOL_VALUES[record.protocol],  # protocol
+            self.account_label(record.account),  # account
+            leg_label(leg),  # leg
+            record.setup_time,  # setup_time
+            record.connect_time,  # connect_time
+            record.disconnect_time,  # disconnect_time
+            _within(record.duration_ms, 0, MAX_DURATION_MS),  # duration_ms
+            record.answered,  # answered
+            _within(record.disconnect_cause, 0, 127),  # disconnect_cause
+            _within(record.sip_code, 100, 699),  # sip_code
+            _within(record.pdd_ms, 0, 2**31 - 1),  # pdd_ms
+            called_prefix,  # called_prefix
+            called_country,  # called_country
+            called_destination,  # called_destination
+            called_masked,  # called_masked
+            called_hmac,  # called_hmac
+            calling_country,  # calling_country
+            calling_hmac,  # calling_hmac
+            # correlation_hmac
+            keyer.key("corr", record.correlation).hex() if record.correlation else None,
+            keyer.key("call-id", record.call_id).hex() if record.call_id else None,  # call_id_hmac
+            high_risk,  # high_risk
+            record.times_derived,  # times_derived
+            record.clock_unsynced,  # clock_unsynced
+            record.times_implausible,  # times_implausible
+            record.incomplete,  # incomplete
+            record.event_time,  # event_time
+            received_at,  # received_at
         )

@@ -70,6 +70,37 @@ DEFAULT_PARTITION: Final = "cdrs_default"
 
 #: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
 #: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
+#: where PostgreSQL's timestamptz counts from: microseconds since this instant, on the wire
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+#: timestamptz's 'infinity' and '-infinity' on the wire (no row of ours holds them)
+_PG_INFINITY: Final = 2**63 - 1
+
+
+def encode_timestamptz(value: datetime) -> tuple[int]:
+    """A time as the microseconds since PostgreSQL's epoch that timestamptz sends.
+
+    The writer's connection encodes every time of its COPY rows with this
+    instead of asyncpg's own codec, which compares each value with two naive
+    "infinity" datetimes (an aware/naive comparison, about 0.4 µs each) before
+    converting it: 1.4 µs a time, 5.5 µs of the 7.5 µs a row's COPY costs
+    (bench/bench_db.py). A naive time is local time, as asyncpg takes it.
+    """
+    if value.tzinfo is None:
+        value = value.astimezone(UTC)
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+def decode_timestamptz(value: tuple[int]) -> datetime:
+    """The inverse of encode_timestamptz, in UTC; 'infinity' is the latest datetime."""
+    micro = value[0]
+    if micro >= _PG_INFINITY:
+        return datetime.max.replace(tzinfo=UTC)
+    if micro <= -_PG_INFINITY:
+        return datetime.min.replace(tzinfo=UTC)
+    return _PG_EPOCH + timedelta(microseconds=micro)
+
+
 _SCHEMA_GONE = frozenset({"3D000", "3F000", "42P01"})
 
 
@@ -568,6 +599,13 @@ class PostgresSink:
             elif not self.migrated:
                 await check_schema(conn)
                 self.migrated = True
+            await conn.set_type_codec(
+                "timestamptz",
+                schema="pg_catalog",
+                encoder=encode_timestamptz,
+                decoder=decode_timestamptz,
+                format="tuple",
+            )
             await conn.execute(CREATE_STAGING)
             rows = await conn.fetch(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "

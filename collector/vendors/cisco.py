@@ -16,7 +16,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from collector.model import RecordKind
+from collector.record import KIND_START, KIND_STOP, RecordKind
 
 #: a softswitch clock flagged unsynchronized is believed only within this distance of ours
 UNSYNCED_TOLERANCE = timedelta(minutes=5)
@@ -343,9 +343,9 @@ def call_times(
     """
     walls = [wall_clock(text) if text else (None, "", False) for text in texts]
     flagged = any(flag for _wall, _zone, flag in walls)
-    if kind is RecordKind.STOP:
+    if kind is KIND_STOP:
         anchor = walls[2]
-    elif kind is RecordKind.START:
+    elif kind is KIND_START:
         anchor = walls[1] if walls[1][0] is not None else walls[0]
     else:
         anchor = (None, "", False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.model import RecordKind
+from collector.record import KIND_STOP, RecordKind
 
 #: what separates the Call-ID from the dialog's tags in a session id
 _TAGS_SEPARATOR: Final = "\x1f"
@@ -38,7 +38,7 @@ def is_call_event(failed: bool, kind: RecordKind, method: str | None, code: int 
         return True
     if failed:
         return method == "INVITE" and not (code is not None and 100 <= code < 300)
-    if kind is RecordKind.STOP:
+    if kind is KIND_STOP:
         return method == "BYE"
     return method == "INVITE"
 

@@ -20,10 +20,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from collector.model import CallRecord, Protocol, RecordKind
 from collector.pipeline.outcome import q850_from_sip_status
 from collector.receivers.radius import dictionary as d
 from collector.receivers.radius.codec import Packet
+from collector.record import (
+    KIND_INTERIM,
+    KIND_RESET,
+    KIND_START,
+    KIND_STOP,
+    PROTOCOL_RADIUS,
+    CallRecord,
+    RecordKind,
+)
 from collector.vendors import cisco as cisco_vendor
 from collector.vendors import kamailio as kamailio_vendor
 from collector.vendors.freeswitch import causes as freeswitch_causes
@@ -31,12 +39,12 @@ from collector.vendors.freeswitch import legs as freeswitch_legs
 from collector.vendors.freeswitch import radius_cdr as freeswitch_radius
 
 _STATUS_KINDS = {
-    d.STATUS_START: RecordKind.START,
-    d.STATUS_STOP: RecordKind.STOP,
-    d.STATUS_INTERIM: RecordKind.INTERIM,
-    d.STATUS_ACCOUNTING_ON: RecordKind.RESET,
-    d.STATUS_ACCOUNTING_OFF: RecordKind.RESET,
-    d.STATUS_FAILED: RecordKind.STOP,
+    d.STATUS_START: KIND_START,
+    d.STATUS_STOP: KIND_STOP,
+    d.STATUS_INTERIM: KIND_INTERIM,
+    d.STATUS_ACCOUNTING_ON: KIND_RESET,
+    d.STATUS_ACCOUNTING_OFF: KIND_RESET,
+    d.STATUS_FAILED: KIND_STOP,
 }
 
 #: the NotACall reason of valid accounting that describes no call (an
@@ -120,11 +128,11 @@ def _status(packet: Packet) -> tuple[int, RecordKind]:
 
 
 def _reset(packet: Packet, ctx: Context) -> CallRecord:
-    event_time, derived = _base(packet, ctx, RecordKind.RESET)
+    event_time, derived = _base(packet, ctx, KIND_RESET)
     return CallRecord(
-        kind=RecordKind.RESET,
+        kind=KIND_RESET,
         source=ctx.source,
-        protocol=Protocol.RADIUS,
+        protocol=PROTOCOL_RADIUS,
         session_id="",
         event_time=event_time,
         times_derived=derived,
@@ -134,13 +142,13 @@ def _reset(packet: Packet, ctx: Context) -> CallRecord:
 def generic(packet: Packet, ctx: Context) -> CallRecord:
     """RFC 2866 only: Acct-Session-Time, Event-Timestamp, Acct-Delay-Time."""
     status, kind = _status(packet)
-    if kind is RecordKind.RESET:
+    if kind is KIND_RESET:
         return _reset(packet, ctx)
     event_time, derived = _base(packet, ctx, kind)
     record = CallRecord(
         kind=kind,
         source=ctx.source,
-        protocol=Protocol.RADIUS,
+        protocol=PROTOCOL_RADIUS,
         session_id=_session(packet),
         event_time=event_time,
         account=packet.text(d.USER_NAME),
@@ -149,7 +157,7 @@ def generic(packet: Packet, ctx: Context) -> CallRecord:
         times_derived=derived,
     )
     session_time = packet.integer(d.ACCT_SESSION_TIME)
-    if kind is RecordKind.STOP:
+    if kind is KIND_STOP:
         record.disconnect_time = event_time
         if status == d.STATUS_FAILED:
             # what the packet says; its billable time (none) follows (pipeline.billing)
@@ -159,7 +167,7 @@ def generic(packet: Packet, ctx: Context) -> CallRecord:
             record.duration_ms = session_time * 1000
             if session_time > 0:
                 record.connect_time = event_time - timedelta(seconds=session_time)
-    elif kind is RecordKind.START:
+    elif kind is KIND_START:
         record.connect_time = event_time
     return record
 
@@ -172,7 +180,7 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
     Cisco-AVPair is no call.
     """
     status, kind = _status(packet)
-    if kind is RecordKind.RESET:
+    if kind is KIND_RESET:
         return _reset(packet, ctx)
     session = _session(packet)
     if not _cisco_voice(packet):
@@ -196,7 +204,7 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
     record = CallRecord(
         kind=kind,
         source=ctx.source,
-        protocol=Protocol.RADIUS,
+        protocol=PROTOCOL_RADIUS,
         session_id=session,
         event_time=event_time,
         leg=cisco_vendor.leg(vsa(d.H323_CALL_ORIGIN)),
@@ -207,11 +215,11 @@ def cisco(packet: Packet, ctx: Context) -> CallRecord:
         disconnect_cause=cisco_vendor.disconnect_cause(vsa(d.H323_DISCONNECT_CAUSE)),
         # the event time is only a fallback: derived when it must stand in for the anchor
         times_derived=derived
-        and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
+        and (disconnect_time if kind is KIND_STOP else (connect_time or setup_time)) is None,
         clock_unsynced=flagged,
         correlation=cisco_vendor.correlation(vsa(d.H323_CONF_ID)),
     )
-    if kind is RecordKind.STOP:
+    if kind is KIND_STOP:
         both_ends = connect_time is not None and disconnect_time is not None
         apart = (
             connect_time is not None
@@ -286,7 +294,7 @@ def _place_times(
     """
     del ctx
     reference = record.event_time
-    anchor = disconnect_time if record.kind is RecordKind.STOP else (connect_time or setup_time)
+    anchor = disconnect_time if record.kind is KIND_STOP else (connect_time or setup_time)
     shift = cisco_vendor.clock_shift(anchor, reference, flagged)
     if shift is None:
         shift = timedelta(0)
@@ -298,7 +306,7 @@ def _place_times(
         # times that cannot be placed on the calendar are not times: keep none of them
         # (nor bill between them)
         record.setup_time = record.connect_time = None
-        record.disconnect_time = reference if record.kind is RecordKind.STOP else None
+        record.disconnect_time = reference if record.kind is KIND_STOP else None
         record.times_derived = record.times_implausible = True
 
 
@@ -313,7 +321,7 @@ def _shift_and_fill(
     record.setup_time = setup_time + shift if setup_time else None
     record.connect_time = connect_time + shift if connect_time else None
     record.disconnect_time = disconnect_time + shift if disconnect_time else None
-    if record.kind is RecordKind.STOP:
+    if record.kind is KIND_STOP:
         if record.disconnect_time is None:
             record.disconnect_time = reference
         if record.answered and record.connect_time is None and record.duration_ms is not None:
@@ -338,7 +346,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     `collector.reconcile`).
     """
     status, kind = _status(packet)
-    if kind is RecordKind.RESET:
+    if kind is KIND_RESET:
         return _reset(packet, ctx)
     event_time, derived = _base(packet, ctx, kind)
     fs = d.FREESWITCH
@@ -354,10 +362,10 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
     record = CallRecord(
         kind=kind,
         source=ctx.source,
-        protocol=Protocol.RADIUS,
+        protocol=PROTOCOL_RADIUS,
         session_id=session,
         event_time=event_time,
-        leg=freeswitch_legs.leg(Protocol.RADIUS, packet.vendor_text(fs, d.FS_DIRECTION)),
+        leg=freeswitch_legs.leg(PROTOCOL_RADIUS, packet.vendor_text(fs, d.FS_DIRECTION)),
         setup_stamp=freeswitch_radius.setup_stamp(start_text, setup_time),
         account=packet.text(d.USER_NAME),
         calling=packet.vendor_text(fs, d.FS_SRC) or packet.text(d.CALLING_STATION_ID),
@@ -367,7 +375,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         disconnect_time=disconnect_time,
         disconnect_cause=cause.q850 if cause is not None else None,
         times_derived=derived
-        and (disconnect_time if kind is RecordKind.STOP else (connect_time or setup_time)) is None,
+        and (disconnect_time if kind is KIND_STOP else (connect_time or setup_time)) is None,
         # the pipeline only ever stores its keyed pseudonym
         correlation=freeswitch_legs.radius_a_leg(
             session,
@@ -378,7 +386,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
         # profile sets inbound-use-callid-as-uuid and outbound-use-uuid-as-callid
         call_id=session or None,
     )
-    if kind is RecordKind.STOP:
+    if kind is KIND_STOP:
         session_time = packet.integer(d.ACCT_SESSION_TIME)
         billusec = packet.vendor_integer(fs, d.FS_BILLUSEC)
         duration_ms: int | None = None  # the duration sent, when it is
@@ -422,7 +430,7 @@ def freeswitch(packet: Packet, ctx: Context) -> CallRecord:
             record.disconnect_time = event_time
         if not record.answered:
             record.connect_time = None
-    elif kind is RecordKind.START and record.connect_time is None:
+    elif kind is KIND_START and record.connect_time is None:
         record.connect_time = connect_time
     return record
 
@@ -439,7 +447,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     `kamailio.is_call_event`).
     """
     status, kind = _status(packet)
-    if kind is RecordKind.RESET:
+    if kind is KIND_RESET:
         return _reset(packet, ctx)
     session = _session(packet)
     code = _integer_or_digits(packet, d.SIP_RESPONSE_CODE)
@@ -453,7 +461,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
     record = CallRecord(
         kind=kind,
         source=ctx.source,
-        protocol=Protocol.RADIUS,
+        protocol=PROTOCOL_RADIUS,
         session_id=kamailio_vendor.session_id(
             session, packet.text(d.SIP_FROM_TAG) or "", packet.text(d.SIP_TO_TAG) or "", failed
         ),
@@ -472,7 +480,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         record.disconnect_cause = q850_from_sip_status(code) if code is not None else None
         record.disconnect_time = event_time
         record.setup_time = event_time
-    elif kind is RecordKind.STOP:
+    elif kind is KIND_STOP:
         # Kamailio accounts a Stop only for the BYE of an established dialog: answered,
         # whatever Acct-Session-Time (if sent at all) says
         record.answered = True
@@ -483,7 +491,7 @@ def kamailio(packet: Packet, ctx: Context) -> CallRecord:
         if session_time is not None:
             record.duration_ms = session_time * 1000
             record.connect_time = event_time - timedelta(seconds=session_time)
-    elif kind is RecordKind.START:
+    elif kind is KIND_START:
         record.connect_time = event_time
         record.sip_code = code
     return record

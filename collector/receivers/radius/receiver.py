@@ -32,13 +32,13 @@ from functools import partial
 from typing import Any, Final, cast
 
 from collector.logs import RateLimitedLog, get_logger
-from collector.model import RecordKind
 from collector.pipeline.intake import Intake
 from collector.receivers.addresses import ClientTable, udp_socket
 from collector.receivers.radius import codec
 from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR
 from collector.receivers.radius.profiles import Context, NotACall, interpret
+from collector.record import KIND_START
 from collector.telemetry import PacketCounts, Telemetry
 
 log = get_logger(__name__)
@@ -318,7 +318,7 @@ class RadiusReceiver:
                 "overloaded", "writer queue full: request left unanswered", source=source
             )
             return
-        if kind is RecordKind.START:
+        if kind is KIND_START:
             self.telemetry.active_calls.labels(source)  # make the series exist
 
     @staticmethod

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.model import Protocol
+from collector.record import PROTOCOL_RADIUS, Protocol
 
 #: the directions FreeSWITCH gives a channel (its `direction` variable)
 DIRECTIONS: Final = frozenset({"inbound", "outbound"})
@@ -37,7 +37,7 @@ DIRECTIONS: Final = frozenset({"inbound", "outbound"})
 
 def leg(protocol: Protocol, direction: str | None) -> str:
     """The leg a FreeSWITCH record of `protocol` is keyed and stored with (see above)."""
-    if protocol is Protocol.RADIUS:
+    if protocol is PROTOCOL_RADIUS:
         return ""
     return direction if direction in DIRECTIONS else ""
 
