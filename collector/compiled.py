@@ -46,6 +46,7 @@ HOT_MODULES: tuple[str, ...] = (
     "collector.vendors.freeswitch.radius_cdr",
     "collector.vendors.kamailio",
     "collector.record",
+    "collector.series",
     "collector.pipeline.intake",
     "collector.pipeline.billing",
     "collector.pipeline.plausible",

@@ -13,7 +13,6 @@ The endpoint serves /metrics, /healthz (the process is alive) and /readyz
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import json
 import os
@@ -40,6 +39,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from collector.compiled import running_compiled
+from collector.series import FastCounterChild as FastCounterChild
+from collector.series import FastHistogramChild as FastHistogramChild
+from collector.series import PacketCounts as PacketCounts
 
 PREFIX = "cdr_collector_"
 
@@ -77,19 +79,6 @@ def _release() -> str:
         return "unknown"
 
 
-class FastCounterChild:
-    """One labelled series of a FastCounter: a plain number, no lock."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        """Add `amount`."""
-        self.value += amount
-
-
 class FastCounter(Collector):
     """A labelled counter for per-packet paths.
 
@@ -117,58 +106,6 @@ class FastCounter(Collector):
         for values, child in list(self._children.items()):
             family.add_metric(list(values), child.value)
         yield family
-
-
-class PacketCounts:
-    """`packets_total` of one listener: how every receiver counts its packets.
-
-    Each (source, outcome) series is bound on first use and kept, so the
-    per-packet cost is one dict look-up; `series` binds one ahead (a receiver
-    that wants its sources' series to exist before any packet).
-    """
-
-    __slots__ = ("_bound", "_packets", "listener")
-
-    def __init__(self, telemetry: Telemetry, listener: str) -> None:
-        self._packets = telemetry.packets
-        self.listener = listener
-        self._bound: dict[tuple[str, str], FastCounterChild] = {}
-
-    def series(self, source: str, outcome: str) -> FastCounterChild:
-        """The series of `source` and `outcome`, bound once."""
-        child = self._bound.get((source, outcome))
-        if child is None:
-            child = self._bound[(source, outcome)] = self._packets.labels(
-                self.listener, source, outcome
-            )
-        return child
-
-    def count(self, source: str, outcome: str) -> None:
-        """One packet of `source` with `outcome` (one of PACKET_OUTCOMES)."""
-        child = self._bound.get((source, outcome))
-        if child is None:
-            child = self.series(source, outcome)
-        child.value += 1.0
-
-    def forget(self) -> None:
-        """Let go of the bound series (after a reload removed sources); counts stay."""
-        self._bound.clear()
-
-
-class FastHistogramChild:
-    """One labelled series of a FastHistogram: bucket counts and a sum, no lock."""
-
-    __slots__ = ("counts", "sum", "upper")
-
-    def __init__(self, upper: list[float]) -> None:
-        self.upper = upper
-        self.counts = [0] * (len(upper) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        """Count one observation (buckets are inclusive upper bounds)."""
-        self.counts[bisect.bisect_left(self.upper, value)] += 1
-        self.sum += value
 
 
 class FastHistogram(Collector):

@@ -39,7 +39,7 @@ from collector.receivers.radius.config import RadiusConfig
 from collector.receivers.radius.dictionary import MESSAGE_AUTHENTICATOR
 from collector.receivers.radius.profiles import Context, NotACall, interpret
 from collector.record import KIND_START
-from collector.telemetry import PacketCounts, Telemetry
+from collector.telemetry import FastHistogramChild, PacketCounts, Telemetry
 
 log = get_logger(__name__)
 
@@ -136,6 +136,8 @@ class RadiusReceiver:
         self.telemetry = telemetry
         self.listener = listener
         self.counts = PacketCounts(telemetry, listener)
+        #: ack_latency's series of each source, bound once (its series are never removed)
+        self._latency: dict[str, FastHistogramChild] = {}
         self.clients = ClientTable(config.clients)
         self.window = float(config.duplicate_window_s)
         self._endpoints: list[_Endpoint] = []
@@ -367,7 +369,10 @@ class RadiusReceiver:
             now = time.monotonic()
             self._expiry.append((now + self.window, key))
             endpoint.send(response, addr)
-            self.telemetry.ack_latency.labels(source).observe(now - arrival)
+            latency = self._latency.get(source)
+            if latency is None:
+                latency = self._latency[source] = self.telemetry.ack_latency.labels(source)
+            latency.observe(now - arrival)
             self.counts.count(source, "accepted")
 
         return ack
