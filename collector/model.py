@@ -3,8 +3,8 @@
 `CallRecord` (declared in collector.record, which is compiled, and exported
 here with the record kinds and protocols) is what a receiver understood from
 the wire: normalized field names, UTC datetimes, but still holding the raw
-phone numbers and the session id. It never leaves the process. `StoredCdr` is what the pipeline makes of it
-after redaction: the only shape that may reach the database, the spool, a log
+phone numbers and the session id. It never leaves the process. `StoredCdr`
+is what the pipeline makes of it after redaction: the only shape that may reach the database, the spool, a log
 line or a metric. Nothing in `StoredCdr` may hold a full phone number, an IP
 address or a SIP URI.
 """
@@ -15,14 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, NamedTuple
 
-from collector.record import KIND_END as KIND_END
-from collector.record import KIND_INTERIM as KIND_INTERIM
-from collector.record import KIND_RESET as KIND_RESET
-from collector.record import KIND_START as KIND_START
-from collector.record import KIND_STOP as KIND_STOP
-from collector.record import KIND_VALUES as KIND_VALUES
-from collector.record import PROTOCOL_RADIUS as PROTOCOL_RADIUS
-from collector.record import PROTOCOL_VALUES as PROTOCOL_VALUES
 from collector.record import CallRecord as CallRecord
 from collector.record import Protocol as Protocol
 from collector.record import RecordKind as RecordKind

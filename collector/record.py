@@ -182,35 +182,11 @@ class CallRecord:
 
     def copy(self) -> CallRecord:
         """A record with the same fields (to change some without touching this one)."""
-        return CallRecord(
-            kind=self.kind,
-            source=self.source,
-            protocol=self.protocol,
-            session_id=self.session_id,
-            event_time=self.event_time,
-            leg=self.leg,
-            setup_stamp=self.setup_stamp,
-            account=self.account,
-            calling=self.calling,
-            called=self.called,
-            setup_time=self.setup_time,
-            connect_time=self.connect_time,
-            disconnect_time=self.disconnect_time,
-            duration_ms=self.duration_ms,
-            answered=self.answered,
-            disconnect_cause=self.disconnect_cause,
-            sip_code=self.sip_code,
-            pdd_ms=self.pdd_ms,
-            times_derived=self.times_derived,
-            clock_unsynced=self.clock_unsynced,
-            times_implausible=self.times_implausible,
-            incomplete=self.incomplete,
-            correlation=self.correlation,
-            call_id=self.call_id,
-        )
+        return CallRecord(*self.values())
 
-    def values(self) -> tuple[object, ...]:
-        """Every field's value, in FIELDS order."""
+    def values(self) -> tuple[Any, ...]:
+        """Every field's value, in FIELDS order (the constructor's, so
+        `CallRecord(*record.values())` is a copy)."""
         return (
             self.kind,
             self.source,

@@ -68,8 +68,6 @@ _PERMANENT_CLASSES = ("22", "23")
 #: where rows of days without a partition of their own go (retention purges it by name)
 DEFAULT_PARTITION: Final = "cdrs_default"
 
-#: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
-#: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
 #: where PostgreSQL's timestamptz counts from: microseconds since this instant, on the wire
 _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -101,6 +99,8 @@ def decode_timestamptz(value: tuple[int]) -> datetime:
     return _PG_EPOCH + timedelta(microseconds=micro)
 
 
+#: SQLSTATEs that mean the database or its schema is gone (dropped, restored empty):
+#: 3D000 invalid catalog name, 3F000 invalid schema name, 42P01 undefined table
 _SCHEMA_GONE = frozenset({"3D000", "3F000", "42P01"})
 
 
